@@ -1,0 +1,38 @@
+//! Scoring: a window goes in, its reconstruction error (total and per channel) and its latent
+//! posterior come out. The score is compared with the model's threshold here.
+
+use crate::telemetry::EquipmentId;
+use crate::window::SourceRange;
+
+/// What the model says about one window.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WindowScore {
+    /// Mean squared reconstruction error over the present values, on normalised channels.
+    pub score: f32,
+    /// Per-channel share of `score` (same units); sums to `score`.
+    pub channel_errors: Vec<f32>,
+    /// Posterior mean, length = latent dimension.
+    pub latent_mu: Vec<f32>,
+    /// Posterior log-variance, length = latent dimension.
+    pub latent_logvar: Vec<f32>,
+}
+
+/// A scored window: one row of the archive.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScoredWindow {
+    pub equipment_id: EquipmentId,
+    /// ms since the epoch.
+    pub window_start_ms: i64,
+    /// ms since the epoch.
+    pub window_end_ms: i64,
+    pub score: f32,
+    pub threshold: f32,
+    /// `score > threshold`.
+    pub is_anomaly: bool,
+    pub channel_errors: Vec<f32>,
+    pub latent_mu: Vec<f32>,
+    pub latent_logvar: Vec<f32>,
+    pub model_id: String,
+    /// Kafka offsets that fed the window; empty in replay.
+    pub sources: Vec<SourceRange>,
+}

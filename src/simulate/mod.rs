@@ -1,0 +1,1 @@
+//! simulate: filled in by its owner.
