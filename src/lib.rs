@@ -3,19 +3,23 @@
 //!
 //! telemetry → window → model/score → alert, archive → replay (files) or daemon (Kafka).
 
-/// Samples, equipment ids, telemetry v1 messages and history files (CSV, Parquet).
-pub mod telemetry;
-/// Per-machine windowing: resampling onto the sample period, gaps, late and duplicate samples.
-pub mod window;
-/// The 1-D convolutional VAE, its manifest and normalisation, and training.
-pub mod model;
-/// Turning windows into scores, per-channel errors and latents; threshold calibration.
-pub mod score;
 /// The alert policy (k of n to open, m to resolve) and alert events.
 pub mod alert;
 /// The scored-window archive: Parquet files with one row per scored window.
 pub mod archive;
+/// Per-machine windowers and alert policies shared by replay and the daemon.
+pub mod engine;
+/// The 1-D convolutional VAE, its manifest and normalisation, and training.
+pub mod model;
 /// Backtesting: the live engine over history files, with metrics and a report.
 pub mod replay;
+/// Turning windows into scores, per-channel errors and latents; threshold calibration.
+pub mod score;
 /// A synthetic plant with labelled faults, for the demo, tests and load.
 pub mod simulate;
+/// Samples, equipment ids, telemetry v1 messages and history files (CSV, Parquet).
+pub mod telemetry;
+/// Timestamps as RFC 3339 text.
+pub mod time;
+/// Per-machine windowing: resampling onto the sample period, gaps, late and duplicate samples.
+pub mod window;

@@ -62,3 +62,9 @@ pub struct AlertEvent {
     pub windows_in_episode: u32,
     pub windows_above_threshold: u32,
 }
+
+mod policy;
+
+pub use policy::{
+    AlertPolicy, AlertPolicyConfig, InvalidAlertPolicy, TOP_CHANNELS, severity_of, top_channels,
+};

@@ -6,7 +6,9 @@ use std::fmt;
 pub const MAX_EQUIPMENT_ID_LEN: usize = 128;
 
 /// A machine's id: non-empty, at most [`MAX_EQUIPMENT_ID_LEN`] bytes, no control characters.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[serde(try_from = "String", into = "String")]
 pub struct EquipmentId(String);
 
@@ -83,7 +85,9 @@ mod tests {
         let long = "x".repeat(MAX_EQUIPMENT_ID_LEN + 1);
         assert_eq!(
             EquipmentId::try_from(long.as_str()),
-            Err(InvalidEquipmentId::TooLong { len: MAX_EQUIPMENT_ID_LEN + 1 })
+            Err(InvalidEquipmentId::TooLong {
+                len: MAX_EQUIPMENT_ID_LEN + 1
+            })
         );
     }
 }

@@ -3,7 +3,7 @@
 
 mod windower;
 
-pub use windower::{PushOutcome, RejectedSample, Windower};
+pub use windower::{PushOutcome, RejectedSample, Windower, WindowerStats};
 
 use serde::{Deserialize, Serialize};
 
@@ -74,7 +74,10 @@ impl Window {
 impl SourceRange {
     /// Extends the range to cover `position`.
     pub fn cover(ranges: &mut Vec<SourceRange>, position: SourcePosition) {
-        match ranges.iter_mut().find(|r| r.partition == position.partition) {
+        match ranges
+            .iter_mut()
+            .find(|r| r.partition == position.partition)
+        {
             Some(r) => {
                 r.first_offset = r.first_offset.min(position.offset);
                 r.last_offset = r.last_offset.max(position.offset);
@@ -85,5 +88,94 @@ impl SourceRange {
                 last_offset: position.offset,
             }),
         }
+    }
+}
+
+/// Windowing chosen for a model trained on history with this sample period and these row counts
+/// per machine. Long histories get the reference window of 128 samples; short ones (a few hundred
+/// samples per machine) a shorter window so training still sees enough windows. Scoring stride is
+/// window/16 (at least 1); short gaps of up to window/8 samples are masked.
+pub fn windowing_for_history(sample_period_ms: i64, rows_per_machine: &[usize]) -> WindowConfig {
+    let typical_rows = median(rows_per_machine);
+    let window = [128usize, 64, 32, 16]
+        .into_iter()
+        .find(|w| typical_rows >= 8 * w)
+        .unwrap_or(16);
+    WindowConfig {
+        sample_period_ms,
+        window,
+        stride: (window / 16).max(1),
+        allowed_lateness_ms: 2 * sample_period_ms,
+        max_gap_samples: (window / 8).max(1),
+        min_present_fraction: 0.5,
+    }
+}
+
+/// The sample period of timestamps in ms: the median of positive differences between consecutive
+/// timestamps (robust to dropouts and duplicates), rounded to two significant digits (robust to
+/// jitter). `None` with fewer than two distinct times.
+pub fn infer_sample_period_ms(sorted_ts_ms: &[i64]) -> Option<i64> {
+    let mut diffs: Vec<i64> = sorted_ts_ms
+        .windows(2)
+        .map(|p| p[1] - p[0])
+        .filter(|d| *d > 0)
+        .collect();
+    if diffs.is_empty() {
+        return None;
+    }
+    let mid = diffs.len() / 2;
+    let (_, median, _) = diffs.select_nth_unstable(mid);
+    Some(round_to_two_digits(*median))
+}
+
+fn round_to_two_digits(ms: i64) -> i64 {
+    let mut unit = 1;
+    while ms / unit >= 100 {
+        unit *= 10;
+    }
+    ((ms + unit / 2) / unit * unit).max(1)
+}
+
+fn median(values: &[usize]) -> usize {
+    let mut v = values.to_vec();
+    if v.is_empty() {
+        return 0;
+    }
+    let mid = v.len() / 2;
+    *v.select_nth_unstable(mid).1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn window_fits_the_history() {
+        let cases = [
+            (&[100_000usize][..], 128, 8),
+            (&[300], 32, 2),
+            (&[700, 800, 20], 64, 4),
+            (&[50], 16, 1),
+            (&[], 16, 1),
+        ];
+        for (rows, window, stride) in cases {
+            let cfg = windowing_for_history(1000, rows);
+            assert_eq!((cfg.window, cfg.stride), (window, stride), "rows {rows:?}");
+        }
+    }
+
+    #[test]
+    fn sample_period_is_robust_to_jitter_and_gaps() {
+        assert_eq!(
+            infer_sample_period_ms(&[0, 1000, 2010, 2990, 4000, 9000, 10000, 10000]),
+            Some(1000)
+        );
+        assert_eq!(infer_sample_period_ms(&[5, 5]), None);
+        assert_eq!(
+            infer_sample_period_ms(&[0, 300_000, 600_000]),
+            Some(300_000)
+        );
+        assert_eq!(infer_sample_period_ms(&[0, 7, 14]), Some(7));
+        assert_eq!(infer_sample_period_ms(&[0, 1234, 2468]), Some(1200));
     }
 }

@@ -1,1 +1,320 @@
-//! The windower.
+//! `Windower`: one machine's samples in, `[channels, window]` windows out.
+//!
+//! Samples are snapped to a grid of `sample_period_ms` slots aligned on the Unix epoch, so the same
+//! samples always give the same windows wherever a stream starts. A slot is final once the newest
+//! sample is `allowed_lateness_ms` or more ahead of it; until then late samples are put in order.
+//! Windows end on slots that are multiples of `stride`, hold the `window` slots up to and including
+//! their end (never anything later) and are emitted as soon as that end slot is final.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use super::{SourceRange, Window, WindowConfig};
+use crate::telemetry::{EquipmentId, Sample, SourcePosition};
+
+/// What happened to one pushed sample, and the windows it completed.
+#[derive(Debug, Default)]
+pub struct PushOutcome {
+    /// Windows completed by this sample, oldest first. Mostly missing windows are left out.
+    pub windows: Vec<Window>,
+    /// Set when the sample was not used.
+    pub rejected: Option<RejectedSample>,
+}
+
+/// Why a sample was not used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RejectedSample {
+    /// A sample for the same slot was already taken; the first one wins. Counted, not an error.
+    Duplicate { ts_ms: i64 },
+    /// The sample's slot was already final: it arrived later than the allowed lateness.
+    Late { ts_ms: i64, final_up_to_ms: i64 },
+    /// The sample has a different number of channels than the windower.
+    ChannelCount { got: usize, expected: usize },
+}
+
+impl RejectedSample {
+    /// A short stable name, for metrics and dead-letter headers.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            RejectedSample::Duplicate { .. } => "duplicate",
+            RejectedSample::Late { .. } => "late",
+            RejectedSample::ChannelCount { .. } => "channel_count",
+        }
+    }
+}
+
+/// Counters kept by a windower since it was created.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WindowerStats {
+    pub accepted: u64,
+    pub duplicates: u64,
+    pub late: u64,
+    /// Times a gap longer than `max_gap_samples` restarted the window.
+    pub restarts: u64,
+    /// Windows not emitted because too few of their values were present.
+    pub sparse_windows: u64,
+    pub emitted_windows: u64,
+}
+
+#[derive(Debug, Clone)]
+struct Slot {
+    index: i64,
+    values: Option<Vec<Option<f32>>>,
+    source: Option<SourcePosition>,
+}
+
+/// Windows one machine's samples. Pure: time comes only from the samples.
+#[derive(Debug, Clone)]
+pub struct Windower {
+    equipment_id: EquipmentId,
+    channels: usize,
+    cfg: WindowConfig,
+    /// Samples not yet final, by slot index.
+    pending: BTreeMap<i64, (Vec<Option<f32>>, Option<SourcePosition>)>,
+    /// Final slots, contiguous, at most `cfg.window` of them, newest last.
+    recent: VecDeque<Slot>,
+    /// The next slot index to finalise; `None` before the first sample.
+    next_final: Option<i64>,
+    /// Missing slots in a row at the end of `recent`.
+    missing_run: usize,
+    newest_ts_ms: i64,
+    stats: WindowerStats,
+}
+
+impl Windower {
+    /// A windower for one machine with `channels` channels. `cfg` must have a positive sample
+    /// period, window and stride (checked by the caller when the config is loaded).
+    pub fn new(equipment_id: EquipmentId, channels: usize, cfg: WindowConfig) -> Windower {
+        debug_assert!(cfg.sample_period_ms > 0 && cfg.window > 0 && cfg.stride > 0);
+        Windower {
+            equipment_id,
+            channels,
+            cfg,
+            pending: BTreeMap::new(),
+            recent: VecDeque::new(),
+            next_final: None,
+            missing_run: 0,
+            newest_ts_ms: i64::MIN,
+            stats: WindowerStats::default(),
+        }
+    }
+
+    /// The machine this windower belongs to.
+    pub fn equipment_id(&self) -> &EquipmentId {
+        &self.equipment_id
+    }
+
+    /// Counters since creation.
+    pub fn stats(&self) -> WindowerStats {
+        self.stats
+    }
+
+    /// The grid slot of a timestamp: the nearest multiple of the sample period.
+    pub fn slot_of(&self, ts_ms: i64) -> i64 {
+        let period = self.cfg.sample_period_ms;
+        ts_ms.saturating_add(period / 2).div_euclid(period)
+    }
+
+    /// Takes one sample; returns the windows it completed and whether it was rejected.
+    pub fn push(&mut self, sample: &Sample) -> PushOutcome {
+        let mut outcome = PushOutcome::default();
+        if sample.values.len() != self.channels {
+            outcome.rejected = Some(RejectedSample::ChannelCount {
+                got: sample.values.len(),
+                expected: self.channels,
+            });
+            return outcome;
+        }
+        let slot = self.slot_of(sample.ts_ms);
+        if let Some(next_final) = self.next_final
+            && slot < next_final
+        {
+            let already_present = self
+                .recent
+                .iter()
+                .any(|s| s.index == slot && s.values.is_some());
+            outcome.rejected = Some(if already_present {
+                self.stats.duplicates += 1;
+                RejectedSample::Duplicate {
+                    ts_ms: sample.ts_ms,
+                }
+            } else {
+                self.stats.late += 1;
+                RejectedSample::Late {
+                    ts_ms: sample.ts_ms,
+                    final_up_to_ms: (next_final - 1).saturating_mul(self.cfg.sample_period_ms),
+                }
+            });
+            return outcome;
+        }
+        if self.pending.contains_key(&slot) {
+            self.stats.duplicates += 1;
+            outcome.rejected = Some(RejectedSample::Duplicate {
+                ts_ms: sample.ts_ms,
+            });
+            return outcome;
+        }
+        self.stats.accepted += 1;
+        self.pending
+            .insert(slot, (sample.values.clone(), sample.source));
+        self.newest_ts_ms = self.newest_ts_ms.max(sample.ts_ms);
+        let final_up_to = self.slot_of(
+            self.newest_ts_ms
+                .saturating_sub(self.cfg.allowed_lateness_ms),
+        );
+        self.finalise_up_to(final_up_to, &mut outcome.windows);
+        outcome
+    }
+
+    /// Makes every pending slot final, as at the end of a history file, and returns the windows
+    /// that completes. Later samples for those slots will be late.
+    pub fn finish(&mut self) -> Vec<Window> {
+        let mut windows = Vec::new();
+        if let Some(&last) = self.pending.keys().next_back() {
+            self.finalise_up_to(last, &mut windows);
+        }
+        windows
+    }
+
+    /// The oldest Kafka position, per partition, that windows not yet emitted still need: after a
+    /// restart, re-reading from there rebuilds this windower's state.
+    pub fn retained_sources(&self) -> Vec<SourcePosition> {
+        let mut oldest: Vec<SourcePosition> = Vec::new();
+        let needed_from = self.oldest_needed_slot();
+        let retained = self
+            .recent
+            .iter()
+            .filter(|s| s.index >= needed_from)
+            .filter_map(|s| s.source)
+            .chain(self.pending.values().filter_map(|(_, source)| *source));
+        for position in retained {
+            match oldest
+                .iter_mut()
+                .find(|p| p.partition == position.partition)
+            {
+                Some(p) => p.offset = p.offset.min(position.offset),
+                None => oldest.push(position),
+            }
+        }
+        oldest
+    }
+
+    /// First slot of the next window that can still be emitted.
+    fn oldest_needed_slot(&self) -> i64 {
+        let Some(next_final) = self
+            .next_final
+            .or_else(|| self.pending.keys().next().copied())
+        else {
+            return i64::MAX;
+        };
+        let stride = self.cfg.stride as i64;
+        let next_end = next_final.div_euclid(stride) * stride
+            + if next_final.rem_euclid(stride) == 0 {
+                0
+            } else {
+                stride
+            };
+        next_end - self.cfg.window as i64 + 1
+    }
+
+    fn finalise_up_to(&mut self, up_to: i64, windows: &mut Vec<Window>) {
+        let Some(mut next) = self
+            .next_final
+            .or_else(|| self.pending.keys().next().copied())
+        else {
+            return;
+        };
+        if next > up_to {
+            return;
+        }
+        while next <= up_to {
+            if let Some((values, source)) = self.pending.remove(&next) {
+                self.missing_run = 0;
+                self.append(Slot {
+                    index: next,
+                    values: Some(values),
+                    source,
+                });
+            } else if self.recent.is_empty() {
+                // Nothing to mask into: skip straight to the next sample, whatever the gap.
+                next = self
+                    .pending
+                    .keys()
+                    .next()
+                    .copied()
+                    .map_or(up_to + 1, |k| k.min(up_to + 1));
+                continue;
+            } else {
+                self.missing_run += 1;
+                if self.missing_run > self.cfg.max_gap_samples {
+                    self.recent.clear();
+                    self.missing_run = 0;
+                    self.stats.restarts += 1;
+                    next += 1;
+                    continue;
+                }
+                self.append(Slot {
+                    index: next,
+                    values: None,
+                    source: None,
+                });
+            }
+            if let Some(window) = self.window_ending_at(next) {
+                windows.push(window);
+            }
+            next += 1;
+        }
+        self.next_final = Some(next);
+    }
+
+    fn append(&mut self, slot: Slot) {
+        if self.recent.len() == self.cfg.window {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(slot);
+    }
+
+    /// The window ending at `end` if `end` is on the stride, the window is full and not too sparse.
+    fn window_ending_at(&mut self, end: i64) -> Option<Window> {
+        if end.rem_euclid(self.cfg.stride as i64) != 0 || self.recent.len() < self.cfg.window {
+            return None;
+        }
+        let len = self.cfg.window;
+        let mut values = vec![0.0; self.channels * len];
+        let mut mask = vec![false; self.channels * len];
+        let mut sources = Vec::new();
+        for (t, slot) in self.recent.iter().enumerate() {
+            if let Some(slot_values) = &slot.values {
+                for (c, value) in slot_values.iter().enumerate() {
+                    if let Some(v) = value {
+                        values[c * len + t] = *v;
+                        mask[c * len + t] = true;
+                    }
+                }
+            }
+            if let Some(source) = slot.source {
+                SourceRange::cover(&mut sources, source);
+            }
+        }
+        let period = self.cfg.sample_period_ms;
+        let window = Window {
+            equipment_id: self.equipment_id.clone(),
+            start_ms: (end - len as i64 + 1).saturating_mul(period),
+            end_ms: end.saturating_mul(period),
+            channels: self.channels,
+            len,
+            values,
+            mask,
+            sources,
+        };
+        if window.present_fraction() < self.cfg.min_present_fraction {
+            self.stats.sparse_windows += 1;
+            return None;
+        }
+        self.stats.emitted_windows += 1;
+        Some(window)
+    }
+}
+
+#[cfg(test)]
+#[path = "windower_tests.rs"]
+mod tests;

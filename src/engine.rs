@@ -1,0 +1,142 @@
+//! The engine shared by `replay` and the daemon: per-machine windowers and alert policies for the
+//! machines of one model. Samples go in, windows to score come out; scored windows go back in and
+//! alert events come out. Scoring itself happens between the two calls, so callers batch windows
+//! across machines (the daemon) or per file (replay) as suits them. Pure: no IO, no clock.
+
+use std::collections::HashMap;
+
+use crate::alert::{AlertEvent, AlertPolicy, AlertPolicyConfig};
+use crate::score::ScoredWindow;
+use crate::telemetry::{EquipmentId, Sample, SourcePosition};
+use crate::window::{PushOutcome, Window, WindowConfig, Windower, WindowerStats};
+
+/// Windowers and alert policies of every machine a model covers.
+#[derive(Debug)]
+pub struct Fleet {
+    channel_names: Vec<String>,
+    windowing: WindowConfig,
+    alerts: AlertPolicyConfig,
+    machines: HashMap<EquipmentId, Machine>,
+}
+
+#[derive(Debug)]
+struct Machine {
+    windower: Windower,
+    policy: AlertPolicy,
+    /// The Kafka partition its samples come from (key = equipment id, so one).
+    partition: Option<i32>,
+}
+
+impl Fleet {
+    /// An empty fleet for a model with these channels (in order) and windowing.
+    pub fn new(
+        channel_names: Vec<String>,
+        windowing: WindowConfig,
+        alerts: AlertPolicyConfig,
+    ) -> Fleet {
+        Fleet {
+            channel_names,
+            windowing,
+            alerts,
+            machines: HashMap::new(),
+        }
+    }
+
+    /// The model's channel names, in order.
+    pub fn channel_names(&self) -> &[String] {
+        &self.channel_names
+    }
+
+    /// Number of machines seen so far.
+    pub fn machine_count(&self) -> usize {
+        self.machines.len()
+    }
+
+    fn machine(&mut self, equipment_id: &EquipmentId) -> &mut Machine {
+        self.machines
+            .entry(equipment_id.clone())
+            .or_insert_with(|| Machine {
+                windower: Windower::new(
+                    equipment_id.clone(),
+                    self.channel_names.len(),
+                    self.windowing.clone(),
+                ),
+                policy: AlertPolicy::new(self.alerts, self.channel_names.clone()),
+                partition: None,
+            })
+    }
+
+    /// Windows one sample of a machine; returns the windows it completed.
+    pub fn push(&mut self, equipment_id: &EquipmentId, sample: &Sample) -> PushOutcome {
+        let machine = self.machine(equipment_id);
+        if let Some(source) = sample.source {
+            machine.partition = Some(source.partition);
+        }
+        machine.windower.push(sample)
+    }
+
+    /// Ends a machine's stream (end of a history file): its pending samples become final.
+    pub fn finish(&mut self, equipment_id: &EquipmentId) -> Vec<Window> {
+        self.machine(equipment_id).windower.finish()
+    }
+
+    /// Feeds a scored window to its machine's alert policy. Windows of one machine must come in
+    /// time order.
+    pub fn observe(&mut self, scored: &ScoredWindow) -> Option<AlertEvent> {
+        self.machine(&scored.equipment_id).policy.observe(scored)
+    }
+
+    /// Whether the machine has an alert open.
+    pub fn alert_open(&self, equipment_id: &EquipmentId) -> bool {
+        self.machines
+            .get(equipment_id)
+            .is_some_and(|m| m.policy.is_open())
+    }
+
+    /// Number of machines with an alert open.
+    pub fn open_alerts(&self) -> usize {
+        self.machines
+            .values()
+            .filter(|m| m.policy.is_open())
+            .count()
+    }
+
+    /// Windowing counters summed over machines.
+    pub fn windower_stats(&self) -> WindowerStats {
+        let mut total = WindowerStats::default();
+        for m in self.machines.values() {
+            let s = m.windower.stats();
+            total.accepted += s.accepted;
+            total.duplicates += s.duplicates;
+            total.late += s.late;
+            total.restarts += s.restarts;
+            total.sparse_windows += s.sparse_windows;
+            total.emitted_windows += s.emitted_windows;
+        }
+        total
+    }
+
+    /// Per partition, the oldest Kafka offset that some machine's windows still need.
+    pub fn retained_sources(&self) -> Vec<SourcePosition> {
+        let mut oldest: Vec<SourcePosition> = Vec::new();
+        for position in self
+            .machines
+            .values()
+            .flat_map(|m| m.windower.retained_sources())
+        {
+            match oldest
+                .iter_mut()
+                .find(|p| p.partition == position.partition)
+            {
+                Some(p) => p.offset = p.offset.min(position.offset),
+                None => oldest.push(position),
+            }
+        }
+        oldest
+    }
+
+    /// Forgets machines whose samples came from `partition` (after Kafka revoked it).
+    pub fn drop_partition(&mut self, partition: i32) {
+        self.machines.retain(|_, m| m.partition != Some(partition));
+    }
+}
