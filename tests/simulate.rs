@@ -534,3 +534,68 @@ fn committed_fixture_reads() {
             .any(|r| r.label == Some(true))
     );
 }
+
+#[test]
+fn reads_foreign_parquet_layouts() {
+    use std::sync::Arc;
+
+    use arrow::array::{ArrayRef, Float64Array, Int32Array, RecordBatch, StringArray};
+    use arrow::array::{Int64Array, TimestampNanosecondArray};
+    use parquet::arrow::ArrowWriter;
+
+    let dir = tempfile::tempdir().unwrap();
+    let t0_ms = 1_795_675_464_123i64;
+    let write = |name: &str, columns: Vec<(&str, ArrayRef)>| {
+        let path = dir.path().join(name);
+        let batch = RecordBatch::try_from_iter(columns).unwrap();
+        let mut writer =
+            ArrowWriter::try_new(std::fs::File::create(&path).unwrap(), batch.schema(), None)
+                .unwrap();
+        writer.write(&batch).unwrap();
+        writer.close().unwrap();
+        path
+    };
+    let ns = TimestampNanosecondArray::from(vec![(t0_ms + 1000) * 1_000_000, t0_ms * 1_000_000])
+        .with_timezone("+01:00");
+    let path = write(
+        "compressor-2.parquet",
+        vec![
+            (
+                "site",
+                Arc::new(StringArray::from(vec!["north", "north"])) as ArrayRef,
+            ),
+            ("ts", Arc::new(ns)),
+            (
+                "temp",
+                Arc::new(Float64Array::from(vec![Some(f64::NAN), Some(41.5)])),
+            ),
+            ("rpm", Arc::new(Int32Array::from(vec![None, Some(1480)]))),
+        ],
+    );
+    let history = read_history(&[path], &HistoryOptions::default()).unwrap();
+    assert_eq!(history.channels, ["temp", "rpm"]);
+    assert_eq!(history.stats.ignored_columns, ["site"]);
+    assert_eq!(history.stats.non_finite_replaced, 1);
+    assert_eq!(history.stats.out_of_order_rows, 1);
+    let machine = &history.machines[0];
+    assert_eq!(machine.equipment_id.as_str(), "compressor-2");
+    assert_eq!(machine.rows[0].ts_ms, t0_ms);
+    assert_eq!(machine.rows[0].values, [Some(41.5), Some(1480.0)]);
+    assert_eq!(machine.rows[1].values, [None, None]);
+
+    let path = write(
+        "ints.parquet",
+        vec![
+            ("ts", Arc::new(Int64Array::from(vec![t0_ms])) as ArrayRef),
+            ("a", Arc::new(StringArray::from(vec!["oops"]))),
+        ],
+    );
+    let picked = HistoryOptions {
+        channels: Some(vec!["a".into()]),
+    };
+    let err = read_history(&[path], &picked).unwrap_err().to_string();
+    assert!(
+        err.contains("ints.parquet") && err.contains("row 1") && err.contains("\"a\""),
+        "{err}"
+    );
+}
