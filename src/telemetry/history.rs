@@ -1,1 +1,0 @@
-//! History files (CSV, Parquet) read into per-machine rows for `train` and `replay`.

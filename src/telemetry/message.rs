@@ -1,0 +1,368 @@
+//! Telemetry message v1 (schemas/telemetry.v1.json): the Kafka value the daemon consumes, parsed
+//! and validated into samples in a model's channel order. What fails validation becomes a
+//! [`Rejection`] with a stable reason, for the dead-letter topic and the rejection counters.
+//!
+//! Two forms, both UTF-8 JSON objects keyed by equipment id:
+//! - single: `{"equipment_id": "pump-17", "ts": "2026-11-26T06:44:24.123Z", "values": {...}}`
+//! - batch: `{"equipment_id": "pump-17", "samples": [{"ts": 1795675464123, "values": {...}}]}`
+//!
+//! `ts` is RFC 3339 text (any offset) or an integer of epoch ms. A channel that is missing or
+//! null is a missing value; channels the model does not know are ignored and counted. Other
+//! top-level fields are ignored, so producers may add metadata.
+
+use std::collections::HashMap;
+
+use serde_json::{Map, Value};
+
+use super::timestamp::{MIN_PLAUSIBLE_TS_MS, parse_rfc3339_ms};
+use super::{EquipmentId, Sample};
+
+/// A model's channels by name: where each named value goes in [`Sample::values`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChannelMap {
+    names: Vec<String>,
+    index: HashMap<String, usize>,
+}
+
+/// Two channels of a model share a name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("channel {0:?} is listed twice")]
+pub struct DuplicateChannel(pub String);
+
+impl ChannelMap {
+    /// Builds the map from the model's channel names, in the model's order.
+    pub fn new<S: Into<String>>(
+        names: impl IntoIterator<Item = S>,
+    ) -> Result<Self, DuplicateChannel> {
+        let names: Vec<String> = names.into_iter().map(Into::into).collect();
+        let mut index = HashMap::with_capacity(names.len());
+        for (i, name) in names.iter().enumerate() {
+            if index.insert(name.clone(), i).is_some() {
+                return Err(DuplicateChannel(name.clone()));
+            }
+        }
+        Ok(ChannelMap { names, index })
+    }
+
+    /// Number of channels (C).
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    /// True when the model has no channels.
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+
+    /// Channel names in the model's order.
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+
+    /// Position of `name` in the model's order.
+    pub fn index_of(&self, name: &str) -> Option<usize> {
+        self.index.get(name).copied()
+    }
+}
+
+/// Bounds a message must respect. Defaults: 1 MiB, one day of clock skew.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MessageLimits {
+    /// Largest accepted payload, in bytes.
+    pub max_bytes: usize,
+    /// How far past `now_ms` a timestamp may lie, in ms (producer clocks drift).
+    pub max_future_skew_ms: i64,
+}
+
+impl Default for MessageLimits {
+    fn default() -> Self {
+        MessageLimits {
+            max_bytes: 1024 * 1024,
+            max_future_skew_ms: 24 * 3600 * 1000,
+        }
+    }
+}
+
+/// A valid message: one machine, one or more samples.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParsedMessage {
+    pub equipment_id: EquipmentId,
+    /// In message order; `values` in the [`ChannelMap`]'s order, `source` left `None` for the
+    /// caller to fill in.
+    pub samples: Vec<Sample>,
+    /// Channel values ignored because the model does not know the channel, summed over samples.
+    pub unknown_channels: usize,
+}
+
+/// Why a message was refused. [`Rejection::reason`] is stable (metrics labels, dead-letter
+/// headers); the text carried by each variant is a detail for people.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Rejection {
+    #[error("payload is not valid json: {0}")]
+    MalformedJson(String),
+    #[error("wrong type: {0}")]
+    WrongType(String),
+    #[error("value is not finite: {0}")]
+    NonFinite(String),
+    #[error("absurd timestamp: {0}")]
+    AbsurdTimestamp(String),
+    #[error("message too large: {0}")]
+    Oversize(String),
+    #[error("missing field: {0}")]
+    MissingField(String),
+    #[error("message key does not match equipment_id: {0}")]
+    KeyMismatch(String),
+    #[error("invalid equipment id: {0}")]
+    InvalidEquipmentId(String),
+}
+
+impl Rejection {
+    /// Machine-readable reason, one of `malformed_json`, `wrong_type`, `non_finite`,
+    /// `absurd_timestamp`, `oversize`, `missing_field`, `key_mismatch`, `invalid_equipment_id`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Rejection::MalformedJson(_) => "malformed_json",
+            Rejection::WrongType(_) => "wrong_type",
+            Rejection::NonFinite(_) => "non_finite",
+            Rejection::AbsurdTimestamp(_) => "absurd_timestamp",
+            Rejection::Oversize(_) => "oversize",
+            Rejection::MissingField(_) => "missing_field",
+            Rejection::KeyMismatch(_) => "key_mismatch",
+            Rejection::InvalidEquipmentId(_) => "invalid_equipment_id",
+        }
+    }
+
+    /// The human-readable detail, without the reason.
+    pub fn detail(&self) -> &str {
+        match self {
+            Rejection::MalformedJson(d)
+            | Rejection::WrongType(d)
+            | Rejection::NonFinite(d)
+            | Rejection::AbsurdTimestamp(d)
+            | Rejection::Oversize(d)
+            | Rejection::MissingField(d)
+            | Rejection::KeyMismatch(d)
+            | Rejection::InvalidEquipmentId(d) => d,
+        }
+    }
+}
+
+/// Parses and validates one telemetry v1 message.
+///
+/// `key` is the Kafka key (`None` or empty when the producer set none); when present it must equal
+/// `equipment_id`. `now_ms` is the current time in epoch ms, against which future timestamps are
+/// judged; timestamps before 2000-01-01 are refused too. Any bad sample refuses the whole message.
+pub fn parse_message(
+    key: Option<&[u8]>,
+    payload: &[u8],
+    channels: &ChannelMap,
+    limits: &MessageLimits,
+    now_ms: i64,
+) -> Result<ParsedMessage, Rejection> {
+    if payload.len() > limits.max_bytes {
+        return Err(Rejection::Oversize(format!(
+            "{} bytes, the limit is {}",
+            payload.len(),
+            limits.max_bytes
+        )));
+    }
+    let root: Value = serde_json::from_slice(payload).map_err(json_error)?;
+    let Value::Object(root) = root else {
+        return Err(Rejection::WrongType(format!(
+            "message is {}, expected an object",
+            type_name(&root)
+        )));
+    };
+    let equipment_id = equipment_id(&root)?;
+    if let Some(key) = key.filter(|k| !k.is_empty())
+        && key != equipment_id.as_str().as_bytes()
+    {
+        return Err(Rejection::KeyMismatch(format!(
+            "key {:?}, equipment_id {:?}",
+            String::from_utf8_lossy(key),
+            equipment_id.as_str()
+        )));
+    }
+    let ts_bounds = (
+        MIN_PLAUSIBLE_TS_MS,
+        now_ms.saturating_add(limits.max_future_skew_ms),
+    );
+    let mut unknown_channels = 0;
+    let samples = match root.get("samples") {
+        Some(samples) => {
+            if root.contains_key("ts") || root.contains_key("values") {
+                return Err(Rejection::WrongType(
+                    "message has both samples and ts/values; use one form".to_owned(),
+                ));
+            }
+            let Value::Array(samples) = samples else {
+                return Err(Rejection::WrongType(format!(
+                    "samples is {}, expected an array",
+                    type_name(samples)
+                )));
+            };
+            if samples.is_empty() {
+                return Err(Rejection::MissingField("samples is empty".to_owned()));
+            }
+            let mut parsed = Vec::with_capacity(samples.len());
+            for (i, sample) in samples.iter().enumerate() {
+                let Value::Object(sample) = sample else {
+                    return Err(Rejection::WrongType(format!(
+                        "samples[{i}] is {}, expected an object",
+                        type_name(sample)
+                    )));
+                };
+                let context = format!("samples[{i}].");
+                parsed.push(parse_sample(
+                    sample,
+                    &context,
+                    channels,
+                    ts_bounds,
+                    &mut unknown_channels,
+                )?);
+            }
+            parsed
+        }
+        None => vec![parse_sample(
+            &root,
+            "",
+            channels,
+            ts_bounds,
+            &mut unknown_channels,
+        )?],
+    };
+    Ok(ParsedMessage {
+        equipment_id,
+        samples,
+        unknown_channels,
+    })
+}
+
+/// Classifies a serde_json error: syntax and truncation are malformed JSON, except numbers too
+/// large for a double, which are non-finite values.
+fn json_error(e: serde_json::Error) -> Rejection {
+    let text = e.to_string();
+    if text.contains("number out of range") {
+        Rejection::NonFinite(text)
+    } else {
+        Rejection::MalformedJson(text)
+    }
+}
+
+fn equipment_id(root: &Map<String, Value>) -> Result<EquipmentId, Rejection> {
+    match root.get("equipment_id") {
+        None => Err(Rejection::MissingField("equipment_id".to_owned())),
+        Some(Value::String(id)) => EquipmentId::try_from(id.as_str())
+            .map_err(|e| Rejection::InvalidEquipmentId(e.to_string())),
+        Some(other) => Err(Rejection::WrongType(format!(
+            "equipment_id is {}, expected a string",
+            type_name(other)
+        ))),
+    }
+}
+
+/// Parses one `{"ts": ..., "values": {...}}` object; `context` prefixes field names in details.
+fn parse_sample(
+    object: &Map<String, Value>,
+    context: &str,
+    channels: &ChannelMap,
+    (min_ts, max_ts): (i64, i64),
+    unknown_channels: &mut usize,
+) -> Result<Sample, Rejection> {
+    let ts_ms = match object.get("ts") {
+        None => return Err(Rejection::MissingField(format!("{context}ts"))),
+        Some(ts) => parse_ts(ts, context)?,
+    };
+    if ts_ms < min_ts || ts_ms > max_ts {
+        return Err(Rejection::AbsurdTimestamp(format!(
+            "{context}ts is {ts_ms} ms, accepted range is {min_ts}..={max_ts}"
+        )));
+    }
+    let values = match object.get("values") {
+        None => return Err(Rejection::MissingField(format!("{context}values"))),
+        Some(Value::Object(values)) => values,
+        Some(other) => {
+            return Err(Rejection::WrongType(format!(
+                "{context}values is {}, expected an object",
+                type_name(other)
+            )));
+        }
+    };
+    let mut parsed = vec![None; channels.len()];
+    for (name, value) in values {
+        let Some(c) = channels.index_of(name) else {
+            *unknown_channels += 1;
+            continue;
+        };
+        parsed[c] = parse_value(value, context, name)?;
+    }
+    Ok(Sample {
+        ts_ms,
+        values: parsed,
+        source: None,
+    })
+}
+
+fn parse_ts(ts: &Value, context: &str) -> Result<i64, Rejection> {
+    match ts {
+        Value::String(text) => parse_rfc3339_ms(text).ok_or_else(|| {
+            Rejection::WrongType(format!("{context}ts {text:?} is not RFC 3339 text"))
+        }),
+        Value::Number(n) => n.as_i64().ok_or_else(|| {
+            Rejection::WrongType(format!(
+                "{context}ts {n} is not an integer of epoch milliseconds"
+            ))
+        }),
+        other => Err(Rejection::WrongType(format!(
+            "{context}ts is {}, expected RFC 3339 text or epoch ms",
+            type_name(other)
+        ))),
+    }
+}
+
+/// One channel value: a number that fits an `f32`, or null. Text spelling a non-finite number
+/// (`"NaN"`, `"Infinity"`) is refused as non-finite, any other text as a wrong type.
+fn parse_value(value: &Value, context: &str, name: &str) -> Result<Option<f32>, Rejection> {
+    match value {
+        Value::Null => Ok(None),
+        Value::Number(n) => {
+            let v = n.as_f64().map(|v| v as f32);
+            match v {
+                Some(v) if v.is_finite() => Ok(Some(v)),
+                _ => Err(Rejection::NonFinite(format!(
+                    "{context}values.{name} = {n} does not fit a 32-bit float"
+                ))),
+            }
+        }
+        Value::String(text) if is_non_finite_text(text) => Err(Rejection::NonFinite(format!(
+            "{context}values.{name} = {text:?}"
+        ))),
+        other => Err(Rejection::WrongType(format!(
+            "{context}values.{name} is {}, expected a number or null",
+            type_name(other)
+        ))),
+    }
+}
+
+fn is_non_finite_text(text: &str) -> bool {
+    let t = text
+        .trim()
+        .trim_start_matches(['+', '-'])
+        .to_ascii_lowercase();
+    matches!(t.as_str(), "nan" | "inf" | "infinity")
+}
+
+fn type_name(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+#[path = "message_tests.rs"]
+mod tests;

@@ -1,0 +1,348 @@
+//! Table-driven tests of telemetry message v1 parsing.
+
+use super::*;
+
+const NOW_MS: i64 = 1_795_675_464_123; // 2026-11-26T06:44:24.123Z
+
+fn channels() -> ChannelMap {
+    ChannelMap::new(["current", "pressure", "flow"]).unwrap()
+}
+
+fn parse(key: Option<&str>, payload: &str) -> Result<ParsedMessage, Rejection> {
+    parse_message(
+        key.map(str::as_bytes),
+        payload.as_bytes(),
+        &channels(),
+        &MessageLimits::default(),
+        NOW_MS,
+    )
+}
+
+#[test]
+fn accepts_valid_messages() {
+    struct Case {
+        name: &'static str,
+        key: Option<&'static str>,
+        payload: &'static str,
+        samples: Vec<(i64, Vec<Option<f32>>)>,
+        unknown: usize,
+    }
+    let cases = vec![
+        Case {
+            name: "single, text ts, all channels",
+            key: Some("pump-17"),
+            payload: r#"{"equipment_id":"pump-17","ts":"2026-11-26T06:44:24.123Z",
+                "values":{"current":3.1,"pressure":0.9,"flow":12}}"#,
+            samples: vec![(NOW_MS, vec![Some(3.1), Some(0.9), Some(12.0)])],
+            unknown: 0,
+        },
+        Case {
+            name: "integer ts, offset text converted to utc",
+            key: None,
+            payload: r#"{"equipment_id":"pump-17","ts":"2026-11-26T08:44:24.123+02:00",
+                "values":{"current":1}}"#,
+            samples: vec![(NOW_MS, vec![Some(1.0), None, None])],
+            unknown: 0,
+        },
+        Case {
+            name: "null and missing channels are masked, unknown ones counted",
+            key: Some(""),
+            payload: r#"{"equipment_id":"pump-17","ts":1795675464000,
+                "values":{"current":null,"flow":-2.5,"humidity":40,"rpm":"fast"},"site":"north"}"#,
+            samples: vec![(1_795_675_464_000, vec![None, None, Some(-2.5)])],
+            unknown: 2,
+        },
+        Case {
+            name: "empty values",
+            key: None,
+            payload: r#"{"equipment_id":"pump-17","ts":1795675464000,"values":{}}"#,
+            samples: vec![(1_795_675_464_000, vec![None, None, None])],
+            unknown: 0,
+        },
+        Case {
+            name: "batch form keeps message order",
+            key: Some("pump-17"),
+            payload: r#"{"equipment_id":"pump-17","samples":[
+                {"ts":1795675464000,"values":{"current":1,"x":1}},
+                {"ts":"2026-11-26T06:44:23Z","values":{"pressure":2,"y":1}}]}"#,
+            samples: vec![
+                (1_795_675_464_000, vec![Some(1.0), None, None]),
+                (1_795_675_463_000, vec![None, Some(2.0), None]),
+            ],
+            unknown: 2,
+        },
+        Case {
+            name: "timestamp just inside the allowed skew",
+            key: None,
+            payload: r#"{"equipment_id":"pump-17","ts":1795761864123,"values":{}}"#,
+            samples: vec![(NOW_MS + 86_400_000, vec![None, None, None])],
+            unknown: 0,
+        },
+    ];
+    for case in cases {
+        let parsed = parse(case.key, case.payload)
+            .unwrap_or_else(|e| panic!("{}: rejected: {e}", case.name));
+        assert_eq!(parsed.equipment_id.as_str(), "pump-17", "{}", case.name);
+        assert_eq!(parsed.unknown_channels, case.unknown, "{}", case.name);
+        let got: Vec<(i64, Vec<Option<f32>>)> = parsed
+            .samples
+            .iter()
+            .map(|s| (s.ts_ms, s.values.clone()))
+            .collect();
+        assert_eq!(got, case.samples, "{}", case.name);
+        assert!(parsed.samples.iter().all(|s| s.source.is_none()));
+    }
+}
+
+#[test]
+fn rejects_bad_messages_with_stable_reasons() {
+    let long_id = format!(
+        r#"{{"equipment_id":"{}","ts":1795675464000,"values":{{}}}}"#,
+        "x".repeat(200)
+    );
+    let cases: Vec<(&str, Option<&str>, String, &str)> = vec![
+        ("not json", None, "pump-17 3.1".into(), "malformed_json"),
+        (
+            "truncated",
+            None,
+            r#"{"equipment_id":"p""#.into(),
+            "malformed_json",
+        ),
+        ("empty payload", None, "".into(), "malformed_json"),
+        (
+            "json NaN literal",
+            None,
+            r#"{"equipment_id":"p","ts":1795675464000,"values":{"current":NaN}}"#.into(),
+            "malformed_json",
+        ),
+        ("top level array", None, "[1,2]".into(), "wrong_type"),
+        (
+            "equipment_id a number",
+            None,
+            r#"{"equipment_id":17,"ts":1795675464000,"values":{}}"#.into(),
+            "wrong_type",
+        ),
+        (
+            "ts a boolean",
+            None,
+            r#"{"equipment_id":"p","ts":true,"values":{}}"#.into(),
+            "wrong_type",
+        ),
+        (
+            "ts fractional",
+            None,
+            r#"{"equipment_id":"p","ts":1795675464000.5,"values":{}}"#.into(),
+            "wrong_type",
+        ),
+        (
+            "ts text not rfc 3339",
+            None,
+            r#"{"equipment_id":"p","ts":"yesterday","values":{}}"#.into(),
+            "wrong_type",
+        ),
+        (
+            "values an array",
+            None,
+            r#"{"equipment_id":"p","ts":1795675464000,"values":[1,2]}"#.into(),
+            "wrong_type",
+        ),
+        (
+            "channel a string",
+            None,
+            r#"{"equipment_id":"p","ts":1795675464000,"values":{"current":"3.1"}}"#.into(),
+            "wrong_type",
+        ),
+        (
+            "channel a boolean",
+            None,
+            r#"{"equipment_id":"p","ts":1795675464000,"values":{"flow":true}}"#.into(),
+            "wrong_type",
+        ),
+        (
+            "samples an object",
+            None,
+            r#"{"equipment_id":"p","samples":{}}"#.into(),
+            "wrong_type",
+        ),
+        (
+            "sample not an object",
+            None,
+            r#"{"equipment_id":"p","samples":[3]}"#.into(),
+            "wrong_type",
+        ),
+        (
+            "both forms",
+            None,
+            r#"{"equipment_id":"p","ts":1795675464000,"values":{},"samples":[]}"#.into(),
+            "wrong_type",
+        ),
+        (
+            "channel text NaN",
+            None,
+            r#"{"equipment_id":"p","ts":1795675464000,"values":{"current":"NaN"}}"#.into(),
+            "non_finite",
+        ),
+        (
+            "channel text -Infinity",
+            None,
+            r#"{"equipment_id":"p","ts":1795675464000,"values":{"current":"-Infinity"}}"#.into(),
+            "non_finite",
+        ),
+        (
+            "channel overflows f32",
+            None,
+            r#"{"equipment_id":"p","ts":1795675464000,"values":{"pressure":1e39}}"#.into(),
+            "non_finite",
+        ),
+        (
+            "channel overflows f64",
+            None,
+            r#"{"equipment_id":"p","ts":1795675464000,"values":{"pressure":1e400}}"#.into(),
+            "non_finite",
+        ),
+        (
+            "ts before 2000",
+            None,
+            r#"{"equipment_id":"p","ts":946684799999,"values":{}}"#.into(),
+            "absurd_timestamp",
+        ),
+        (
+            "ts in seconds",
+            None,
+            r#"{"equipment_id":"p","ts":1795675464,"values":{}}"#.into(),
+            "absurd_timestamp",
+        ),
+        (
+            "ts negative",
+            None,
+            r#"{"equipment_id":"p","ts":-5,"values":{}}"#.into(),
+            "absurd_timestamp",
+        ),
+        (
+            "ts too far in the future",
+            None,
+            r#"{"equipment_id":"p","ts":1795761864124,"values":{}}"#.into(),
+            "absurd_timestamp",
+        ),
+        (
+            "batch with one absurd ts",
+            None,
+            r#"{"equipment_id":"p","samples":[{"ts":1795675464000,"values":{}},
+                {"ts":"1970-01-01T00:00:00Z","values":{}}]}"#
+                .into(),
+            "absurd_timestamp",
+        ),
+        (
+            "no equipment_id",
+            None,
+            r#"{"ts":1795675464000,"values":{}}"#.into(),
+            "missing_field",
+        ),
+        (
+            "no ts",
+            None,
+            r#"{"equipment_id":"p","values":{}}"#.into(),
+            "missing_field",
+        ),
+        (
+            "no values",
+            None,
+            r#"{"equipment_id":"p","ts":1795675464000}"#.into(),
+            "missing_field",
+        ),
+        (
+            "empty batch",
+            None,
+            r#"{"equipment_id":"p","samples":[]}"#.into(),
+            "missing_field",
+        ),
+        (
+            "batch sample without ts",
+            None,
+            r#"{"equipment_id":"p","samples":[{"values":{}}]}"#.into(),
+            "missing_field",
+        ),
+        (
+            "key differs",
+            Some("pump-18"),
+            r#"{"equipment_id":"pump-17","ts":1795675464000,"values":{}}"#.into(),
+            "key_mismatch",
+        ),
+        (
+            "empty equipment_id",
+            None,
+            r#"{"equipment_id":"","ts":1795675464000,"values":{}}"#.into(),
+            "invalid_equipment_id",
+        ),
+        (
+            "control character in id",
+            None,
+            r#"{"equipment_id":"a\nb","ts":1795675464000,"values":{}}"#.into(),
+            "invalid_equipment_id",
+        ),
+        ("id too long", None, long_id, "invalid_equipment_id"),
+    ];
+    for (name, key, payload, reason) in cases {
+        match parse(key, &payload) {
+            Ok(parsed) => panic!("{name}: accepted {parsed:?}"),
+            Err(rejection) => {
+                assert_eq!(rejection.reason(), reason, "{name}: {rejection}");
+                assert!(!rejection.detail().is_empty(), "{name}");
+            }
+        }
+    }
+}
+
+#[test]
+fn rejects_invalid_utf8_and_oversize_payloads() {
+    let bad_utf8 = b"{\"equipment_id\":\"p\xff\",\"ts\":1795675464000,\"values\":{}}";
+    let got = parse_message(
+        None,
+        bad_utf8,
+        &channels(),
+        &MessageLimits::default(),
+        NOW_MS,
+    );
+    assert_eq!(got.unwrap_err().reason(), "malformed_json");
+
+    let limits = MessageLimits {
+        max_bytes: 32,
+        ..MessageLimits::default()
+    };
+    let payload = br#"{"equipment_id":"pump-17","ts":1795675464000,"values":{}}"#;
+    let got = parse_message(None, payload, &channels(), &limits, NOW_MS);
+    let rejection = got.unwrap_err();
+    assert_eq!(rejection.reason(), "oversize");
+    assert!(
+        rejection.to_string().contains("the limit is 32"),
+        "{rejection}"
+    );
+}
+
+#[test]
+fn skew_is_configurable() {
+    let payload = br#"{"equipment_id":"p","ts":1795675474123,"values":{}}"#; // now + 10 s
+    let strict = MessageLimits {
+        max_future_skew_ms: 5_000,
+        ..MessageLimits::default()
+    };
+    let got = parse_message(None, payload, &channels(), &strict, NOW_MS);
+    assert_eq!(got.unwrap_err().reason(), "absurd_timestamp");
+    let lenient = MessageLimits {
+        max_future_skew_ms: 10_000,
+        ..MessageLimits::default()
+    };
+    assert!(parse_message(None, payload, &channels(), &lenient, NOW_MS).is_ok());
+}
+
+#[test]
+fn channel_map_refuses_duplicates() {
+    assert_eq!(
+        ChannelMap::new(["a", "b", "a"]),
+        Err(DuplicateChannel("a".to_owned()))
+    );
+    let map = ChannelMap::new(["a", "b"]).unwrap();
+    assert_eq!(map.index_of("b"), Some(1));
+    assert_eq!(map.index_of("c"), None);
+    assert_eq!(map.len(), 2);
+}
