@@ -1,3 +1,4 @@
 //! Integration tests: one binary, one module per area, shared helpers in `util`.
 
+mod archive;
 mod util;
