@@ -14,7 +14,8 @@ const RIGHT: f64 = 12.0;
 const AXIS_HEIGHT: f64 = 20.0;
 pub(crate) const ALERT_FILL: &str = "#d62728";
 pub(crate) const LABEL_FILL: &str = "#f2a900";
-const LINE: &str = "#1f4e79";
+/// Height of the alert strip along the top of a chart.
+const ALERT_STRIP: f64 = 5.0;
 
 /// The time range `[t0, t1]` in ms that every chart of one machine shares.
 #[derive(Debug, Clone, Copy)]
@@ -183,6 +184,8 @@ pub(crate) struct Chart<'a> {
     pub name: &'a str,
     pub segments: &'a [Vec<(i64, f32)>],
     pub scale: ValueScale,
+    /// Stroke colour of the line.
+    pub colour: &'a str,
     pub height: f64,
     /// A dashed horizontal line, e.g. the threshold.
     pub threshold: Option<f32>,
@@ -207,11 +210,14 @@ pub(crate) fn render_chart(chart: &Chart<'_>, range: TimeRange) -> String {
         s,
         r##"<rect x="{LEFT}" y="0" width="{plot_w}" height="{plot_h}" fill="#fbfbfd" stroke="#d0d4dc"/>"##
     );
+    // Labels tint the whole height; alerts tint lightly and mark a solid strip along the top, so
+    // both stay readable where they overlap.
     let spans = [
-        (chart.label_spans, LABEL_FILL, 0.28),
-        (chart.alert_spans, ALERT_FILL, 0.16),
+        (chart.label_spans, LABEL_FILL, 0.25, plot_h),
+        (chart.alert_spans, ALERT_FILL, 0.07, plot_h),
+        (chart.alert_spans, ALERT_FILL, 0.85, ALERT_STRIP),
     ];
-    for (spans, fill, opacity) in spans {
+    for (spans, fill, opacity, height) in spans {
         for &(a, b) in spans {
             if b < range.t0 || a > range.t1 {
                 continue;
@@ -220,7 +226,7 @@ pub(crate) fn render_chart(chart: &Chart<'_>, range: TimeRange) -> String {
             let w = (x1 - x0).max(1.0);
             let _ = write!(
                 s,
-                r#"<rect x="{x0:.1}" y="0" width="{w:.1}" height="{plot_h}" fill="{fill}" fill-opacity="{opacity}"/>"#
+                r#"<rect x="{x0:.1}" y="0" width="{w:.1}" height="{height}" fill="{fill}" fill-opacity="{opacity}"/>"#
             );
         }
     }
@@ -255,7 +261,8 @@ pub(crate) fn render_chart(chart: &Chart<'_>, range: TimeRange) -> String {
     if !d.is_empty() {
         let _ = write!(
             s,
-            r#"<path d="{d}" fill="none" stroke="{LINE}" stroke-width="1" stroke-linejoin="round"/>"#
+            r#"<path d="{d}" fill="none" stroke="{colour}" stroke-width="1" stroke-linejoin="round"/>"#,
+            colour = escape(chart.colour)
         );
     }
     let scale_note = if chart.scale.log { " (log)" } else { "" };

@@ -14,6 +14,10 @@ use super::metrics::DetectionMetrics;
 
 /// Buckets per chart line: each keeps its min and max, so a line has at most twice as many points.
 const BUCKETS: usize = 900;
+/// Line colour of the channel charts.
+const CHANNEL_LINE: &str = "#1f4e79";
+/// Line colour of the score chart.
+const SCORE_LINE: &str = "#2b2b2b";
 /// Height of one channel chart, SVG units.
 const CHANNEL_HEIGHT: f64 = 58.0;
 /// Height of the score chart, SVG units.
@@ -93,10 +97,15 @@ th{color:#556;font-weight:600}td.num{text-align:right;font-variant-numeric:tabul
 .tables{display:flex;gap:40px;flex-wrap:wrap}
 .legend{display:flex;gap:18px;flex-wrap:wrap;color:#445;margin:4px 0 8px}.legend span{display:inline-flex;align-items:center;gap:6px}
 .sw{display:inline-block;width:14px;height:10px;border-radius:2px}
-.machine{display:flex;gap:16px;align-items:flex-start;flex-wrap:wrap}.charts{flex:1 1 760px;min-width:0}
+.latent{display:flex;gap:24px;align-items:flex-start;margin-top:10px}.latent p{max-width:420px;color:#445}
 svg.chart{display:block;margin:0 0 3px}svg text{font:11px system-ui,sans-serif;fill:#445}svg text.name{font-weight:600;fill:#1d2330}
 .note{color:#778;font-style:italic}
 ";
+
+const LATENT_NOTE: &str = "<p><b>Latent space.</b> Each point is one scored window: its posterior mean \
+projected on the two principal components of this machine's windows. Windows far from the main \
+cloud are unlike the normal behaviour the model learnt; red points scored above the threshold, \
+rings mark windows that end in a labelled anomaly.</p>";
 
 /// Renders the whole page. Never fails: missing or ragged data shows as empty charts or notes.
 pub fn render_report(input: &ReportInput) -> String {
@@ -272,7 +281,7 @@ fn machine_section(m: &MachineReport, input: &ReportInput) -> String {
         m.label_spans.len(),
         if m.label_spans.len() == 1 { "" } else { "s" },
     );
-    s.push_str("<div class=\"machine\"><div class=\"charts\">");
+    s.push_str("<div class=\"charts\">");
     for (c, values) in m.channels.iter().enumerate() {
         let fallback = format!("channel {c}");
         let name = input
@@ -285,6 +294,7 @@ fn machine_section(m: &MachineReport, input: &ReportInput) -> String {
             name,
             segments: &segments,
             scale,
+            colour: CHANNEL_LINE,
             height: CHANNEL_HEIGHT,
             threshold: None,
             alert_spans: &m.alert_spans,
@@ -299,6 +309,7 @@ fn machine_section(m: &MachineReport, input: &ReportInput) -> String {
         name: "score",
         segments: &segments,
         scale: ValueScale::log_if_wide(&score_values, Some(input.threshold), LOG_SCALE_RATIO),
+        colour: SCORE_LINE,
         height: SCORE_HEIGHT,
         threshold: Some(input.threshold),
         alert_spans: &m.alert_spans,
@@ -308,7 +319,8 @@ fn machine_section(m: &MachineReport, input: &ReportInput) -> String {
     s.push_str(&render_chart(&chart, range));
     s.push_str("</div><div class=\"latent\">");
     s.push_str(&pca::render_latent_scatter(&m.latents));
-    s.push_str("</div></div></section>");
+    s.push_str(LATENT_NOTE);
+    s.push_str("</div></section>");
     s
 }
 
