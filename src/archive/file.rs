@@ -41,12 +41,15 @@ pub fn write_windows_file(
     let mut writer =
         ArrowWriter::try_new(file, archive_schema(latent_dim), Some(writer_properties()))
             .map_err(ArchiveError::parquet(&tmp))?;
-    let written = writer.write(&batch).map_err(ArchiveError::parquet(&tmp));
-    if let Err(e) = written {
+    let result = match writer.write(&batch) {
+        Ok(()) => finish_file(writer, &tmp, path),
+        Err(e) => Err(ArchiveError::parquet(&tmp)(e)),
+    };
+    if result.is_err() {
+        // Best effort: the error reported is the write's, not this cleanup's.
         let _ = fs::remove_file(&tmp);
-        return Err(e);
     }
-    finish_file(writer, &tmp, path)
+    result
 }
 
 /// `name.parquet` → `name.parquet.tmp` in the same directory.

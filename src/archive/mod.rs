@@ -29,6 +29,8 @@ pub enum ArchiveError {
     },
     #[error("window end {window_end_ms} ms is outside the calendar")]
     WindowEndOutOfRange { window_end_ms: i64 },
+    #[error("invalid archive config: {0}")]
+    Config(String),
     #[error("archive file is malformed: {reason}")]
     Malformed { reason: String },
     #[error("io error on {path}: {source}")]

@@ -177,21 +177,27 @@ fn count_machine(m: &MachineRows<'_>, tolerance_ms: i64, counts: &mut Counts) {
         .collect();
     counts.events += events.len() as u64;
     for &(start, end) in &events {
-        let first_hit = m
-            .ts_ms
+        let from = m.ts_ms.partition_point(|ts| *ts < start);
+        let first_hit = m.ts_ms[from..]
             .iter()
-            .zip(m.predictions)
-            .find(|(ts, p)| **p && **ts >= start && **ts <= end)
+            .zip(&m.predictions[from..])
+            .take_while(|(ts, _)| **ts <= end)
+            .find(|(_, p)| **p)
             .map(|(ts, _)| *ts);
         if let Some(ts) = first_hit {
             counts.delays_ms.push(ts - start);
         }
     }
 
+    // Events are in time order and their extended ends never decrease, so the only event a run
+    // can touch first is the first one ending at or after the run's start.
     for run in runs(m.predictions) {
         let (start, end) = (m.ts_ms[run.start], m.ts_ms[run.end - 1]);
+        let next = events.partition_point(|&(_, event_end)| event_end < start);
         let touches_event = m.labels[run.clone()].iter().any(|l| *l)
-            || events.iter().any(|&(es, ee)| start <= ee && end >= es);
+            || events
+                .get(next)
+                .is_some_and(|&(event_start, _)| event_start <= end);
         if !touches_event {
             counts.false_alarm_episodes += 1;
         }

@@ -343,3 +343,43 @@ fn undefined_ratios_serialise_as_null() {
     assert!(json["median_detection_delay_ms"].is_null());
     assert_eq!(json["rows"], 0);
 }
+
+/// Event detection and false-alarm episodes by brute force, to check the indexed search against.
+fn brute_force(ts: &[i64], labels: &[bool], preds: &[bool], tol: i64) -> (u64, u64) {
+    let events: Vec<(i64, i64)> = runs(labels)
+        .into_iter()
+        .map(|r| (ts[r.start], ts[r.end - 1] + tol))
+        .collect();
+    let detected = events
+        .iter()
+        .filter(|(s, e)| ts.iter().zip(preds).any(|(t, p)| *p && t >= s && t <= e))
+        .count() as u64;
+    let false_alarms = runs(preds)
+        .into_iter()
+        .filter(|r| {
+            let (s, e) = (ts[r.start], ts[r.end - 1]);
+            !labels[r.clone()].iter().any(|l| *l)
+                && !events.iter().any(|&(es, ee)| s <= ee && e >= es)
+        })
+        .count() as u64;
+    (detected, false_alarms)
+}
+
+proptest::proptest! {
+    #[test]
+    fn indexed_search_matches_brute_force(
+        rows in proptest::collection::vec((0i64..3_000, proptest::bool::ANY, proptest::bool::ANY), 0..80),
+        tol in 0i64..5_000,
+    ) {
+        let ts: Vec<i64> = rows.iter().scan(0, |t, (step, _, _)| { *t += step; Some(*t) }).collect();
+        let labels: Vec<bool> = rows.iter().map(|r| r.1).collect();
+        let preds: Vec<bool> = rows.iter().map(|r| r.2).collect();
+        let m = detection_metrics(
+            &[MachineRows { ts_ms: &ts, labels: &labels, predictions: &preds }],
+            MetricsOptions { event_tolerance_ms: tol },
+        ).unwrap();
+        let (detected, false_alarms) = brute_force(&ts, &labels, &preds, tol);
+        proptest::prop_assert_eq!(m.detected_events, detected);
+        proptest::prop_assert_eq!(m.false_alarm_episodes, false_alarms);
+    }
+}
