@@ -1,4 +1,5 @@
 //! Integration tests: one binary, one module per area, shared helpers in `util`.
 
+mod archive;
 mod simulate;
 mod util;

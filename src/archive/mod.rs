@@ -1,1 +1,64 @@
-//! archive: filled in by its owner.
+//! The scored-window archive: Parquet files with one row per scored window (score, per-channel
+//! errors, latent posterior, and the Kafka offsets that fed the window). It sits beside the alert
+//! policy at the end of the pipeline: replay writes one `windows.parquet`, the daemon writes files
+//! partitioned by date and commits Kafka offsets only once the files holding their windows are
+//! durable. A file appears under its final name only when it is complete.
+
+mod file;
+mod schema;
+mod writer;
+
+pub use file::{read_archive_dir, read_scored_windows, write_windows_file};
+pub use schema::{archive_schema, describe_schema, from_record_batch, to_record_batch};
+pub use writer::{ArchiveConfig, ArchiveWriter, DurableReport};
+
+use std::path::PathBuf;
+
+/// What can go wrong while archiving or reading the archive.
+///
+/// IO and Parquet errors are not worth retrying in place: the daemon must not commit offsets after
+/// one and restarts from its last committed offsets, so Kafka redelivers the windows concerned.
+#[derive(Debug, thiserror::Error)]
+pub enum ArchiveError {
+    #[error("window of {equipment_id}: {column} has {got} values, the archive expects {expected}")]
+    LatentDim {
+        equipment_id: String,
+        column: &'static str,
+        got: usize,
+        expected: usize,
+    },
+    #[error("window end {window_end_ms} ms is outside the calendar")]
+    WindowEndOutOfRange { window_end_ms: i64 },
+    #[error("invalid archive config: {0}")]
+    Config(String),
+    #[error("archive file is malformed: {reason}")]
+    Malformed { reason: String },
+    #[error("io error on {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("parquet error on {path}: {source}")]
+    Parquet {
+        path: PathBuf,
+        source: parquet::errors::ParquetError,
+    },
+    #[error("arrow error: {0}")]
+    Arrow(#[from] arrow::error::ArrowError),
+    #[error("archive writer stopped after an earlier error; restart from committed offsets")]
+    Poisoned,
+}
+
+impl ArchiveError {
+    pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> ArchiveError {
+        let path = path.into();
+        move |source| ArchiveError::Io { path, source }
+    }
+
+    pub(crate) fn parquet(
+        path: impl Into<PathBuf>,
+    ) -> impl FnOnce(parquet::errors::ParquetError) -> ArchiveError {
+        let path = path.into();
+        move |source| ArchiveError::Parquet { path, source }
+    }
+}

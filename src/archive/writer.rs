@@ -1,0 +1,374 @@
+//! `ArchiveWriter`: the daemon's archive. Scored windows go into Parquet files partitioned by the
+//! UTC date of `window_end` and by model, `DIR/date=YYYY-MM-DD/model=MODEL/PREFIX-START-SEQ.parquet`.
+//! A file is written under a hidden name ending in `.tmp` and renamed to its final name only when
+//! complete (footer written, file synced, renamed, directory synced), so a reader never sees a
+//! partial file. Files roll by size and by age; time is passed in, there is no clock inside.
+//!
+//! Offsets: everything appended is durable once `flush_durable` returns, and only then may the
+//! daemon commit the Kafka offsets of those windows. `flush_durable` closes the open files, so the
+//! daemon's commit interval sets the smallest file size: commit every tens of seconds, not per batch.
+//! Leftover `.tmp` files from a crash are deleted when a writer opens the directory: their windows
+//! were never committed, so Kafka redelivers them.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::path::PathBuf;
+
+use parquet::arrow::ArrowWriter;
+use serde::{Deserialize, Serialize};
+
+use super::ArchiveError;
+use super::file::{TMP_SUFFIX, collect_files, finish_file, sync_dir, writer_properties};
+use super::schema::{archive_schema, batch_from_refs, check_latent_dim};
+use crate::score::ScoredWindow;
+
+/// How the daemon's archive is laid out and rolled.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ArchiveConfig {
+    /// Root directory of the archive; created when missing.
+    pub dir: PathBuf,
+    /// A file is completed once its size (bytes written plus the buffered row group's estimate)
+    /// reaches this many bytes.
+    pub max_file_bytes: u64,
+    /// A file is completed once it has been open this many ms (checked on `append`/`maybe_roll`).
+    pub max_file_age_ms: i64,
+    /// First part of every file name. Daemons sharing one directory need distinct prefixes: each
+    /// deletes only its own leftover files on start.
+    pub file_prefix: String,
+}
+
+impl Default for ArchiveConfig {
+    fn default() -> Self {
+        ArchiveConfig {
+            dir: PathBuf::from("archive"),
+            max_file_bytes: 128 * 1024 * 1024,
+            max_file_age_ms: 10 * 60 * 1000,
+            file_prefix: "part".to_owned(),
+        }
+    }
+}
+
+impl ArchiveConfig {
+    /// Checks the values without touching the disk.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.max_file_bytes == 0 {
+            return Err("archive max_file_bytes must be positive".to_owned());
+        }
+        if self.max_file_age_ms <= 0 {
+            return Err("archive max_file_age_ms must be positive".to_owned());
+        }
+        if self.file_prefix.is_empty() || !self.file_prefix.chars().all(is_name_char) {
+            return Err(format!(
+                "archive file_prefix {:?} must be non-empty ASCII letters, digits, '-' or '_'",
+                self.file_prefix
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Files completed by one call, and how many rows they hold.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DurableReport {
+    /// Final paths of the files completed, in completion order.
+    pub files: Vec<PathBuf>,
+    /// Rows in those files.
+    pub rows: u64,
+}
+
+/// Which file a window goes to: its UTC date and its model.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct FileKey {
+    date: String,
+    model_id: String,
+}
+
+struct OpenFile {
+    writer: ArrowWriter<File>,
+    tmp_path: PathBuf,
+    final_path: PathBuf,
+    latent_dim: usize,
+    opened_ms: i64,
+    rows: u64,
+}
+
+impl OpenFile {
+    fn size_estimate(&self) -> u64 {
+        (self.writer.bytes_written() + self.writer.in_progress_size()) as u64
+    }
+}
+
+/// The daemon's archive writer; see the module docs for the layout and the durability contract.
+///
+/// After any IO or Parquet error the writer refuses further work ([`ArchiveError::Poisoned`]):
+/// rows appended since the last durable point may be lost, so the daemon must not commit and
+/// restarts from its committed offsets. Dropping the writer without `close` leaves `.tmp` files
+/// that the next writer deletes.
+pub struct ArchiveWriter {
+    config: ArchiveConfig,
+    open: BTreeMap<FileKey, OpenFile>,
+    next_seq: u64,
+    poisoned: bool,
+    leftovers_removed: Vec<PathBuf>,
+}
+
+impl ArchiveWriter {
+    /// Opens (and creates) the archive directory and deletes this prefix's leftover `.tmp` files.
+    pub fn open(config: ArchiveConfig) -> Result<ArchiveWriter, ArchiveError> {
+        config
+            .validate()
+            .map_err(|reason| ArchiveError::Malformed { reason })?;
+        fs::create_dir_all(&config.dir).map_err(ArchiveError::io(&config.dir))?;
+        let leftover_start = format!(".{}-", config.file_prefix);
+        let leftover_end = format!(".parquet{TMP_SUFFIX}");
+        let mut leftovers = Vec::new();
+        collect_files(&config.dir, &mut leftovers, &|name| {
+            name.starts_with(&leftover_start) && name.ends_with(&leftover_end)
+        })?;
+        leftovers.sort();
+        for path in &leftovers {
+            fs::remove_file(path).map_err(ArchiveError::io(path))?;
+            tracing::warn!(path = %path.display(), "deleted an incomplete archive file left by a crash");
+        }
+        Ok(ArchiveWriter {
+            config,
+            open: BTreeMap::new(),
+            next_seq: 0,
+            poisoned: false,
+            leftovers_removed: leftovers,
+        })
+    }
+
+    /// Incomplete files deleted by [`ArchiveWriter::open`].
+    pub fn leftovers_removed(&self) -> &[PathBuf] {
+        &self.leftovers_removed
+    }
+
+    /// Rows appended that are not yet in a complete file.
+    pub fn pending_rows(&self) -> u64 {
+        self.open.values().map(|f| f.rows).sum()
+    }
+
+    /// Number of files being written.
+    pub fn open_files(&self) -> usize {
+        self.open.len()
+    }
+
+    /// Appends windows (any machines, dates and models), then rolls files that are full or old.
+    /// `now_ms` is the caller's clock, in ms since the epoch. Nothing is written when a window is
+    /// invalid (latent vectors of the wrong length, a `window_end` outside the calendar).
+    pub fn append(
+        &mut self,
+        windows: &[ScoredWindow],
+        now_ms: i64,
+    ) -> Result<DurableReport, ArchiveError> {
+        self.check_usable()?;
+        let mut groups: BTreeMap<FileKey, Vec<&ScoredWindow>> = BTreeMap::new();
+        for w in windows {
+            let key = FileKey {
+                date: utc_date(w.window_end_ms)?,
+                model_id: w.model_id.clone(),
+            };
+            groups.entry(key).or_default().push(w);
+        }
+        for (key, rows) in &groups {
+            let dim = match self.open.get(key) {
+                Some(file) => file.latent_dim,
+                None => rows.first().map_or(0, |w| w.latent_mu.len()),
+            };
+            check_latent_dim(rows.iter().copied(), dim)?;
+        }
+        for (key, rows) in groups {
+            let dim = rows.first().map_or(0, |w| w.latent_mu.len());
+            let batch = batch_from_refs(&rows, dim)?;
+            let result = self.write_batch(key, &batch, dim, now_ms);
+            self.poison_on_error(result)?;
+        }
+        self.maybe_roll(now_ms)
+    }
+
+    /// Completes the files that reached `max_file_bytes` or have been open `max_file_age_ms`.
+    pub fn maybe_roll(&mut self, now_ms: i64) -> Result<DurableReport, ArchiveError> {
+        self.check_usable()?;
+        let due: Vec<FileKey> = self
+            .open
+            .iter()
+            .filter(|(_, f)| {
+                f.size_estimate() >= self.config.max_file_bytes
+                    || now_ms.saturating_sub(f.opened_ms) >= self.config.max_file_age_ms
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        self.finish(due)
+    }
+
+    /// Completes every open file: when this returns, every window appended so far is in a complete,
+    /// synced file under its final name, and the daemon may commit their offsets.
+    pub fn flush_durable(&mut self) -> Result<DurableReport, ArchiveError> {
+        self.check_usable()?;
+        let all: Vec<FileKey> = self.open.keys().cloned().collect();
+        self.finish(all)
+    }
+
+    /// Completes every open file and ends the writer.
+    pub fn close(mut self) -> Result<DurableReport, ArchiveError> {
+        self.flush_durable()
+    }
+
+    fn check_usable(&self) -> Result<(), ArchiveError> {
+        if self.poisoned {
+            Err(ArchiveError::Poisoned)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn poison_on_error<T>(&mut self, result: Result<T, ArchiveError>) -> Result<T, ArchiveError> {
+        if result.is_err() {
+            self.poisoned = true;
+        }
+        result
+    }
+
+    fn finish(&mut self, keys: Vec<FileKey>) -> Result<DurableReport, ArchiveError> {
+        let mut report = DurableReport::default();
+        for key in keys {
+            let Some(file) = self.open.remove(&key) else {
+                continue;
+            };
+            let rows = file.rows;
+            let final_path = file.final_path.clone();
+            let result = finish_file(file.writer, &file.tmp_path, &file.final_path);
+            self.poison_on_error(result)?;
+            tracing::debug!(path = %final_path.display(), rows, "archive file complete");
+            report.files.push(final_path);
+            report.rows += rows;
+        }
+        Ok(report)
+    }
+
+    fn write_batch(
+        &mut self,
+        key: FileKey,
+        batch: &arrow::array::RecordBatch,
+        latent_dim: usize,
+        now_ms: i64,
+    ) -> Result<(), ArchiveError> {
+        if !self.open.contains_key(&key) {
+            let file = self.create_file(&key, latent_dim, now_ms)?;
+            self.open.insert(key.clone(), file);
+        }
+        let Some(file) = self.open.get_mut(&key) else {
+            return Ok(());
+        };
+        file.writer
+            .write(batch)
+            .map_err(ArchiveError::parquet(&file.tmp_path))?;
+        file.rows += batch.num_rows() as u64;
+        Ok(())
+    }
+
+    fn create_file(
+        &mut self,
+        key: &FileKey,
+        latent_dim: usize,
+        now_ms: i64,
+    ) -> Result<OpenFile, ArchiveError> {
+        let date_dir = self.config.dir.join(format!("date={}", key.date));
+        let dir = date_dir.join(format!("model={}", path_safe(&key.model_id)));
+        if !dir.exists() {
+            fs::create_dir_all(&dir).map_err(ArchiveError::io(&dir))?;
+            sync_dir(&self.config.dir)?;
+            sync_dir(&date_dir)?;
+        }
+        let start = utc_compact(now_ms);
+        let (tmp_path, final_path) = loop {
+            let name = format!(
+                "{}-{start}-{:06}.parquet",
+                self.config.file_prefix, self.next_seq
+            );
+            self.next_seq += 1;
+            let final_path = dir.join(&name);
+            let tmp_path = dir.join(format!(".{name}{TMP_SUFFIX}"));
+            if !final_path.exists() && !tmp_path.exists() {
+                break (tmp_path, final_path);
+            }
+        };
+        let file = File::create(&tmp_path).map_err(ArchiveError::io(&tmp_path))?;
+        let writer =
+            ArrowWriter::try_new(file, archive_schema(latent_dim), Some(writer_properties()))
+                .map_err(ArchiveError::parquet(&tmp_path))?;
+        Ok(OpenFile {
+            writer,
+            tmp_path,
+            final_path,
+            latent_dim,
+            opened_ms: now_ms,
+            rows: 0,
+        })
+    }
+}
+
+fn is_name_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '-' || c == '_'
+}
+
+/// A model id as a directory name: other characters than letters, digits, '-', '_' and '.'
+/// become '_', and a name made only of dots becomes '_'.
+fn path_safe(model_id: &str) -> String {
+    let name: String = model_id
+        .chars()
+        .map(|c| if is_name_char(c) || c == '.' { c } else { '_' })
+        .collect();
+    if name.chars().all(|c| c == '.') {
+        format!("_{name}")
+    } else {
+        name
+    }
+}
+
+/// `YYYY-MM-DD` of a UTC timestamp in ms.
+fn utc_date(ms: i64) -> Result<String, ArchiveError> {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.format("%Y-%m-%d").to_string())
+        .ok_or(ArchiveError::WindowEndOutOfRange { window_end_ms: ms })
+}
+
+/// `YYYYMMDDTHHMMSSmmmZ` of a UTC timestamp in ms; the raw number when outside the calendar.
+fn utc_compact(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.format("%Y%m%dT%H%M%S%3fZ").to_string())
+        .unwrap_or_else(|| ms.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_safe_and_dated() {
+        assert_eq!(path_safe("m-abc123"), "m-abc123");
+        assert_eq!(path_safe("../etc"), ".._etc");
+        assert_eq!(path_safe(".."), "_..");
+        assert_eq!(path_safe(""), "_");
+        assert_eq!(utc_date(1_795_675_464_123).unwrap(), "2026-11-26");
+        assert_eq!(utc_compact(1_795_675_464_123), "20261126T064424123Z");
+        assert!(utc_date(i64::MAX).is_err());
+    }
+
+    #[test]
+    fn config_validation() {
+        assert!(ArchiveConfig::default().validate().is_ok());
+        let bad = ArchiveConfig {
+            file_prefix: "a/b".into(),
+            ..ArchiveConfig::default()
+        };
+        assert!(bad.validate().is_err());
+        let bad = ArchiveConfig {
+            max_file_age_ms: 0,
+            ..ArchiveConfig::default()
+        };
+        assert!(bad.validate().is_err());
+    }
+}
