@@ -3,19 +3,21 @@
 //!
 //! telemetry → window → model/score → alert, archive → replay (files) or daemon (Kafka).
 
-/// Samples, equipment ids, telemetry v1 messages and history files (CSV, Parquet).
-pub mod telemetry;
-/// Per-machine windowing: resampling onto the sample period, gaps, late and duplicate samples.
-pub mod window;
-/// The 1-D convolutional VAE, its manifest and normalisation, and training.
-pub mod model;
-/// Turning windows into scores, per-channel errors and latents; threshold calibration.
-pub mod score;
 /// The alert policy (k of n to open, m to resolve) and alert events.
 pub mod alert;
 /// The scored-window archive: Parquet files with one row per scored window.
 pub mod archive;
+/// The daemon's TOML configuration, its defaults, validation and environment overrides.
+pub mod config;
+/// The 1-D convolutional VAE, its manifest and normalisation, and training.
+pub mod model;
 /// Backtesting: the live engine over history files, with metrics and a report.
 pub mod replay;
+/// Turning windows into scores, per-channel errors and latents; threshold calibration.
+pub mod score;
 /// A synthetic plant with labelled faults, for the demo, tests and load.
 pub mod simulate;
+/// Samples, equipment ids, telemetry v1 messages and history files (CSV, Parquet).
+pub mod telemetry;
+/// Per-machine windowing: resampling onto the sample period, gaps, late and duplicate samples.
+pub mod window;
