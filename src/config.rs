@@ -337,15 +337,17 @@ impl Config {
         }
         Ok(())
     }
+}
 
-    /// The librdkafka settings of the consumer: `kafka.properties`, then `kafka.consumer`.
+impl KafkaConfig {
+    /// The pass-through librdkafka settings of the consumer: `properties`, then `consumer`.
     pub fn consumer_properties(&self) -> BTreeMap<String, String> {
-        merged(&self.kafka.properties, &self.kafka.consumer)
+        merged(&self.properties, &self.consumer)
     }
 
-    /// The librdkafka settings of the producers: `kafka.properties`, then `kafka.producer`.
+    /// The pass-through librdkafka settings of the producers: `properties`, then `producer`.
     pub fn producer_properties(&self) -> BTreeMap<String, String> {
-        merged(&self.kafka.properties, &self.kafka.producer)
+        merged(&self.properties, &self.producer)
     }
 }
 

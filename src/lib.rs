@@ -9,6 +9,10 @@ pub mod alert;
 pub mod archive;
 /// The daemon's TOML configuration, its defaults, validation and environment overrides.
 pub mod config;
+/// Kafka plumbing of the daemon: clients, offset tracking and commits, dead letters, shutdown.
+pub mod kafka;
+/// Prometheus metrics: names, the registry, and the `/metrics`, `/healthz`, `/readyz` endpoint.
+pub mod metrics;
 /// The 1-D convolutional VAE, its manifest and normalisation, and training.
 pub mod model;
 /// Backtesting: the live engine over history files, with metrics and a report.

@@ -28,14 +28,14 @@ fn example_config_parses_and_validates() {
     assert_eq!(config.kafka.group_id, "vaewatch-line-3");
     assert_eq!(config.windowing.allowed_lateness_ms, Some(5000));
     assert_eq!(
-        config.consumer_properties().get("session.timeout.ms"),
+        config.kafka.consumer_properties().get("session.timeout.ms"),
         Some(&"45000".to_string())
     );
     assert_eq!(
-        config.producer_properties().get("security.protocol"),
+        config.kafka.producer_properties().get("security.protocol"),
         Some(&"SASL_SSL".to_string())
     );
-    assert!(!config.consumer_properties().contains_key("linger.ms"));
+    assert!(!config.kafka.consumer_properties().contains_key("linger.ms"));
 }
 
 #[test]
@@ -71,7 +71,7 @@ fn properties_accept_numbers_and_booleans_as_text() {
         Path::new("t.toml"),
     )
     .unwrap();
-    let consumer = config.consumer_properties();
+    let consumer = config.kafka.consumer_properties();
     assert_eq!(consumer["fetch.min.bytes"], "1");
     assert_eq!(consumer["check.crcs"], "true");
     assert_eq!(consumer["x.ratio"], "0.5");
