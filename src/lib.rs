@@ -7,8 +7,14 @@
 pub mod alert;
 /// The scored-window archive: Parquet files with one row per scored window.
 pub mod archive;
+/// The daemon's TOML configuration, its defaults, validation and environment overrides.
+pub mod config;
 /// Per-machine windowers and alert policies shared by replay and the daemon.
 pub mod engine;
+/// Kafka plumbing of the daemon: clients, offset tracking and commits, dead letters, shutdown.
+pub mod kafka;
+/// Prometheus metrics: names, the registry, and the `/metrics`, `/healthz`, `/readyz` endpoint.
+pub mod metrics;
 /// The 1-D convolutional VAE, its manifest and normalisation, and training.
 pub mod model;
 /// Backtesting: the live engine over history files, with metrics and a report.

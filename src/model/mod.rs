@@ -1,1 +1,54 @@
-//! model: filled in by its owner.
+//! The model stage: a 1-D convolutional VAE (candle) that reconstructs normalised `[C, W]`
+//! windows, its model directory (weights + manifest), per-channel normalisation and training.
+//! Windows come from `window::Windower`; scores go to `score::Scorer` and on to alerts and the
+//! archive.
+//!
+//! # Public API
+//!
+//! - [`VaeConfig`]: the architecture (default: the reference model of C = 8, W = 128, latent 16).
+//! - [`Vae`]: the network, `Vae::new(cfg, vb)`; weights named `enc.conv1.weight` etc. in
+//!   PyTorch layouts, so `model.safetensors` loads into PyTorch unchanged.
+//! - [`fit`]`(windows, channels, windowing, opts) -> TrainedModel`: normalisation, training with
+//!   early stopping, threshold calibration on held-out windows. [`TrainedModel::save`] writes a
+//!   model directory; [`TrainedModel::model`] gives a ready [`Model`] without going to disk.
+//! - [`Model::load`]`(dir, device)`: reads and verifies a model directory (the `model_id` hash);
+//!   [`Model::score`]`(&[&Window]) -> Vec<WindowScore>` scores a batch deterministically.
+//! - [`Manifest`]: what a model directory records; [`Normalisation`] with its [`FloorRule`].
+//! - [`select_device`]: CUDA when built with the `cuda` feature and a GPU is present, else CPU.
+//!
+//! Scores are mean squared reconstruction errors over present values on normalised channels;
+//! `channel_errors[c]` is channel `c`'s share and they sum to the score.
+
+mod config;
+mod error;
+#[cfg(test)]
+mod golden_tests;
+mod init;
+mod loaded;
+pub mod manifest;
+pub mod normalise;
+mod split;
+mod train;
+mod vae;
+
+pub use candle_core::Device;
+pub use config::{InvalidVaeConfig, VaeConfig};
+pub use error::{ModelError, TrainError};
+pub use loaded::Model;
+pub use manifest::{Manifest, TrainingDataSummary, TrainingMetrics};
+pub use normalise::{ChannelNorm, FloorRule, Normalisation};
+pub use train::{TrainOptions, TrainedModel, fit};
+pub use vae::{ConvTranspose1dK4S2, Vae};
+
+/// The device to run models on: the first CUDA GPU when `prefer_gpu` is set, the crate was built
+/// with the `cuda` feature and a GPU is present; the CPU otherwise. Never fails: a GPU that cannot
+/// be opened means the CPU.
+pub fn select_device(prefer_gpu: bool) -> Device {
+    if prefer_gpu && candle_core::utils::cuda_is_available() {
+        match Device::new_cuda(0) {
+            Ok(device) => return device,
+            Err(e) => tracing::warn!(error = %e, "cuda device unavailable, scoring on cpu"),
+        }
+    }
+    Device::Cpu
+}

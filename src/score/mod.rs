@@ -1,5 +1,12 @@
 //! Scoring: a window goes in, its reconstruction error (total and per channel) and its latent
-//! posterior come out. The score is compared with the model's threshold here.
+//! posterior come out. The score is compared with the model's threshold here. `Scorer` wraps a
+//! loaded `model::Model`; `threshold` calibrates the threshold at the end of training.
+
+mod scorer;
+pub mod threshold;
+
+pub use scorer::{InvalidThreshold, Scorer};
+pub use threshold::{ThresholdCalibration, ThresholdMethod, ThresholdOptions};
 
 use crate::telemetry::EquipmentId;
 use crate::window::SourceRange;

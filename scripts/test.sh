@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Runs the whole test suite against a real Apache Kafka. Uses the broker at $KAFKA_BOOTSTRAP when
+# it is set; otherwise starts the local broker of deploy/kafka/kafka.sh, and stops it afterwards
+# when this script was the one that started it. Extra arguments go to `cargo test`.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+kafka=deploy/kafka/kafka.sh
+started_broker=
+stop_broker() {
+    if [[ -n "$started_broker" ]]; then
+        "$kafka" stop || true
+    fi
+}
+trap stop_broker EXIT
+
+if [[ -z "${KAFKA_BOOTSTRAP:-}" ]]; then
+    if ! "$kafka" status >/dev/null; then
+        started_broker=1
+    fi
+    KAFKA_BOOTSTRAP=$("$kafka" start)
+    export KAFKA_BOOTSTRAP
+fi
+echo "test.sh: Kafka at $KAFKA_BOOTSTRAP" >&2
+
+cargo test --all-targets "$@"

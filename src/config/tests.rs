@@ -1,0 +1,247 @@
+//! Unit tests of the config: parsing, defaults, validation, environment overrides, model lookup.
+
+use std::path::{Path, PathBuf};
+
+use super::*;
+
+fn minimal() -> Config {
+    Config::from_toml_str(
+        "[kafka]\nbrokers = \"127.0.0.1:9092\"\n[models]\ndefault = \"models/fleet\"\n",
+        Path::new("test.toml"),
+    )
+    .unwrap()
+}
+
+fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+#[test]
+fn example_config_parses_and_validates() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/vaewatch.example.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let config = Config::from_toml_str(&text, &path).unwrap();
+    config.validate().unwrap();
+    assert_eq!(config.kafka.group_id, "vaewatch-line-3");
+    assert_eq!(config.windowing.allowed_lateness_ms, Some(5000));
+    assert_eq!(
+        config.kafka.consumer_properties().get("session.timeout.ms"),
+        Some(&"45000".to_string())
+    );
+    assert_eq!(
+        config.kafka.producer_properties().get("security.protocol"),
+        Some(&"SASL_SSL".to_string())
+    );
+    assert!(!config.kafka.consumer_properties().contains_key("linger.ms"));
+}
+
+#[test]
+fn missing_keys_take_the_defaults() {
+    let config = minimal();
+    let defaults = Config::default();
+    assert_eq!(config.kafka.group_id, defaults.kafka.group_id);
+    assert_eq!(config.batching, defaults.batching);
+    assert_eq!(config.alerts, defaults.alerts);
+    assert_eq!(config.archive, defaults.archive);
+    assert_eq!(config.metrics.listen.to_string(), "127.0.0.1:9464");
+    assert_eq!(config.shutdown_timeout_secs, 30);
+    config.validate().unwrap();
+}
+
+#[test]
+fn unknown_keys_are_rejected() {
+    for text in [
+        "[kafka]\nbrokers = \"b\"\nbroker = \"typo\"\n",
+        "[alerts]\nkk = 3\n",
+        "shutdown_timeout = 3\n",
+        "[models]\n[[models.overrides]]\nequipment = \"a\"\ndir = \"d\"\nmodel = \"x\"\n",
+    ] {
+        let err = Config::from_toml_str(text, Path::new("t.toml")).unwrap_err();
+        assert!(err.to_string().contains("unknown field"), "{err}");
+    }
+}
+
+#[test]
+fn properties_accept_numbers_and_booleans_as_text() {
+    let config = Config::from_toml_str(
+        "[kafka.consumer]\n\"fetch.min.bytes\" = 1\n\"check.crcs\" = true\n\"x.ratio\" = 0.5\n",
+        Path::new("t.toml"),
+    )
+    .unwrap();
+    let consumer = config.kafka.consumer_properties();
+    assert_eq!(consumer["fetch.min.bytes"], "1");
+    assert_eq!(consumer["check.crcs"], "true");
+    assert_eq!(consumer["x.ratio"], "0.5");
+}
+
+#[test]
+fn validation_names_the_bad_key() {
+    type Edit = fn(&mut Config);
+    let cases: &[(Edit, &str)] = &[
+        (|c| c.kafka.brokers = " ".into(), "kafka.brokers"),
+        (|c| c.kafka.group_id = String::new(), "kafka.group_id"),
+        (
+            |c| c.kafka.alert_topic = c.kafka.telemetry_topic.clone(),
+            "kafka.telemetry_topic",
+        ),
+        (
+            |c| {
+                c.kafka
+                    .consumer
+                    .insert("enable.auto.commit".into(), "true".into());
+            },
+            "enable.auto.commit",
+        ),
+        (
+            |c| {
+                c.kafka
+                    .producer
+                    .insert("enable.idempotence".into(), "false".into());
+            },
+            "enable.idempotence",
+        ),
+        (
+            |c| {
+                c.kafka.properties.insert("group.id".into(), "other".into());
+            },
+            "group.id",
+        ),
+        (|c| c.models.default = None, "models.default"),
+        (
+            |c| c.windowing.allowed_lateness_ms = Some(-1),
+            "windowing.allowed_lateness_ms",
+        ),
+        (|c| c.batching.max_batch_size = 0, "batching.max_batch_size"),
+        (|c| c.alerts.k = 6, "alerts.k"),
+        (|c| c.alerts.k = 0, "alerts.k"),
+        (|c| c.alerts.m = 0, "alerts.m"),
+        (|c| c.archive.dir = PathBuf::new(), "archive.dir"),
+        (
+            |c| c.archive.roll_size_bytes = 10,
+            "archive.roll_size_bytes",
+        ),
+        (|c| c.archive.roll_age_secs = 0, "archive.roll_age_secs"),
+        (|c| c.shutdown_timeout_secs = 0, "shutdown_timeout_secs"),
+        (
+            |c| {
+                let entry = ModelOverride {
+                    equipment: "pump-1".into(),
+                    dir: "a".into(),
+                };
+                c.models.overrides = vec![entry.clone(), entry];
+            },
+            "models.overrides[1].equipment",
+        ),
+    ];
+    for (edit, key) in cases {
+        let mut config = minimal();
+        edit(&mut config);
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains(key), "expected {key} in: {err}");
+    }
+}
+
+#[test]
+fn environment_overrides_the_file() {
+    let mut config = minimal();
+    config
+        .apply_env(env(&[
+            ("VAEWATCH_KAFKA_BROKERS", "kafka:9093"),
+            ("VAEWATCH_KAFKA_GROUP_ID", "g2"),
+            ("VAEWATCH_ALERTS_K", "2"),
+            ("VAEWATCH_METRICS_LISTEN", "0.0.0.0:9000"),
+            ("VAEWATCH_SHUTDOWN_TIMEOUT_SECS", "5"),
+            ("VAEWATCH_WINDOWING_ALLOWED_LATENESS_MS", "250"),
+            ("VAEWATCH_MODELS_DEFAULT", "/models/b"),
+            ("VAEWATCH_KAFKA_PROPERTY_SASL_PASSWORD", "secret"),
+            ("VAEWATCH_KAFKA_HOME", "/not/a/config/key"),
+            ("PATH", "/usr/bin"),
+        ]))
+        .unwrap();
+    assert_eq!(config.kafka.brokers, "kafka:9093");
+    assert_eq!(config.kafka.group_id, "g2");
+    assert_eq!(config.alerts.k, 2);
+    assert_eq!(config.metrics.listen.to_string(), "0.0.0.0:9000");
+    assert_eq!(config.shutdown_timeout_secs, 5);
+    assert_eq!(config.windowing.allowed_lateness_ms, Some(250));
+    assert_eq!(
+        config.models.default.as_deref(),
+        Some(Path::new("/models/b"))
+    );
+    assert_eq!(config.kafka.properties["sasl.password"], "secret");
+    config.validate().unwrap();
+}
+
+#[test]
+fn malformed_environment_values_are_errors() {
+    let mut config = minimal();
+    let err = config
+        .apply_env(env(&[("VAEWATCH_BATCHING_MAX_DELAY_MS", "soon")]))
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("VAEWATCH_BATCHING_MAX_DELAY_MS"),
+        "{err}"
+    );
+}
+
+#[test]
+fn model_lookup_prefers_exact_ids_then_first_pattern_then_default() {
+    let models = ModelsConfig {
+        default: Some("fleet".into()),
+        overrides: vec![
+            ModelOverride {
+                equipment: "pump-*".into(),
+                dir: "pumps".into(),
+            },
+            ModelOverride {
+                equipment: "pump-1?".into(),
+                dir: "pumps-teens".into(),
+            },
+            ModelOverride {
+                equipment: "pump-17".into(),
+                dir: "pump-17".into(),
+            },
+        ],
+    };
+    let cases = [
+        ("pump-17", "pump-17"),
+        ("pump-12", "pumps"),
+        ("pump-", "pumps"),
+        ("fan-1", "fleet"),
+    ];
+    for (id, dir) in cases {
+        assert_eq!(models.model_dir_for(id), Some(Path::new(dir)), "{id}");
+    }
+    assert_eq!(models.all_dirs().len(), 4);
+    let no_default = ModelsConfig {
+        default: None,
+        overrides: models.overrides.clone(),
+    };
+    assert_eq!(no_default.model_dir_for("fan-1"), None);
+}
+
+#[test]
+fn glob_matching() {
+    let cases = [
+        ("*", "", true),
+        ("*", "anything", true),
+        ("pump-*", "pump-17", true),
+        ("pump-*", "pump", false),
+        ("*-17", "pump-17", true),
+        ("a*b*c", "axxbyyc", true),
+        ("a*b*c", "axxbyy", false),
+        ("a?c", "abc", true),
+        ("a?c", "ac", false),
+        ("exact", "exact", true),
+        ("exact", "exactly", false),
+        ("*a*a*a*b", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaab", true),
+        ("*a*a*a*b", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", false),
+        ("ü?", "üx", true),
+    ];
+    for (pattern, text, expected) in cases {
+        assert_eq!(glob_match(pattern, text), expected, "{pattern} vs {text}");
+    }
+}

@@ -1,0 +1,282 @@
+//! The dead-letter topic: messages the daemon cannot use are republished there with their
+//! original key and payload, and headers saying why and where they came from, so an operator can
+//! inspect, fix and replay them. The reasons are a fixed set (they label a metric).
+
+use std::fmt;
+use std::time::Duration;
+
+use rdkafka::Message;
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+
+/// Longest `vaewatch.detail` header value, in bytes; longer details are cut at a character
+/// boundary.
+pub const MAX_DETAIL_BYTES: usize = 1024;
+
+/// Header names carried by every dead letter.
+pub mod header_names {
+    /// One of [`super::DeadLetterReason::as_str`].
+    pub const REASON: &str = "vaewatch.reason";
+    /// Human-readable detail (the parse error, the offending value).
+    pub const DETAIL: &str = "vaewatch.detail";
+    /// Topic the message was read from.
+    pub const SOURCE_TOPIC: &str = "vaewatch.source.topic";
+    /// Partition it was read from, as decimal text.
+    pub const SOURCE_PARTITION: &str = "vaewatch.source.partition";
+    /// Offset it was read from, as decimal text.
+    pub const SOURCE_OFFSET: &str = "vaewatch.source.offset";
+}
+
+/// Why a message was dead-lettered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DeadLetterReason {
+    /// Not UTF-8 or not JSON.
+    MalformedJson,
+    /// JSON, but not a telemetry message v1 (missing field, wrong type, bad equipment id).
+    InvalidMessage,
+    /// A channel value is NaN or infinite.
+    NonFiniteValue,
+    /// A timestamp far outside any plausible range.
+    AbsurdTimestamp,
+    /// Larger than the accepted message size.
+    Oversize,
+    /// The message key differs from the `equipment_id` inside it.
+    KeyMismatch,
+    /// A sample later than the allowed lateness of its machine's windower.
+    LateSample,
+    /// No configured model covers the machine.
+    NoModel,
+}
+
+impl DeadLetterReason {
+    /// Every reason, in the order metrics list them.
+    pub const ALL: [DeadLetterReason; 8] = [
+        DeadLetterReason::MalformedJson,
+        DeadLetterReason::InvalidMessage,
+        DeadLetterReason::NonFiniteValue,
+        DeadLetterReason::AbsurdTimestamp,
+        DeadLetterReason::Oversize,
+        DeadLetterReason::KeyMismatch,
+        DeadLetterReason::LateSample,
+        DeadLetterReason::NoModel,
+    ];
+
+    /// The stable snake_case name used in the `vaewatch.reason` header and the metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeadLetterReason::MalformedJson => "malformed_json",
+            DeadLetterReason::InvalidMessage => "invalid_message",
+            DeadLetterReason::NonFiniteValue => "non_finite_value",
+            DeadLetterReason::AbsurdTimestamp => "absurd_timestamp",
+            DeadLetterReason::Oversize => "oversize",
+            DeadLetterReason::KeyMismatch => "key_mismatch",
+            DeadLetterReason::LateSample => "late_sample",
+            DeadLetterReason::NoModel => "no_model",
+        }
+    }
+}
+
+impl fmt::Display for DeadLetterReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One rejected message, ready to publish.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    pub reason: DeadLetterReason,
+    /// What exactly was wrong; cut to [`MAX_DETAIL_BYTES`] when published.
+    pub detail: String,
+    pub source_topic: String,
+    pub source_partition: i32,
+    pub source_offset: i64,
+    /// The original key, byte for byte.
+    pub key: Option<Vec<u8>>,
+    /// The original payload, byte for byte.
+    pub payload: Option<Vec<u8>>,
+}
+
+impl DeadLetter {
+    /// A dead letter for a consumed message, copying its key, payload and position.
+    pub fn from_message<M: Message>(
+        message: &M,
+        reason: DeadLetterReason,
+        detail: impl Into<String>,
+    ) -> Self {
+        DeadLetter {
+            reason,
+            detail: detail.into(),
+            source_topic: message.topic().to_string(),
+            source_partition: message.partition(),
+            source_offset: message.offset(),
+            key: message.key().map(<[u8]>::to_vec),
+            payload: message.payload().map(<[u8]>::to_vec),
+        }
+    }
+}
+
+/// The headers of a dead letter (see [`header_names`]).
+pub fn headers(letter: &DeadLetter) -> OwnedHeaders {
+    let partition = letter.source_partition.to_string();
+    let offset = letter.source_offset.to_string();
+    OwnedHeaders::new_with_capacity(5)
+        .insert(Header {
+            key: header_names::REASON,
+            value: Some(letter.reason.as_str()),
+        })
+        .insert(Header {
+            key: header_names::DETAIL,
+            value: Some(truncate(&letter.detail, MAX_DETAIL_BYTES)),
+        })
+        .insert(Header {
+            key: header_names::SOURCE_TOPIC,
+            value: Some(letter.source_topic.as_str()),
+        })
+        .insert(Header {
+            key: header_names::SOURCE_PARTITION,
+            value: Some(partition.as_str()),
+        })
+        .insert(Header {
+            key: header_names::SOURCE_OFFSET,
+            value: Some(offset.as_str()),
+        })
+}
+
+fn truncate(text: &str, max_bytes: usize) -> &str {
+    if text.len() <= max_bytes {
+        return text;
+    }
+    let mut end = max_bytes;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+/// Publishing a dead letter failed: the source message must not be committed. Worth retrying
+/// when the error is transient (broker unavailable, timeout).
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "cannot publish dead letter for {source_topic}/{source_partition}@{source_offset} to {topic}: {error}"
+)]
+pub struct DeadLetterError {
+    pub topic: String,
+    pub source_topic: String,
+    pub source_partition: i32,
+    pub source_offset: i64,
+    #[source]
+    pub error: KafkaError,
+}
+
+/// Sends dead letters through the (idempotent) producer and waits for Kafka's acknowledgement.
+#[derive(Clone)]
+pub struct DeadLetterPublisher {
+    producer: FutureProducer,
+    topic: String,
+    queue_timeout: Duration,
+}
+
+impl DeadLetterPublisher {
+    /// A publisher to `topic`. A send waits at most 30 s for room in the producer's queue.
+    pub fn new(producer: FutureProducer, topic: impl Into<String>) -> Self {
+        DeadLetterPublisher {
+            producer,
+            topic: topic.into(),
+            queue_timeout: Duration::from_secs(30),
+        }
+    }
+
+    /// The dead-letter topic.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// Publishes one dead letter; returns its (partition, offset) in the dead-letter topic once
+    /// Kafka acknowledged it.
+    pub async fn publish(&self, letter: &DeadLetter) -> Result<(i32, i64), DeadLetterError> {
+        let mut record: FutureRecord<'_, [u8], [u8]> =
+            FutureRecord::to(&self.topic).headers(headers(letter));
+        if let Some(key) = &letter.key {
+            record = record.key(key.as_slice());
+        }
+        if let Some(payload) = &letter.payload {
+            record = record.payload(payload.as_slice());
+        }
+        match self.producer.send(record, self.queue_timeout).await {
+            Ok(delivery) => Ok((delivery.partition, delivery.offset)),
+            Err((error, _message)) => Err(DeadLetterError {
+                topic: self.topic.clone(),
+                source_topic: letter.source_topic.clone(),
+                source_partition: letter.source_partition,
+                source_offset: letter.source_offset,
+                error,
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rdkafka::message::Headers;
+
+    use super::*;
+
+    fn letter(detail: &str) -> DeadLetter {
+        DeadLetter {
+            reason: DeadLetterReason::NonFiniteValue,
+            detail: detail.to_string(),
+            source_topic: "telemetry".to_string(),
+            source_partition: 3,
+            source_offset: 1234,
+            key: Some(b"pump-1".to_vec()),
+            payload: None,
+        }
+    }
+
+    fn header_value(headers: &OwnedHeaders, name: &str) -> Option<String> {
+        headers
+            .iter()
+            .find(|h| h.key == name)
+            .and_then(|h| h.value)
+            .map(|v| String::from_utf8(v.to_vec()).unwrap())
+    }
+
+    #[test]
+    fn headers_carry_reason_detail_and_source() {
+        let headers = headers(&letter("values.current is NaN"));
+        let expected = [
+            (header_names::REASON, "non_finite_value"),
+            (header_names::DETAIL, "values.current is NaN"),
+            (header_names::SOURCE_TOPIC, "telemetry"),
+            (header_names::SOURCE_PARTITION, "3"),
+            (header_names::SOURCE_OFFSET, "1234"),
+        ];
+        for (name, value) in expected {
+            assert_eq!(
+                header_value(&headers, name).as_deref(),
+                Some(value),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn long_details_are_cut_on_a_character_boundary() {
+        let long = "é".repeat(MAX_DETAIL_BYTES);
+        let headers = headers(&letter(&long));
+        let detail = header_value(&headers, header_names::DETAIL).unwrap();
+        assert!(detail.len() <= MAX_DETAIL_BYTES);
+        assert!(detail.len() >= MAX_DETAIL_BYTES - 1);
+    }
+
+    #[test]
+    fn reason_names_are_distinct_snake_case() {
+        let names: Vec<&str> = DeadLetterReason::ALL.iter().map(|r| r.as_str()).collect();
+        for (i, name) in names.iter().enumerate() {
+            assert!(name.chars().all(|c| c.is_ascii_lowercase() || c == '_'));
+            assert!(!names[..i].contains(name));
+        }
+    }
+}

@@ -1,0 +1,329 @@
+//! Operational metrics: the names (all in [`names`]), a registry of atomic counters, gauges and
+//! histograms that the pipeline stages update, its Prometheus text rendering, and the HTTP
+//! endpoint (`/metrics`, `/healthz`, `/readyz`) in [`server`]. No metric carries a per-machine
+//! label: machines belong in logs and alerts, and label values come from fixed sets only.
+
+mod primitives;
+pub mod server;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+pub use primitives::{Counter, Gauge, Histogram};
+pub use server::{MetricsServer, ServerError};
+
+use crate::alert::AlertState;
+use crate::kafka::DeadLetterReason;
+use primitives::{write_header, write_histogram, write_sample};
+
+/// Metric names. Counters end in `_total`; units are in the name (`_seconds`, `_messages`).
+pub mod names {
+    /// Telemetry messages read from Kafka, valid or not.
+    pub const MESSAGES_CONSUMED_TOTAL: &str = "vaewatch_messages_consumed_total";
+    /// Samples accepted into a machine's windower.
+    pub const SAMPLES_TOTAL: &str = "vaewatch_samples_total";
+    /// Windows the model scored.
+    pub const WINDOWS_SCORED_TOTAL: &str = "vaewatch_windows_scored_total";
+    /// Windows per scoring batch (histogram).
+    pub const BATCH_SIZE: &str = "vaewatch_batch_size";
+    /// Time to score one batch, in seconds (histogram).
+    pub const INFERENCE_SECONDS: &str = "vaewatch_inference_seconds";
+    /// From the event time of a window's last sample to Kafka acknowledging the alert it caused,
+    /// in seconds (histogram).
+    pub const EVENT_TO_ALERT_SECONDS: &str = "vaewatch_event_to_alert_seconds";
+    /// Messages behind the end of the assigned partitions, summed over partitions (gauge).
+    pub const CONSUMER_LAG_MESSAGES: &str = "vaewatch_consumer_lag_messages";
+    /// Messages sent to the dead-letter topic, by `reason`.
+    pub const DEAD_LETTERED_TOTAL: &str = "vaewatch_dead_lettered_total";
+    /// Alerts currently open (gauge).
+    pub const OPEN_ALERTS: &str = "vaewatch_open_alerts";
+    /// Archive files completed (closed, synced and renamed to their final name).
+    pub const ARCHIVE_FILES_TOTAL: &str = "vaewatch_archive_files_total";
+    /// Scored-window rows written to completed archive files.
+    pub const ARCHIVE_ROWS_TOTAL: &str = "vaewatch_archive_rows_total";
+    /// Alert events acknowledged by Kafka, by `state` (opened, updated, resolved).
+    pub const ALERTS_PUBLISHED_TOTAL: &str = "vaewatch_alerts_published_total";
+    /// 1 when the daemon is ready (models loaded, consuming), else 0 (gauge).
+    pub const READY: &str = "vaewatch_ready";
+}
+
+/// Bucket bounds of [`names::BATCH_SIZE`], in windows.
+pub const BATCH_SIZE_BUCKETS: &[f64] = &[
+    1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0,
+];
+/// Bucket bounds of [`names::INFERENCE_SECONDS`].
+pub const INFERENCE_SECONDS_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
+/// Bucket bounds of [`names::EVENT_TO_ALERT_SECONDS`].
+pub const EVENT_TO_ALERT_SECONDS_BUCKETS: &[f64] = &[
+    0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+];
+
+const ALERT_STATES: [AlertState; 3] = [
+    AlertState::Opened,
+    AlertState::Updated,
+    AlertState::Resolved,
+];
+
+/// Every metric of the process. Share it as `Arc<Metrics>`; updates take `&self`.
+#[derive(Debug)]
+pub struct Metrics {
+    /// [`names::MESSAGES_CONSUMED_TOTAL`]
+    pub messages_consumed: Counter,
+    /// [`names::SAMPLES_TOTAL`]
+    pub samples: Counter,
+    /// [`names::WINDOWS_SCORED_TOTAL`]
+    pub windows_scored: Counter,
+    /// [`names::BATCH_SIZE`]
+    pub batch_size: Histogram,
+    /// [`names::INFERENCE_SECONDS`]
+    pub inference_seconds: Histogram,
+    /// [`names::EVENT_TO_ALERT_SECONDS`]
+    pub event_to_alert_seconds: Histogram,
+    /// [`names::CONSUMER_LAG_MESSAGES`]
+    pub consumer_lag: Gauge,
+    /// [`names::OPEN_ALERTS`]
+    pub open_alerts: Gauge,
+    /// [`names::ARCHIVE_FILES_TOTAL`]
+    pub archive_files: Counter,
+    /// [`names::ARCHIVE_ROWS_TOTAL`]
+    pub archive_rows: Counter,
+    /// [`names::DEAD_LETTERED_TOTAL`], indexed like [`DeadLetterReason::ALL`].
+    dead_lettered: Vec<Counter>,
+    /// [`names::ALERTS_PUBLISHED_TOTAL`], indexed like `ALERT_STATES`.
+    alerts_published: [Counter; 3],
+    ready: AtomicBool,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    /// A registry with every count at zero and the ready flag down.
+    pub fn new() -> Self {
+        Metrics {
+            messages_consumed: Counter::default(),
+            samples: Counter::default(),
+            windows_scored: Counter::default(),
+            batch_size: Histogram::new(BATCH_SIZE_BUCKETS),
+            inference_seconds: Histogram::new(INFERENCE_SECONDS_BUCKETS),
+            event_to_alert_seconds: Histogram::new(EVENT_TO_ALERT_SECONDS_BUCKETS),
+            consumer_lag: Gauge::default(),
+            open_alerts: Gauge::default(),
+            archive_files: Counter::default(),
+            archive_rows: Counter::default(),
+            dead_lettered: DeadLetterReason::ALL
+                .iter()
+                .map(|_| Counter::default())
+                .collect(),
+            alerts_published: Default::default(),
+            ready: AtomicBool::new(false),
+        }
+    }
+
+    /// The dead-letter counter of one reason.
+    pub fn dead_lettered(&self, reason: DeadLetterReason) -> &Counter {
+        // ALL lists every variant, so the position always exists; index 0 is a safe fallback.
+        let index = DeadLetterReason::ALL
+            .iter()
+            .position(|r| *r == reason)
+            .unwrap_or(0);
+        &self.dead_lettered[index]
+    }
+
+    /// The published-alerts counter of one state.
+    pub fn alerts_published(&self, state: AlertState) -> &Counter {
+        let index = match state {
+            AlertState::Opened => 0,
+            AlertState::Updated => 1,
+            AlertState::Resolved => 2,
+        };
+        &self.alerts_published[index]
+    }
+
+    /// Raises or lowers the ready flag that `/readyz` reports.
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Relaxed);
+    }
+
+    /// Whether the daemon said it is ready.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed)
+    }
+
+    /// Every metric in the Prometheus text exposition format 0.0.4.
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(4096);
+        let counters = [
+            (
+                names::MESSAGES_CONSUMED_TOTAL,
+                "Telemetry messages read from Kafka, valid or not.",
+                &self.messages_consumed,
+            ),
+            (
+                names::SAMPLES_TOTAL,
+                "Samples accepted into a machine's windower.",
+                &self.samples,
+            ),
+            (
+                names::WINDOWS_SCORED_TOTAL,
+                "Windows scored by a model.",
+                &self.windows_scored,
+            ),
+            (
+                names::ARCHIVE_FILES_TOTAL,
+                "Archive files completed under their final name.",
+                &self.archive_files,
+            ),
+            (
+                names::ARCHIVE_ROWS_TOTAL,
+                "Scored-window rows in completed archive files.",
+                &self.archive_rows,
+            ),
+        ];
+        for (name, help, counter) in counters {
+            write_header(&mut out, name, "counter", help);
+            write_sample(&mut out, name, &[], counter.get() as f64);
+        }
+
+        write_header(
+            &mut out,
+            names::DEAD_LETTERED_TOTAL,
+            "counter",
+            "Messages sent to the dead-letter topic, by reason.",
+        );
+        for (reason, counter) in DeadLetterReason::ALL.iter().zip(&self.dead_lettered) {
+            let labels = [("reason", reason.as_str())];
+            write_sample(
+                &mut out,
+                names::DEAD_LETTERED_TOTAL,
+                &labels,
+                counter.get() as f64,
+            );
+        }
+
+        write_header(
+            &mut out,
+            names::ALERTS_PUBLISHED_TOTAL,
+            "counter",
+            "Alert events acknowledged by Kafka, by state.",
+        );
+        for (state, counter) in ALERT_STATES.iter().zip(&self.alerts_published) {
+            let labels = [("state", alert_state_label(*state))];
+            write_sample(
+                &mut out,
+                names::ALERTS_PUBLISHED_TOTAL,
+                &labels,
+                counter.get() as f64,
+            );
+        }
+
+        let gauges = [
+            (
+                names::CONSUMER_LAG_MESSAGES,
+                "Messages behind the end of the assigned partitions, summed.",
+                self.consumer_lag.get(),
+            ),
+            (
+                names::OPEN_ALERTS,
+                "Alerts currently open.",
+                self.open_alerts.get(),
+            ),
+            (
+                names::READY,
+                "1 when the daemon is ready, else 0.",
+                i64::from(self.is_ready()),
+            ),
+        ];
+        for (name, help, value) in gauges {
+            write_header(&mut out, name, "gauge", help);
+            write_sample(&mut out, name, &[], value as f64);
+        }
+
+        let histograms = [
+            (
+                names::BATCH_SIZE,
+                "Windows per scoring batch.",
+                &self.batch_size,
+            ),
+            (
+                names::INFERENCE_SECONDS,
+                "Time to score one batch, in seconds.",
+                &self.inference_seconds,
+            ),
+            (
+                names::EVENT_TO_ALERT_SECONDS,
+                "From a window's last event time to the alert's acknowledgement, in seconds.",
+                &self.event_to_alert_seconds,
+            ),
+        ];
+        for (name, help, histogram) in histograms {
+            write_header(&mut out, name, "histogram", help);
+            write_histogram(&mut out, name, histogram);
+        }
+        out
+    }
+}
+
+fn alert_state_label(state: AlertState) -> &'static str {
+    match state {
+        AlertState::Opened => "opened",
+        AlertState::Updated => "updated",
+        AlertState::Resolved => "resolved",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn render_lists_every_family_with_type_and_values() {
+        let metrics = Metrics::new();
+        metrics.messages_consumed.add(7);
+        metrics.dead_lettered(DeadLetterReason::MalformedJson).inc();
+        metrics.alerts_published(AlertState::Resolved).add(2);
+        metrics.open_alerts.set(3);
+        metrics.batch_size.observe(64.0);
+        metrics.set_ready(true);
+        let text = metrics.render();
+        for line in [
+            "# TYPE vaewatch_messages_consumed_total counter",
+            "vaewatch_messages_consumed_total 7",
+            "vaewatch_dead_lettered_total{reason=\"malformed_json\"} 1",
+            "vaewatch_dead_lettered_total{reason=\"oversize\"} 0",
+            "vaewatch_alerts_published_total{state=\"resolved\"} 2",
+            "vaewatch_alerts_published_total{state=\"opened\"} 0",
+            "vaewatch_open_alerts 3",
+            "vaewatch_ready 1",
+            "# TYPE vaewatch_batch_size histogram",
+            "vaewatch_batch_size_bucket{le=\"32\"} 0",
+            "vaewatch_batch_size_bucket{le=\"64\"} 1",
+            "vaewatch_batch_size_count 1",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing {line:?} in:\n{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_family_has_help_and_type_once() {
+        let text = Metrics::new().render();
+        let types: Vec<&str> = text.lines().filter(|l| l.starts_with("# TYPE")).collect();
+        assert_eq!(types.len(), 13);
+        for line in &types {
+            let name = line.split(' ').nth(2).unwrap();
+            assert!(name.starts_with("vaewatch_"));
+            if line.ends_with(" counter") {
+                assert!(name.ends_with("_total"), "{name}");
+            }
+            let help = format!("# HELP {name} ");
+            assert_eq!(text.lines().filter(|l| l.starts_with(&help)).count(), 1);
+        }
+    }
+}

@@ -1,0 +1,247 @@
+//! The model directory: `model.safetensors` (F32 weights, PyTorch layouts) and `manifest.json`
+//! (everything needed to use the weights: architecture, channels, windowing, normalisation,
+//! threshold, where the training data came from and how training went).
+//!
+//! `model_id` is the first 16 hex characters of SHA-256 over the weights file's bytes followed by
+//! the manifest serialised canonically (compact JSON, fields in declaration order) with
+//! `model_id` set to the empty string. Loading recomputes it, so a changed weight or a changed
+//! manifest field is caught; re-indenting the JSON is not a change.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::config::VaeConfig;
+use super::error::ModelError;
+use super::normalise::Normalisation;
+use crate::score::threshold::ThresholdCalibration;
+use crate::window::WindowConfig;
+
+/// Manifest format written by this version.
+pub const FORMAT_VERSION: u32 = 1;
+/// Weights file name inside a model directory.
+pub const WEIGHTS_FILE: &str = "model.safetensors";
+/// Manifest file name inside a model directory.
+pub const MANIFEST_FILE: &str = "manifest.json";
+/// Hex characters of SHA-256 kept in `model_id`.
+pub const MODEL_ID_LEN: usize = 16;
+
+/// What a model directory says about its model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// Manifest format; [`FORMAT_VERSION`] for models written by this version.
+    pub format_version: u32,
+    /// Hash of weights and manifest (see the module docs); empty before the model is saved.
+    pub model_id: String,
+    /// When training finished, RFC 3339 UTC.
+    pub created_at: String,
+    /// Network shape.
+    pub architecture: VaeConfig,
+    /// Channel names in the order of the window rows.
+    pub channels: Vec<String>,
+    /// How samples become windows.
+    pub windowing: WindowConfig,
+    /// Per-channel center and scale, with the floor rule.
+    pub normalisation: Normalisation,
+    /// The calibrated threshold and how it was set.
+    pub threshold: ThresholdCalibration,
+    /// What the model was trained on.
+    pub training_data: TrainingDataSummary,
+    /// How training went.
+    pub training: TrainingMetrics,
+}
+
+/// What the model was trained on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainingDataSummary {
+    /// Machines whose windows were used, sorted.
+    pub machines: Vec<String>,
+    /// Windows given to training, all machines together.
+    pub windows: usize,
+    /// Windows the network was fitted on.
+    pub train_windows: usize,
+    /// Held-out windows (validation and threshold calibration).
+    pub heldout_windows: usize,
+    /// Windows skipped between each machine's training and held-out part so they do not overlap.
+    pub gap_windows: usize,
+    /// Present values over all windows given (overlapping windows count a sample repeatedly).
+    pub present_values: u64,
+    /// Start of the earliest window, ms since the epoch.
+    pub first_window_start_ms: i64,
+    /// End of the latest window, ms since the epoch.
+    pub last_window_end_ms: i64,
+}
+
+/// How training went.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainingMetrics {
+    /// Epochs run (early stopping may end before the maximum).
+    pub epochs: usize,
+    /// Epoch (1-based) whose weights were kept.
+    pub best_epoch: usize,
+    /// Validation loss of the kept weights (reconstruction + β · KL term, per value).
+    pub best_validation_loss: f64,
+    /// Masked mean squared reconstruction error per present value, on the validation set.
+    pub validation_reconstruction: f64,
+    /// KL divergence per window (nats, summed over latent dims), on the validation set.
+    pub validation_kl: f64,
+    /// Training loss of the best epoch.
+    pub train_loss: f64,
+    /// What the loss curves were computed on: `heldout` or `train` (no held-out windows).
+    pub validation_source: String,
+    /// Latent dims whose posterior mean varies across windows (variance > 0.01).
+    pub active_latent_dims: usize,
+    /// Variance of each latent mean across validation windows.
+    pub latent_activity: Vec<f64>,
+    /// Optimizer steps taken.
+    pub steps: usize,
+    /// Seed of the initialisation and the shuffling.
+    pub seed: u64,
+}
+
+impl Manifest {
+    /// Canonical bytes that enter the hash: compact JSON with `model_id` empty.
+    fn canonical_bytes(&self) -> Result<Vec<u8>, serde_json::Error> {
+        let mut unhashed = self.clone();
+        unhashed.model_id.clear();
+        serde_json::to_vec(&unhashed)
+    }
+
+    /// The `model_id` for this manifest with `weights` (the weights file's bytes).
+    pub fn compute_model_id(&self, weights: &[u8]) -> Result<String, serde_json::Error> {
+        let mut hasher = Sha256::new();
+        hasher.update(weights);
+        hasher.update(self.canonical_bytes()?);
+        let digest = hasher.finalize();
+        let mut hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        hex.truncate(MODEL_ID_LEN);
+        Ok(hex)
+    }
+
+    /// Checks that the parts of the manifest agree with each other; no IO.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.format_version != FORMAT_VERSION {
+            return Err(format!(
+                "manifest format_version {} is not supported (expected {FORMAT_VERSION})",
+                self.format_version
+            ));
+        }
+        self.architecture
+            .validate()
+            .map_err(|e| format!("architecture: {e}"))?;
+        let c = self.architecture.channels;
+        if self.channels.len() != c || self.normalisation.channels.len() != c {
+            return Err(format!(
+                "architecture has {c} channels, channel list {} and normalisation {}",
+                self.channels.len(),
+                self.normalisation.channels.len()
+            ));
+        }
+        if self.windowing.window != self.architecture.window {
+            return Err(format!(
+                "windowing.window {} differs from architecture.window {}",
+                self.windowing.window, self.architecture.window
+            ));
+        }
+        if let Some(bad) = self
+            .normalisation
+            .channels
+            .iter()
+            .find(|n| !(n.scale.is_finite() && n.scale > 0.0 && n.center.is_finite()))
+        {
+            return Err(format!(
+                "channel {} has center {} and scale {}; scale must be finite and positive",
+                bad.name, bad.center, bad.scale
+            ));
+        }
+        if !self.threshold.value.is_finite() {
+            return Err(format!("threshold {} is not finite", self.threshold.value));
+        }
+        Ok(())
+    }
+}
+
+/// Writes `weights` (safetensors bytes) and `manifest` into `dir` (created if missing), setting
+/// `manifest.model_id`. Each file is written to a temporary name and renamed into place.
+/// Returns the model id.
+pub fn write_model_dir(
+    dir: &Path,
+    weights: &[u8],
+    manifest: &mut Manifest,
+) -> Result<String, ModelError> {
+    fs::create_dir_all(dir).map_err(|source| ModelError::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    manifest.model_id =
+        manifest
+            .compute_model_id(weights)
+            .map_err(|source| ModelError::ManifestJson {
+                path: dir.join(MANIFEST_FILE),
+                source,
+            })?;
+    let json = serde_json::to_vec_pretty(manifest).map_err(|source| ModelError::ManifestJson {
+        path: dir.join(MANIFEST_FILE),
+        source,
+    })?;
+    write_atomically(&dir.join(WEIGHTS_FILE), weights)?;
+    write_atomically(&dir.join(MANIFEST_FILE), &json)?;
+    Ok(manifest.model_id.clone())
+}
+
+/// Reads a model directory and verifies `model_id`. Returns the manifest and the weights bytes.
+pub fn read_model_dir(dir: &Path) -> Result<(Manifest, Vec<u8>), ModelError> {
+    let manifest_path = dir.join(MANIFEST_FILE);
+    let weights_path = dir.join(WEIGHTS_FILE);
+    let manifest_bytes = read(&manifest_path)?;
+    let weights = read(&weights_path)?;
+    let manifest: Manifest =
+        serde_json::from_slice(&manifest_bytes).map_err(|source| ModelError::ManifestJson {
+            path: manifest_path.clone(),
+            source,
+        })?;
+    let computed =
+        manifest
+            .compute_model_id(&weights)
+            .map_err(|source| ModelError::ManifestJson {
+                path: manifest_path.clone(),
+                source,
+            })?;
+    if computed != manifest.model_id {
+        return Err(ModelError::HashMismatch {
+            dir: dir.to_path_buf(),
+            recorded: manifest.model_id,
+            computed,
+        });
+    }
+    manifest
+        .validate()
+        .map_err(|reason| ModelError::InvalidManifest {
+            path: manifest_path,
+            reason,
+        })?;
+    Ok((manifest, weights))
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, ModelError> {
+    fs::read(path).map_err(|source| ModelError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), ModelError> {
+    let mut tmp: PathBuf = path.to_path_buf();
+    tmp.as_mut_os_string().push(".partial");
+    let io = |source| ModelError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    fs::write(&tmp, bytes).map_err(io)?;
+    fs::rename(&tmp, path).map_err(io)
+}

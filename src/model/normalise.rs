@@ -1,0 +1,298 @@
+//! Per-channel normalisation: raw sensor units become "typical spreads from typical value" before
+//! the VAE sees them, so channels in bar, °C and mm/s weigh alike in the score. Fitted on the
+//! training windows, stored in the manifest, applied identically in training and scoring.
+//!
+//! Robust statistics: `center` is the median of the present values and the spread is the
+//! interquartile range / 1.349 (the standard deviation for Gaussian data), falling back to the
+//! standard deviation when the IQR is 0. Then the **floor**:
+//!
+//! `scale = max(spread, rel_floor · max(|center|, median |x|), abs_floor)`
+//!
+//! A temperature that held within 0.1 °C around 60 °C in training gets a scale of at least
+//! 0.6 °C (with the default `rel_floor` = 1 %), so a later drift of half a degree scores as
+//! under one spread instead of dozens. `abs_floor` (raw units) only guards channels that sat at
+//! exactly 0. Both knobs and whether the floor applied are recorded per channel.
+
+use serde::{Deserialize, Serialize};
+
+use crate::window::Window;
+
+/// How the scale floor is set; stored in the manifest.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FloorRule {
+    /// Fraction of the channel's typical magnitude (`max(|center|, median |x|)`) below which the
+    /// scale is not allowed to fall.
+    pub rel_floor: f64,
+    /// Smallest scale in raw units, whatever the magnitude.
+    pub abs_floor: f64,
+}
+
+impl Default for FloorRule {
+    fn default() -> Self {
+        FloorRule {
+            rel_floor: 0.01,
+            abs_floor: 0.01,
+        }
+    }
+}
+
+/// Normalisation of one channel: `x_norm = (x - center) / scale`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelNorm {
+    /// Channel name, as in the manifest's channel list.
+    pub name: String,
+    /// Median of the present training values, raw units.
+    pub center: f64,
+    /// Robust spread of the training values (IQR / 1.349, or the standard deviation when the
+    /// IQR is 0), raw units.
+    pub spread: f64,
+    /// The floor that applied to this channel, raw units.
+    pub floor: f64,
+    /// `max(spread, floor)`, raw units; never 0.
+    pub scale: f64,
+    /// True when the floor, not the spread, set the scale.
+    pub floored: bool,
+    /// Number of present training values the statistics came from.
+    pub values: u64,
+}
+
+/// Normalisation of all channels of a model, in channel order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Normalisation {
+    /// The floor rule the scales were fitted with.
+    pub rule: FloorRule,
+    /// One entry per channel, in the model's channel order.
+    pub channels: Vec<ChannelNorm>,
+}
+
+/// Why normalisation could not be fitted.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum NormaliseError {
+    #[error("channel {channel} has no present value in the training windows")]
+    NoValues { channel: String },
+    #[error("window has {got} channels, expected {expected}")]
+    ChannelCount { got: usize, expected: usize },
+    #[error(
+        "floor rule is invalid: rel_floor {rel_floor} and abs_floor {abs_floor} must be finite, rel_floor >= 0 and abs_floor > 0"
+    )]
+    InvalidRule { rel_floor: f64, abs_floor: f64 },
+}
+
+impl Normalisation {
+    /// Fits center and scale per channel on the present values of `windows` (each `[C, W]` with
+    /// `C = channel_names.len()`); masked values are ignored.
+    pub fn fit(
+        windows: &[&Window],
+        channel_names: &[String],
+        rule: FloorRule,
+    ) -> Result<Self, NormaliseError> {
+        if !(rule.rel_floor.is_finite()
+            && rule.abs_floor.is_finite()
+            && rule.rel_floor >= 0.0
+            && rule.abs_floor > 0.0)
+        {
+            return Err(NormaliseError::InvalidRule {
+                rel_floor: rule.rel_floor,
+                abs_floor: rule.abs_floor,
+            });
+        }
+        let n_channels = channel_names.len();
+        let mut per_channel: Vec<Vec<f64>> = vec![Vec::new(); n_channels];
+        for window in windows {
+            if window.channels != n_channels {
+                return Err(NormaliseError::ChannelCount {
+                    got: window.channels,
+                    expected: n_channels,
+                });
+            }
+            for (c, values) in per_channel.iter_mut().enumerate() {
+                let row = c * window.len..(c + 1) * window.len;
+                values.extend(
+                    window.values[row.clone()]
+                        .iter()
+                        .zip(&window.mask[row])
+                        .filter(|(v, m)| **m && v.is_finite())
+                        .map(|(v, _)| f64::from(*v)),
+                );
+            }
+        }
+        let channels = channel_names
+            .iter()
+            .zip(per_channel)
+            .map(|(name, values)| fit_channel(name, values, rule))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Normalisation { rule, channels })
+    }
+
+    /// Writes `window`'s normalised values into `out` (`[C, W]` row-major): present values as
+    /// `(x - center) / scale`, masked values as 0. `out.len()` must equal `window.values.len()`
+    /// and the window must have as many channels as this normalisation.
+    pub fn apply_into(&self, window: &Window, out: &mut [f32]) {
+        debug_assert_eq!(out.len(), window.values.len());
+        debug_assert_eq!(window.channels, self.channels.len());
+        for (c, norm) in self.channels.iter().enumerate() {
+            let center = norm.center as f32;
+            let inv_scale = (1.0 / norm.scale) as f32;
+            let row = c * window.len..(c + 1) * window.len;
+            for ((o, v), m) in out[row.clone()]
+                .iter_mut()
+                .zip(&window.values[row.clone()])
+                .zip(&window.mask[row])
+            {
+                *o = if *m { (v - center) * inv_scale } else { 0.0 };
+            }
+        }
+    }
+}
+
+fn fit_channel(
+    name: &str,
+    mut values: Vec<f64>,
+    rule: FloorRule,
+) -> Result<ChannelNorm, NormaliseError> {
+    if values.is_empty() {
+        return Err(NormaliseError::NoValues {
+            channel: name.to_owned(),
+        });
+    }
+    values.sort_by(f64::total_cmp);
+    let center = quantile_sorted(&values, 0.5);
+    let iqr = quantile_sorted(&values, 0.75) - quantile_sorted(&values, 0.25);
+    let spread = if iqr > 0.0 {
+        iqr / 1.349
+    } else {
+        let mean = values.iter().sum::<f64>() / values.len() as f64;
+        (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / values.len() as f64).sqrt()
+    };
+    let mut magnitudes: Vec<f64> = values.iter().map(|v| v.abs()).collect();
+    magnitudes.sort_by(f64::total_cmp);
+    let magnitude = center.abs().max(quantile_sorted(&magnitudes, 0.5));
+    let floor = (rule.rel_floor * magnitude).max(rule.abs_floor);
+    let floored = spread < floor;
+    Ok(ChannelNorm {
+        name: name.to_owned(),
+        center,
+        spread,
+        floor,
+        scale: spread.max(floor),
+        floored,
+        values: values.len() as u64,
+    })
+}
+
+/// Linear-interpolated quantile `q` in [0, 1] of sorted, non-empty `values`.
+pub(crate) fn quantile_sorted(values: &[f64], q: f64) -> f64 {
+    match values.len() {
+        0 => f64::NAN,
+        1 => values[0],
+        n => {
+            let pos = q.clamp(0.0, 1.0) * (n - 1) as f64;
+            let lo = pos.floor() as usize;
+            let hi = (lo + 1).min(n - 1);
+            let frac = pos - lo as f64;
+            values[lo] + (values[hi] - values[lo]) * frac
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::telemetry::EquipmentId;
+
+    fn window(rows: &[Vec<f32>], mask: Option<Vec<bool>>) -> Window {
+        let len = rows[0].len();
+        let values: Vec<f32> = rows.concat();
+        let n = values.len();
+        Window {
+            equipment_id: EquipmentId::try_from("m1").unwrap(),
+            start_ms: 0,
+            end_ms: len as i64 - 1,
+            channels: rows.len(),
+            len,
+            values,
+            mask: mask.unwrap_or_else(|| vec![true; n]),
+            sources: Vec::new(),
+        }
+    }
+
+    fn names(n: usize) -> Vec<String> {
+        (0..n).map(|i| format!("ch{i}")).collect()
+    }
+
+    #[test]
+    fn steady_temperature_gets_the_floor() {
+        // 60 °C holding within ±0.05 °C, next to a pressure moving by several bar.
+        let temp: Vec<f32> = (0..200)
+            .map(|i| 60.0 + 0.05 * ((i % 3) as f32 - 1.0))
+            .collect();
+        let pressure: Vec<f32> = (0..200)
+            .map(|i| 5.0 + 2.0 * (i as f32 * 0.3).sin())
+            .collect();
+        let w = window(&[temp, pressure], None);
+        let norm = Normalisation::fit(&[&w], &names(2), FloorRule::default()).unwrap();
+        let t = &norm.channels[0];
+        assert!((t.center - 60.0).abs() < 1e-4);
+        assert!(t.floored);
+        assert!((t.scale - 0.6).abs() < 1e-4, "scale {}", t.scale);
+        let p = &norm.channels[1];
+        assert!(!p.floored);
+        assert!(p.scale > 1.0 && p.scale < 3.0, "scale {}", p.scale);
+        // A 0.5 °C drift stays under one scale unit.
+        assert!(0.5 / t.scale < 1.0);
+    }
+
+    #[test]
+    fn masked_values_are_ignored_and_become_zero() {
+        let mut row = vec![10.0f32; 8];
+        row[3] = 1e6; // masked outlier must not move the statistics
+        let mut mask = vec![true; 8];
+        mask[3] = false;
+        let w = window(&[row], Some(mask));
+        let norm = Normalisation::fit(&[&w], &names(1), FloorRule::default()).unwrap();
+        assert_eq!(norm.channels[0].center, 10.0);
+        assert_eq!(norm.channels[0].values, 7);
+        // constant channel: spread 0, floor 1 % of 10 = 0.1
+        assert!((norm.channels[0].scale - 0.1).abs() < 1e-9);
+        let mut out = vec![f32::NAN; 8];
+        norm.apply_into(&w, &mut out);
+        assert_eq!(out[3], 0.0);
+        assert!(out.iter().all(|v| v.abs() < 1e-6));
+    }
+
+    #[test]
+    fn zero_channel_uses_the_absolute_floor() {
+        let w = window(&[vec![0.0; 16]], None);
+        let norm = Normalisation::fit(&[&w], &names(1), FloorRule::default()).unwrap();
+        assert_eq!(norm.channels[0].scale, 0.01);
+    }
+
+    #[test]
+    fn errors_name_the_problem() {
+        let w = window(&[vec![1.0; 4]], Some(vec![false; 4]));
+        let err = Normalisation::fit(&[&w], &names(1), FloorRule::default()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "channel ch0 has no present value in the training windows"
+        );
+        let err = Normalisation::fit(&[&w], &names(2), FloorRule::default()).unwrap_err();
+        assert!(matches!(
+            err,
+            NormaliseError::ChannelCount {
+                got: 1,
+                expected: 2
+            }
+        ));
+    }
+
+    #[test]
+    fn quantiles_interpolate() {
+        let v = [1.0, 2.0, 3.0, 4.0, 5.0];
+        for (q, expected) in [(0.0, 1.0), (0.5, 3.0), (0.25, 2.0), (1.0, 5.0), (0.9, 4.6)] {
+            assert!((quantile_sorted(&v, q) - expected).abs() < 1e-12);
+        }
+    }
+}

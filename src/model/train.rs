@@ -1,0 +1,529 @@
+//! Training: windows of normal history in, a `TrainedModel` out (weights, normalisation,
+//! calibrated threshold, manifest). Used by `vaewatch train`; pure apart from the optional
+//! progress bar (no files until `TrainedModel::save`).
+//!
+//! Steps: split each machine's windows by time (the last ~20 % held out, with a gap so no window
+//! overlaps), fit the normalisation on the training part, train the VAE with AdamW on
+//! `masked MSE + β · KL / (C·W)` (a Gaussian likelihood with variance ½ in normalised units),
+//! β warmed up linearly, KL with free bits per latent dim so the posterior cannot collapse,
+//! early stopping on the held-out loss with the best weights restored, then calibrate the
+//! threshold on held-out scores. Deterministic for a given seed on the CPU.
+
+use std::io::IsTerminal;
+use std::path::Path;
+
+use candle_core::{D, Device, Tensor};
+use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarMap};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::{Deserialize, Serialize};
+
+use super::config::VaeConfig;
+use super::error::{ModelError, TrainError};
+use super::init::{SeededRng, seeded_vae, weights_bytes};
+use super::loaded::{Model, score_batch};
+use super::manifest::{self, FORMAT_VERSION, Manifest, TrainingDataSummary, TrainingMetrics};
+use super::normalise::{FloorRule, Normalisation};
+use super::split::split_by_machine;
+use super::vae::Vae;
+use crate::score::threshold::{ThresholdMethod, ThresholdOptions, calibrate};
+use crate::window::{Window, WindowConfig};
+
+/// Fewest windows (after dropping empty ones) training accepts.
+pub const MIN_WINDOWS: usize = 8;
+/// Latent dims whose posterior-mean variance across windows exceeds this count as active.
+const ACTIVE_DIM_VARIANCE: f64 = 0.01;
+
+/// Training knobs; `Default` gives settings that fit histories from ~50 to tens of thousands of
+/// windows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainOptions {
+    /// Network shape; `None`: the default architecture with the data's channel count and window.
+    pub architecture: Option<VaeConfig>,
+    /// Seed of the initial weights, the shuffling and the reparameterisation noise.
+    pub seed: u64,
+    /// Upper bound on epochs.
+    pub max_epochs: usize,
+    /// Upper bound on optimizer steps over the whole run (bounds training time on big histories).
+    pub max_steps: usize,
+    /// Windows per step; lowered to a quarter of the training windows when those are few.
+    pub batch_size: usize,
+    /// AdamW learning rate.
+    pub learning_rate: f64,
+    /// AdamW decoupled weight decay.
+    pub weight_decay: f64,
+    /// Weight of the KL term at the end of the warm-up.
+    pub beta: f64,
+    /// Epochs over which β rises linearly from 0 to `beta`.
+    pub kl_warmup_epochs: usize,
+    /// Free bits: nats per latent dim below which the KL is not penalised.
+    pub free_bits: f64,
+    /// Epochs without a better validation loss before training stops.
+    pub patience: usize,
+    /// Fraction of each machine's windows held out (by time, the most recent).
+    pub heldout_fraction: f64,
+    /// Normalisation floor.
+    pub floor: FloorRule,
+    /// Threshold calibration.
+    pub threshold: ThresholdOptions,
+    /// Show a progress bar on stderr (only when stderr is a terminal).
+    pub progress: bool,
+}
+
+impl Default for TrainOptions {
+    fn default() -> Self {
+        TrainOptions {
+            architecture: None,
+            seed: 0x5EED,
+            max_epochs: 200,
+            max_steps: 1500,
+            batch_size: 64,
+            learning_rate: 2e-3,
+            weight_decay: 1e-4,
+            beta: 1.0,
+            kl_warmup_epochs: 5,
+            free_bits: 0.05,
+            patience: 10,
+            heldout_fraction: 0.2,
+            floor: FloorRule::default(),
+            threshold: ThresholdOptions::default(),
+            progress: true,
+        }
+    }
+}
+
+impl TrainOptions {
+    fn validate(&self) -> Result<(), TrainError> {
+        let bad = |what: &str| Err(TrainError::InvalidOptions(what.to_owned()));
+        if self.max_epochs == 0 || self.max_steps == 0 || self.batch_size == 0 {
+            return bad("max_epochs, max_steps and batch_size must be at least 1");
+        }
+        if !(self.learning_rate > 0.0 && self.learning_rate.is_finite()) {
+            return bad("learning_rate must be positive");
+        }
+        if !(self.beta >= 0.0 && self.free_bits >= 0.0 && self.weight_decay >= 0.0) {
+            return bad("beta, free_bits and weight_decay must not be negative");
+        }
+        if !(0.0..0.9).contains(&self.heldout_fraction) {
+            return bad("heldout_fraction must be in [0, 0.9)");
+        }
+        Ok(())
+    }
+}
+
+/// A freshly trained model: weights and manifest, not yet on disk.
+#[derive(Debug, Clone)]
+pub struct TrainedModel {
+    manifest: Manifest,
+    weights: Vec<u8>,
+}
+
+impl TrainedModel {
+    /// The manifest (its `model_id` is filled in: the hash of these weights and this manifest).
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// Writes the model directory (`model.safetensors`, `manifest.json`) into `dir`, creating it.
+    /// Returns the model id.
+    pub fn save(&self, dir: &Path) -> Result<String, ModelError> {
+        let mut manifest = self.manifest.clone();
+        manifest::write_model_dir(dir, &self.weights, &mut manifest)
+    }
+
+    /// The model ready to score, on `device`, without a round trip through files.
+    pub fn model(&self, device: &Device) -> Result<Model, ModelError> {
+        Model::from_parts(self.manifest.clone(), self.weights.clone(), device)
+    }
+}
+
+/// Trains a model on `windows` (from the windower, `[C, W]` raw units, any machine order) whose
+/// rows are `channels`, windowed as `windowing` says.
+pub fn fit(
+    windows: &[Window],
+    channels: &[String],
+    windowing: &WindowConfig,
+    opts: &TrainOptions,
+) -> Result<TrainedModel, TrainError> {
+    opts.validate()?;
+    let arch = opts
+        .architecture
+        .clone()
+        .unwrap_or_else(|| VaeConfig::with_shape(channels.len(), windowing.window, 16));
+    arch.validate()
+        .map_err(|e| TrainError::InvalidOptions(format!("architecture: {e}")))?;
+    if arch.channels != channels.len() || arch.window != windowing.window {
+        return Err(TrainError::InvalidOptions(format!(
+            "architecture is {} channels x {} samples but the data is {} channels x {} samples",
+            arch.channels,
+            arch.window,
+            channels.len(),
+            windowing.window
+        )));
+    }
+    check_shapes(windows, &arch)?;
+    let usable: Vec<Window> = windows
+        .iter()
+        .filter(|w| w.mask.iter().any(|m| *m))
+        .cloned()
+        .collect();
+    if usable.is_empty() {
+        return Err(TrainError::NoWindows);
+    }
+    if usable.len() < MIN_WINDOWS {
+        return Err(TrainError::TooFewWindows {
+            got: usable.len(),
+            need: MIN_WINDOWS,
+        });
+    }
+    let gap = windowing.window.div_ceil(windowing.stride.max(1));
+    let split = split_by_machine(&usable, opts.heldout_fraction, gap);
+    let norm = Normalisation::fit(&split.train, channels, opts.floor)?;
+
+    let device = Device::Cpu;
+    let (vae, varmap) = seeded_vae(&arch, opts.seed, &device)?;
+    let train_set = Batches::new(&split.train, &norm, &arch);
+    let (val_set, validation_source) = if split.heldout.is_empty() {
+        (Batches::new(&split.train, &norm, &arch), "train")
+    } else {
+        (Batches::new(&split.heldout, &norm, &arch), "heldout")
+    };
+    let run = run_training(&vae, &varmap, &train_set, &val_set, &arch, opts)?;
+
+    let (calibration, method) = if split.heldout.is_empty() {
+        (&split.train, ThresholdMethod::TrainingQuantile)
+    } else {
+        (&split.heldout, ThresholdMethod::HeldOutQuantile)
+    };
+    let scores = score_batch(&vae, &norm, calibration, &device)?;
+    let values: Vec<f32> = scores.iter().map(|s| s.score).collect();
+    let threshold = calibrate(&values, method, &opts.threshold)?;
+    let latent_activity = latent_variance(scores.iter().map(|s| &s.latent_mu), arch.latent);
+
+    let mut machines: Vec<String> = usable.iter().map(|w| w.equipment_id.to_string()).collect();
+    machines.sort();
+    machines.dedup();
+    let manifest = Manifest {
+        format_version: FORMAT_VERSION,
+        model_id: String::new(),
+        created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        architecture: arch,
+        channels: channels.to_vec(),
+        windowing: windowing.clone(),
+        normalisation: norm,
+        threshold,
+        training_data: TrainingDataSummary {
+            machines,
+            windows: usable.len(),
+            train_windows: split.train.len(),
+            heldout_windows: split.heldout.len(),
+            gap_windows: split.skipped,
+            present_values: usable
+                .iter()
+                .map(|w| w.mask.iter().filter(|m| **m).count() as u64)
+                .sum(),
+            first_window_start_ms: usable.iter().map(|w| w.start_ms).min().unwrap_or(0),
+            last_window_end_ms: usable.iter().map(|w| w.end_ms).max().unwrap_or(0),
+        },
+        training: TrainingMetrics {
+            epochs: run.epochs,
+            best_epoch: run.best_epoch,
+            best_validation_loss: run.best.loss,
+            validation_reconstruction: run.best.reconstruction,
+            validation_kl: run.best.kl,
+            train_loss: run.best_train_loss,
+            validation_source: validation_source.to_owned(),
+            active_latent_dims: latent_activity
+                .iter()
+                .filter(|v| **v > ACTIVE_DIM_VARIANCE)
+                .count(),
+            latent_activity,
+            steps: run.steps,
+            seed: opts.seed,
+        },
+    };
+    let weights = weights_bytes(&varmap)?;
+    let mut manifest = manifest;
+    manifest.model_id = manifest
+        .compute_model_id(&weights)
+        .map_err(|e| TrainError::InvalidOptions(format!("manifest cannot be serialised: {e}")))?;
+    Ok(TrainedModel { manifest, weights })
+}
+
+fn check_shapes(windows: &[Window], arch: &VaeConfig) -> Result<(), TrainError> {
+    for w in windows {
+        let n = w.channels * w.len;
+        if w.channels != arch.channels
+            || w.len != arch.window
+            || w.values.len() != n
+            || w.mask.len() != n
+        {
+            return Err(TrainError::WindowShape {
+                equipment_id: w.equipment_id.to_string(),
+                end_ms: w.end_ms,
+                channels: w.channels,
+                len: w.len,
+                expected_channels: arch.channels,
+                expected_len: arch.window,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Normalised windows and masks, `[N, C, W]` each, flat, for assembling batches.
+struct Batches {
+    inputs: Vec<f32>,
+    masks: Vec<f32>,
+    count: usize,
+    per_window: usize,
+}
+
+impl Batches {
+    fn new(windows: &[&Window], norm: &Normalisation, arch: &VaeConfig) -> Self {
+        let per_window = arch.channels * arch.window;
+        let mut inputs = vec![0f32; windows.len() * per_window];
+        let mut masks = Vec::with_capacity(windows.len() * per_window);
+        for (window, out) in windows.iter().zip(inputs.chunks_mut(per_window)) {
+            norm.apply_into(window, out);
+            masks.extend(window.mask.iter().map(|m| if *m { 1f32 } else { 0.0 }));
+        }
+        Batches {
+            inputs,
+            masks,
+            count: windows.len(),
+            per_window,
+        }
+    }
+
+    /// Input and mask tensors `[B, C, W]` for the windows at `indices`.
+    fn gather(
+        &self,
+        indices: &[usize],
+        arch: &VaeConfig,
+        device: &Device,
+    ) -> candle_core::Result<(Tensor, Tensor)> {
+        let mut x = Vec::with_capacity(indices.len() * self.per_window);
+        let mut m = Vec::with_capacity(indices.len() * self.per_window);
+        for &i in indices {
+            let span = i * self.per_window..(i + 1) * self.per_window;
+            x.extend_from_slice(&self.inputs[span.clone()]);
+            m.extend_from_slice(&self.masks[span]);
+        }
+        let shape = (indices.len(), arch.channels, arch.window);
+        Ok((
+            Tensor::from_vec(x, shape, device)?,
+            Tensor::from_vec(m, shape, device)?,
+        ))
+    }
+}
+
+/// Loss parts of one evaluation, averaged per window.
+#[derive(Debug, Clone, Copy)]
+struct LossParts {
+    /// Total (reconstruction + β · KL / (C·W)).
+    loss: f64,
+    /// Masked MSE per present value.
+    reconstruction: f64,
+    /// KL per window, nats.
+    kl: f64,
+}
+
+struct RunSummary {
+    epochs: usize,
+    best_epoch: usize,
+    best: LossParts,
+    best_train_loss: f64,
+    steps: usize,
+}
+
+/// Masked MSE `[]` and per-dim KL averaged over the batch `[latent]`.
+fn loss_terms(
+    recon: &Tensor,
+    x: &Tensor,
+    mask: &Tensor,
+    mu: &Tensor,
+    logvar: &Tensor,
+) -> candle_core::Result<(Tensor, Tensor)> {
+    let present = mask.sum_all()?.maximum(1f64)?;
+    let sse = ((recon - x)?.sqr()? * mask)?.sum_all()?;
+    let mse = (sse / present)?;
+    // KL(N(μ, σ²) || N(0, 1)) per dim: ½ (μ² + σ² − 1 − log σ²).
+    let kl = ((mu.sqr()? + logvar.exp()?)? - logvar)?
+        .affine(0.5, -0.5)?
+        .mean(0)?;
+    Ok((mse, kl))
+}
+
+fn run_training(
+    vae: &Vae,
+    varmap: &VarMap,
+    train: &Batches,
+    val: &Batches,
+    arch: &VaeConfig,
+    opts: &TrainOptions,
+) -> Result<RunSummary, TrainError> {
+    let device = Device::Cpu;
+    let values_per_window = (arch.channels * arch.window) as f64;
+    let batch_size = opts.batch_size.min((train.count / 4).max(8)).max(1);
+    let steps_per_epoch = train.count.div_ceil(batch_size);
+    let max_epochs = opts
+        .max_epochs
+        .min(opts.max_steps.div_ceil(steps_per_epoch))
+        .max(1);
+    let mut optimizer = AdamW::new(
+        varmap.all_vars(),
+        ParamsAdamW {
+            lr: opts.learning_rate,
+            weight_decay: opts.weight_decay,
+            ..ParamsAdamW::default()
+        },
+    )?;
+    let progress = progress_bar(opts.progress, max_epochs);
+    let mut rng = SeededRng::new(opts.seed ^ 0xA5A5_5A5A_DEAD_BEEF);
+    let mut order: Vec<usize> = (0..train.count).collect();
+    let mut best: Option<(LossParts, usize, f64, Vec<Tensor>)> = None;
+    let mut steps = 0;
+    let mut epochs = 0;
+    let mut since_best = 0;
+    for epoch in 1..=max_epochs {
+        epochs = epoch;
+        let beta = if opts.kl_warmup_epochs == 0 {
+            opts.beta
+        } else {
+            opts.beta * (epoch as f64 / opts.kl_warmup_epochs as f64).min(1.0)
+        };
+        rng.shuffle(&mut order);
+        let mut train_loss = 0.0;
+        let mut batches = 0;
+        for indices in order.chunks(batch_size) {
+            if steps >= opts.max_steps {
+                break;
+            }
+            let (x, mask) = train.gather(indices, arch, &device)?;
+            let (mu, logvar) = vae.encode(&x)?;
+            let noise: Vec<f32> = (0..mu.elem_count()).map(|_| rng.normal() as f32).collect();
+            let eps = Tensor::from_vec(noise, mu.shape(), &device)?;
+            let z = (&mu + (logvar.affine(0.5, 0.0)?.exp()? * eps)?)?;
+            let recon = vae.decode(&z)?;
+            let (mse, kl) = loss_terms(&recon, &x, &mask, &mu, &logvar)?;
+            let kl_free = kl.maximum(opts.free_bits)?.sum_all()?;
+            let loss = (mse + (kl_free * (beta / values_per_window))?)?;
+            let value = f64::from(loss.to_scalar::<f32>()?);
+            if !value.is_finite() {
+                return Err(TrainError::Diverged { epoch, loss: value });
+            }
+            optimizer.backward_step(&loss)?;
+            train_loss += value;
+            batches += 1;
+            steps += 1;
+        }
+        let train_loss = train_loss / batches.max(1) as f64;
+        let parts = evaluate(vae, val, arch, opts.beta, &device)?;
+        if !parts.loss.is_finite() {
+            return Err(TrainError::Diverged {
+                epoch,
+                loss: parts.loss,
+            });
+        }
+        progress.set_message(format!(
+            "train {train_loss:.4} val {:.4} (mse {:.4}, kl {:.2})",
+            parts.loss, parts.reconstruction, parts.kl
+        ));
+        progress.inc(1);
+        tracing::debug!(epoch, train_loss, val_loss = parts.loss, "epoch done");
+        let improved = best.as_ref().is_none_or(|(b, ..)| parts.loss < b.loss);
+        if improved {
+            best = Some((parts, epoch, train_loss, snapshot(varmap)?));
+            since_best = 0;
+        } else {
+            since_best += 1;
+        }
+        if since_best >= opts.patience || steps >= opts.max_steps {
+            break;
+        }
+    }
+    progress.finish_and_clear();
+    let (best, best_epoch, best_train_loss, weights) = best.ok_or(TrainError::NoWindows)?;
+    restore(varmap, &weights)?;
+    Ok(RunSummary {
+        epochs,
+        best_epoch,
+        best,
+        best_train_loss,
+        steps,
+    })
+}
+
+/// Deterministic validation loss: decode the posterior mean, full β, no free bits.
+fn evaluate(
+    vae: &Vae,
+    set: &Batches,
+    arch: &VaeConfig,
+    beta: f64,
+    device: &Device,
+) -> candle_core::Result<LossParts> {
+    let values_per_window = (arch.channels * arch.window) as f64;
+    let indices: Vec<usize> = (0..set.count).collect();
+    let (mut sse, mut present, mut kl_sum) = (0.0, 0.0, 0.0);
+    for chunk in indices.chunks(256) {
+        let (x, mask) = set.gather(chunk, arch, device)?;
+        let (recon, mu, logvar) = vae.forward_mean(&x)?;
+        let err = ((recon - &x)?.sqr()? * &mask)?.sum_all()?;
+        sse += f64::from(err.to_scalar::<f32>()?);
+        present += f64::from(mask.sum_all()?.to_scalar::<f32>()?);
+        let kl = ((mu.sqr()? + logvar.exp()?)? - &logvar)?
+            .affine(0.5, -0.5)?
+            .sum(D::Minus1)?
+            .sum_all()?;
+        kl_sum += f64::from(kl.to_scalar::<f32>()?);
+    }
+    let reconstruction = sse / present.max(1.0);
+    let kl = kl_sum / set.count.max(1) as f64;
+    Ok(LossParts {
+        loss: reconstruction + beta * kl / values_per_window,
+        reconstruction,
+        kl,
+    })
+}
+
+fn snapshot(varmap: &VarMap) -> candle_core::Result<Vec<Tensor>> {
+    varmap
+        .all_vars()
+        .iter()
+        .map(|v| v.as_tensor().copy())
+        .collect()
+}
+
+fn restore(varmap: &VarMap, weights: &[Tensor]) -> candle_core::Result<()> {
+    for (var, saved) in varmap.all_vars().iter().zip(weights) {
+        var.set(saved)?;
+    }
+    Ok(())
+}
+
+/// Variance of each latent mean across windows (activity of each latent dim).
+fn latent_variance<'a>(mus: impl Iterator<Item = &'a Vec<f32>>, latent: usize) -> Vec<f64> {
+    let mus: Vec<&Vec<f32>> = mus.collect();
+    let n = mus.len().max(1) as f64;
+    (0..latent)
+        .map(|d| {
+            let mean = mus.iter().map(|m| f64::from(m[d])).sum::<f64>() / n;
+            mus.iter()
+                .map(|m| (f64::from(m[d]) - mean).powi(2))
+                .sum::<f64>()
+                / n
+        })
+        .collect()
+}
+
+fn progress_bar(wanted: bool, epochs: usize) -> ProgressBar {
+    if !wanted || !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(epochs as u64);
+    if let Ok(style) = ProgressStyle::with_template("training {bar:30} epoch {pos}/{len} {msg}") {
+        bar.set_style(style);
+    }
+    bar
+}

@@ -1,0 +1,182 @@
+//! Threshold calibration: where "anomalous" starts for a model. Runs once at the end of training
+//! on scores of windows the model did not fit (the held-out tail of each machine's history);
+//! the result is recorded in the manifest and can be overridden in config.
+//!
+//! Rule: `threshold = quantile_q(scores) · margin`, with `q` = 0.995 and a base margin of 1.5 by
+//! default. Few calibration windows make a high quantile unreliable (with under 200 windows the
+//! 0.995 quantile is essentially the maximum), so the margin grows linearly as the count falls
+//! below `full_margin_windows`, up to twice the base margin at zero. When no held-out window
+//! exists (very short history) the training windows are used and the margin is doubled again,
+//! since a threshold fitted on the very windows the model trained on is too tight.
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::normalise::quantile_sorted;
+
+/// Which scores the threshold was computed from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ThresholdMethod {
+    /// Quantile of held-out scores (windows the model was not trained on) times a margin.
+    HeldOutQuantile,
+    /// Fallback when no held-out window exists: quantile of training scores times a doubled
+    /// margin.
+    TrainingQuantile,
+}
+
+/// Knobs of the calibration.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ThresholdOptions {
+    /// Quantile of the calibration scores, in (0, 1].
+    pub quantile: f64,
+    /// Multiplier applied with many calibration windows; at least 1.
+    pub margin: f64,
+    /// Number of calibration windows from which the base margin applies unchanged.
+    pub full_margin_windows: usize,
+}
+
+impl Default for ThresholdOptions {
+    fn default() -> Self {
+        ThresholdOptions {
+            quantile: 0.995,
+            margin: 1.5,
+            full_margin_windows: 200,
+        }
+    }
+}
+
+/// A calibrated threshold and how it was set; stored in the manifest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ThresholdCalibration {
+    /// The threshold on `WindowScore::score` (normalised squared error); a window scores as
+    /// anomalous when its score is above it.
+    pub value: f64,
+    /// Which scores it came from.
+    pub method: ThresholdMethod,
+    /// Quantile used.
+    pub quantile: f64,
+    /// The quantile of the calibration scores, before the margin.
+    pub quantile_score: f64,
+    /// Margin asked for (`ThresholdOptions::margin`).
+    pub base_margin: f64,
+    /// Margin applied after the adjustments for few windows and for training scores.
+    pub margin: f64,
+    /// Number of windows scored for the calibration.
+    pub calibration_windows: usize,
+}
+
+/// Why a threshold could not be calibrated.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ThresholdError {
+    #[error("no scores to calibrate a threshold on")]
+    NoScores,
+    #[error("calibration score {0} is not finite")]
+    NonFinite(f32),
+    #[error(
+        "threshold options are invalid: quantile {quantile} must be in (0, 1] and margin {margin} at least 1"
+    )]
+    InvalidOptions { quantile: f64, margin: f64 },
+}
+
+/// Calibrates a threshold from `scores` (window scores of the calibration set).
+pub fn calibrate(
+    scores: &[f32],
+    method: ThresholdMethod,
+    opts: &ThresholdOptions,
+) -> Result<ThresholdCalibration, ThresholdError> {
+    if !(opts.quantile > 0.0 && opts.quantile <= 1.0 && opts.margin >= 1.0) {
+        return Err(ThresholdError::InvalidOptions {
+            quantile: opts.quantile,
+            margin: opts.margin,
+        });
+    }
+    if scores.is_empty() {
+        return Err(ThresholdError::NoScores);
+    }
+    if let Some(bad) = scores.iter().find(|s| !s.is_finite()) {
+        return Err(ThresholdError::NonFinite(*bad));
+    }
+    let mut sorted: Vec<f64> = scores.iter().map(|s| f64::from(*s)).collect();
+    sorted.sort_by(f64::total_cmp);
+    let quantile_score = quantile_sorted(&sorted, opts.quantile);
+    let n = scores.len();
+    let full = opts.full_margin_windows.max(1);
+    let shortfall = full.saturating_sub(n) as f64 / full as f64;
+    let mut margin = opts.margin * (1.0 + shortfall);
+    if method == ThresholdMethod::TrainingQuantile {
+        margin *= 2.0;
+    }
+    Ok(ThresholdCalibration {
+        value: quantile_score * margin,
+        method,
+        quantile: opts.quantile,
+        quantile_score,
+        base_margin: opts.margin,
+        margin,
+        calibration_windows: n,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn many_windows_use_the_base_margin() {
+        let scores: Vec<f32> = (0..1000).map(|i| i as f32 / 1000.0).collect();
+        let t = calibrate(
+            &scores,
+            ThresholdMethod::HeldOutQuantile,
+            &ThresholdOptions::default(),
+        )
+        .unwrap();
+        assert!(
+            (t.quantile_score - 0.994_005).abs() < 1e-5,
+            "{}",
+            t.quantile_score
+        );
+        assert!((t.margin - 1.5).abs() < 1e-12);
+        assert!((t.value - t.quantile_score * 1.5).abs() < 1e-9);
+        assert_eq!(t.calibration_windows, 1000);
+    }
+
+    #[test]
+    fn few_windows_widen_the_margin() {
+        let opts = ThresholdOptions::default();
+        let cases = [
+            (ThresholdMethod::HeldOutQuantile, 50, 1.5 * 1.75),
+            (ThresholdMethod::HeldOutQuantile, 200, 1.5),
+            (ThresholdMethod::TrainingQuantile, 100, 1.5 * 1.5 * 2.0),
+        ];
+        for (method, n, expected) in cases {
+            let scores = vec![1.0f32; n];
+            let t = calibrate(&scores, method, &opts).unwrap();
+            assert!(
+                (t.margin - expected).abs() < 1e-12,
+                "{method:?} {n}: {}",
+                t.margin
+            );
+            assert!((t.value - expected).abs() < 1e-9);
+        }
+    }
+
+    #[test]
+    fn bad_input_is_an_error() {
+        let opts = ThresholdOptions::default();
+        assert_eq!(
+            calibrate(&[], ThresholdMethod::HeldOutQuantile, &opts),
+            Err(ThresholdError::NoScores)
+        );
+        assert!(matches!(
+            calibrate(&[1.0, f32::NAN], ThresholdMethod::HeldOutQuantile, &opts),
+            Err(ThresholdError::NonFinite(_))
+        ));
+        let bad = ThresholdOptions {
+            margin: 0.5,
+            ..opts
+        };
+        assert!(calibrate(&[1.0], ThresholdMethod::HeldOutQuantile, &bad).is_err());
+    }
+}
