@@ -91,16 +91,15 @@ def main():
                         "--metrics-from", metrics_from, "--no-report"],
                        check=True, stdout=subprocess.DEVNULL)
         summary = json.load(open(os.path.join(out, "summary.json")))
-        point = summary["metrics"]["point"]
-        event = summary["metrics"]["event"]
-        for k in ("tp", "fp", "tn", "fn"):
-            totals[k] += point[k]
-        totals["events"] += event["events"]
-        totals["detected_events"] += event["detected_events"]
-        results.append({"file": rel, "point": point, "event": event})
-        print(f"{rel:58} {fmt(point['precision'])} {fmt(point['recall'])} {fmt(point['f1'])} "
-              f"{fmt(point['false_alarm_rate'])} {fmt(point['miss_rate'])} "
-              f"{event['detected_events']}/{event['events']}")
+        m = summary["metrics"]
+        for k, name in (("tp", "true_positives"), ("fp", "false_positives"),
+                        ("tn", "true_negatives"), ("fn", "false_negatives"),
+                        ("events", "events"), ("detected_events", "detected_events")):
+            totals[k] += m[name]
+        results.append({"file": rel, "metrics": m})
+        print(f"{rel:58} {fmt(m['precision'])} {fmt(m['recall'])} {fmt(m['f1'])} "
+              f"{fmt(m['false_alarm_rate'])} {fmt(m['miss_rate'])} "
+              f"{m['detected_events']}/{m['events']}")
         sys.stdout.flush()
 
     tp, fp, tn, fn = (totals[k] for k in ("tp", "fp", "tn", "fn"))

@@ -3,9 +3,11 @@
 //! alert events come out. Scoring itself happens between the two calls, so callers batch windows
 //! across machines (the daemon) or per file (replay) as suits them. Pure: no IO, no clock.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
-use crate::alert::{AlertEvent, AlertPolicy, AlertPolicyConfig};
+use serde::{Deserialize, Serialize};
+
+use crate::alert::{AlertEvent, AlertPolicy, AlertPolicyConfig, AlertPolicyState};
 use crate::score::ScoredWindow;
 use crate::telemetry::{EquipmentId, Sample, SourcePosition};
 use crate::window::{PushOutcome, Window, WindowConfig, Windower, WindowerStats};
@@ -25,6 +27,22 @@ struct Machine {
     policy: AlertPolicy,
     /// The Kafka partition its samples come from (key = equipment id, so one).
     partition: Option<i32>,
+    /// End of the last window observed, ms; windows ending earlier were already handled.
+    last_window_end_ms: Option<i64>,
+}
+
+/// What a fleet must remember across a restart, per machine: where its windows had got to and its
+/// alert state. The windows themselves are rebuilt from Kafka.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct FleetState {
+    pub machines: BTreeMap<String, MachineState>,
+}
+
+/// One machine's part of [`FleetState`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MachineState {
+    pub last_window_end_ms: Option<i64>,
+    pub alerts: AlertPolicyState,
 }
 
 impl Fleet {
@@ -63,6 +81,7 @@ impl Fleet {
                 ),
                 policy: AlertPolicy::new(self.alerts, self.channel_names.clone()),
                 partition: None,
+                last_window_end_ms: None,
             })
     }
 
@@ -80,10 +99,51 @@ impl Fleet {
         self.machine(equipment_id).windower.finish()
     }
 
+    /// Whether a window is new: false when a window ending at the same time or later was already
+    /// observed (windows rebuilt from Kafka after a restart that were handled before it).
+    pub fn is_new(&self, window: &Window) -> bool {
+        self.machines
+            .get(&window.equipment_id)
+            .and_then(|m| m.last_window_end_ms)
+            .is_none_or(|last| window.end_ms > last)
+    }
+
     /// Feeds a scored window to its machine's alert policy. Windows of one machine must come in
     /// time order.
     pub fn observe(&mut self, scored: &ScoredWindow) -> Option<AlertEvent> {
-        self.machine(&scored.equipment_id).policy.observe(scored)
+        let machine = self.machine(&scored.equipment_id);
+        machine.last_window_end_ms = Some(scored.window_end_ms);
+        machine.policy.observe(scored)
+    }
+
+    /// What must survive a restart.
+    pub fn state(&self) -> FleetState {
+        FleetState {
+            machines: self
+                .machines
+                .iter()
+                .filter(|(_, m)| m.last_window_end_ms.is_some())
+                .map(|(id, m)| {
+                    let state = MachineState {
+                        last_window_end_ms: m.last_window_end_ms,
+                        alerts: m.policy.state(),
+                    };
+                    (id.to_string(), state)
+                })
+                .collect(),
+        }
+    }
+
+    /// Continues from a saved state. Machines with ids that are no longer valid are skipped.
+    pub fn restore(&mut self, state: FleetState) {
+        for (id, saved) in state.machines {
+            let Ok(id) = EquipmentId::try_from(id) else {
+                continue;
+            };
+            let machine = self.machine(&id);
+            machine.last_window_end_ms = saved.last_window_end_ms;
+            machine.policy.restore(saved.alerts);
+        }
     }
 
     /// Whether the machine has an alert open.

@@ -66,5 +66,6 @@ pub struct AlertEvent {
 mod policy;
 
 pub use policy::{
-    AlertPolicy, AlertPolicyConfig, InvalidAlertPolicy, TOP_CHANNELS, severity_of, top_channels,
+    AlertPolicy, AlertPolicyConfig, AlertPolicyState, InvalidAlertPolicy, TOP_CHANNELS,
+    severity_of, top_channels,
 };

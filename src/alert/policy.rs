@@ -97,7 +97,7 @@ pub fn top_channels(channel_errors: &[f32], channel_names: &[String]) -> Vec<Cha
     shares
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Episode {
     alert_id: String,
     opened_at_ms: i64,
@@ -106,6 +106,14 @@ struct Episode {
     windows: u32,
     above: u32,
     below_in_a_row: usize,
+}
+
+/// What an alert policy remembers between windows, saved by the daemon with each offset commit so
+/// an open episode survives a restart (same `alert_id`, resolved exactly once).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlertPolicyState {
+    recent_above: VecDeque<bool>,
+    open: Option<Episode>,
 }
 
 /// The alert state of one machine.
@@ -126,6 +134,21 @@ impl AlertPolicy {
             recent_above: VecDeque::with_capacity(cfg.n),
             open: None,
         }
+    }
+
+    /// A copy of what the policy remembers.
+    pub fn state(&self) -> AlertPolicyState {
+        AlertPolicyState {
+            recent_above: self.recent_above.clone(),
+            open: self.open.clone(),
+        }
+    }
+
+    /// Continues from a saved state.
+    pub fn restore(&mut self, state: AlertPolicyState) {
+        self.recent_above = state.recent_above;
+        self.recent_above.truncate(self.cfg.n);
+        self.open = state.open;
     }
 
     /// Whether an episode is open now.

@@ -1,0 +1,100 @@
+//! `vaewatch model inspect`: what a model directory holds, for people (text) or tools (JSON).
+
+use std::fmt::Write;
+use std::path::Path;
+
+use crate::model::manifest::read_model_dir;
+use crate::model::{Manifest, ModelError};
+use crate::time::format_rfc3339_ms;
+
+/// Reads and verifies the model directory, then describes it: the manifest as pretty JSON when
+/// `json`, else a text summary.
+pub fn inspect(dir: &Path, json: bool) -> Result<String, ModelError> {
+    let (manifest, weights) = read_model_dir(dir)?;
+    if json {
+        let mut text =
+            serde_json::to_string_pretty(&manifest).map_err(|e| ModelError::InvalidManifest {
+                path: dir.to_path_buf(),
+                reason: format!("cannot print it: {e}"),
+            })?;
+        text.push('\n');
+        return Ok(text);
+    }
+    Ok(describe(&manifest, weights.len()))
+}
+
+fn describe(m: &Manifest, weight_bytes: usize) -> String {
+    let mut t = String::new();
+    let a = &m.architecture;
+    let w = &m.windowing;
+    let _ = writeln!(
+        t,
+        "model {} (format {}, created {})",
+        m.model_id, m.format_version, m.created_at
+    );
+    let _ = writeln!(
+        t,
+        "architecture: conv-VAE, {} channels x {} samples, latent {}, {} bytes of weights",
+        a.channels, a.window, a.latent, weight_bytes
+    );
+    let _ = writeln!(
+        t,
+        "windowing: period {} ms, window {} samples ({} s), stride {}, lateness {} ms, gaps up to {} samples masked, windows under {:.0}% present skipped",
+        w.sample_period_ms,
+        w.window,
+        w.window as i64 * w.sample_period_ms / 1000,
+        w.stride,
+        w.allowed_lateness_ms,
+        w.max_gap_samples,
+        w.min_present_fraction * 100.0
+    );
+    let th = &m.threshold;
+    let _ = writeln!(
+        t,
+        "threshold: {:.5} ({:?}: quantile {} of {} calibration windows = {:.5}, margin x{:.2})",
+        th.value, th.method, th.quantile, th.calibration_windows, th.quantile_score, th.margin
+    );
+    let _ = writeln!(
+        t,
+        "channels (name, center, scale{}):",
+        if m.normalisation.channels.iter().any(|c| c.floored) {
+            ", * = floored"
+        } else {
+            ""
+        }
+    );
+    for c in &m.normalisation.channels {
+        let _ = writeln!(
+            t,
+            "  {:<20} {:>12.4} {:>10.4}{}",
+            c.name,
+            c.center,
+            c.scale,
+            if c.floored { " *" } else { "" }
+        );
+    }
+    let d = &m.training_data;
+    let _ = writeln!(
+        t,
+        "training data: {} machines, {} windows ({} train, {} held out), {} to {}",
+        d.machines.len(),
+        d.windows,
+        d.train_windows,
+        d.heldout_windows,
+        format_rfc3339_ms(d.first_window_start_ms),
+        format_rfc3339_ms(d.last_window_end_ms)
+    );
+    let tr = &m.training;
+    let _ = writeln!(
+        t,
+        "training: {} epochs (best {}), train loss {:.4}, best validation loss {:.4}, active latent dims {}/{}, seed {}",
+        tr.epochs,
+        tr.best_epoch,
+        tr.train_loss,
+        tr.best_validation_loss,
+        tr.active_latent_dims,
+        a.latent,
+        tr.seed
+    );
+    t
+}

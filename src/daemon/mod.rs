@@ -1,0 +1,514 @@
+//! The daemon (`vaewatch run`): telemetry from Kafka through the windowers, the scorer and the
+//! alert policies to the alert topic and the Parquet archive, at least once.
+//!
+//! One task owns the consumer and every stage. Messages are parsed and windowed as they arrive;
+//! complete windows wait in a batch that goes to the scorer (on a blocking thread) when it is full
+//! or its oldest window has waited `max_delay_ms`. Scored windows feed the alert policies (events
+//! are sent with the idempotent producer and their acknowledgements awaited) and the archive.
+//! Every `roll_age_secs` the archive's open files are completed (synced and renamed), the state
+//! file saved, and then, per partition, the offset committed is the oldest one still needed: the
+//! next unread message, or the first sample of a window not yet emitted, whichever is older.
+
+mod models;
+mod state;
+
+pub use models::{ModelSet, ModelSetError};
+pub use state::{STATE_FILE, load_state, save_state};
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::message::{Message, OwnedMessage};
+use rdkafka::producer::FutureProducer;
+use rdkafka::{ClientContext, TopicPartitionList};
+use tokio::sync::watch;
+use tracing::{debug, info, warn};
+
+use crate::alert::AlertEvent;
+use crate::archive::{ArchiveConfig as ArchiveWriterConfig, ArchiveWriter};
+use crate::config::Config;
+use crate::kafka::{
+    DeadLetter, DeadLetterPublisher, DeadLetterReason, OffsetTracker, close_consumer,
+    commit_durable, create_consumer, create_producer,
+};
+use crate::metrics::Metrics;
+use crate::publish::{acknowledged, enqueue};
+use crate::score::ScoredWindow;
+use crate::telemetry::SourcePosition;
+use crate::telemetry::message::{MessageLimits, Rejection, parse_message};
+use crate::window::{RejectedSample, Window};
+
+/// What one run of the daemon did, for logs and tests.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DaemonReport {
+    pub messages: u64,
+    pub samples: u64,
+    pub windows_scored: u64,
+    pub alerts_published: u64,
+    pub dead_lettered: u64,
+    pub commits: u64,
+}
+
+/// Why the daemon stopped with an error. None of these commits anything it should not: after
+/// one, a restart resumes from the last commit.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("invalid config: {0}")]
+    Config(#[from] crate::config::ConfigError),
+    #[error(transparent)]
+    Models(#[from] Box<ModelSetError>),
+    #[error(transparent)]
+    Client(#[from] crate::kafka::ClientError),
+    #[error("kafka: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    #[error("archive: {0}")]
+    Archive(#[from] crate::archive::ArchiveError),
+    #[error(transparent)]
+    State(#[from] state::StateError),
+    #[error("scoring failed: {0}")]
+    Score(String),
+    #[error("alert not acknowledged by kafka, not committing: {0}")]
+    AlertDelivery(String),
+    #[error("dead letter not acknowledged by kafka, not committing: {0}")]
+    DeadLetter(#[from] Box<crate::kafka::DeadLetterError>),
+}
+
+/// Partitions revoked by a rebalance, collected by the consumer context for the main loop.
+#[derive(Default)]
+pub struct RebalanceContext {
+    revoked: Mutex<Vec<i32>>,
+}
+
+impl ClientContext for RebalanceContext {}
+
+impl ConsumerContext for RebalanceContext {
+    fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(list) = rebalance
+            && let Ok(mut revoked) = self.revoked.lock()
+        {
+            revoked.extend(list.elements().iter().map(|e| e.partition()));
+        }
+    }
+}
+
+/// Runs the daemon until `shutdown` turns true, then drains, commits and returns.
+pub async fn run(
+    config: Config,
+    metrics: Arc<Metrics>,
+    shutdown: watch::Receiver<bool>,
+) -> Result<DaemonReport, DaemonError> {
+    config.validate()?;
+    let models = ModelSet::load(&config, true).map_err(Box::new)?;
+    let archive = ArchiveWriter::open(ArchiveWriterConfig {
+        dir: config.archive.dir.clone(),
+        max_file_bytes: config.archive.roll_size_bytes,
+        max_file_age_ms: (config.archive.roll_age_secs as i64).saturating_mul(1000),
+        ..ArchiveWriterConfig::default()
+    })?;
+    let consumer: StreamConsumer<RebalanceContext> =
+        create_consumer(&config.kafka, RebalanceContext::default())?;
+    let producer = create_producer(&config.kafka)?;
+    let dead_letters =
+        DeadLetterPublisher::new(producer.clone(), config.kafka.dead_letter_topic.clone());
+    consumer.subscribe(&[&config.kafka.telemetry_topic])?;
+    let mut daemon = Daemon {
+        state: state::load_state(&config.archive.dir)?,
+        config,
+        metrics,
+        models,
+        archive,
+        producer,
+        dead_letters,
+        tracker: OffsetTracker::new(),
+        consumed: BTreeMap::new(),
+        pending: Vec::new(),
+        pending_since: None,
+        report: DaemonReport::default(),
+    };
+    daemon.restore_state();
+    daemon.metrics.set_ready(true);
+    info!(
+        topic = %daemon.config.kafka.telemetry_topic,
+        models = daemon.models.slots.len(),
+        "daemon started"
+    );
+    let result = daemon.run_loop(&consumer, shutdown).await;
+    daemon.metrics.set_ready(false);
+    let drained = match result {
+        Ok(()) => daemon.make_durable_and_commit(&consumer).await,
+        Err(e) => Err(e),
+    };
+    let _ = rdkafka::producer::Producer::flush(
+        &daemon.producer,
+        Duration::from_secs(daemon.config.shutdown_timeout_secs.max(1)),
+    );
+    let timeout = Duration::from_secs(daemon.config.shutdown_timeout_secs.max(1));
+    if let Err(e) = close_consumer(consumer, timeout).await {
+        warn!(error = %e, "consumer did not close cleanly");
+    }
+    drained?;
+    info!(report = ?daemon.report, "daemon stopped");
+    Ok(daemon.report)
+}
+
+struct Daemon {
+    config: Config,
+    metrics: Arc<Metrics>,
+    models: ModelSet,
+    archive: ArchiveWriter,
+    producer: FutureProducer,
+    dead_letters: DeadLetterPublisher,
+    tracker: OffsetTracker,
+    /// Per partition, the last offset read and handled.
+    consumed: BTreeMap<i32, i64>,
+    /// Windows waiting for the scorer, with the index of their model.
+    pending: Vec<(usize, Window)>,
+    pending_since: Option<Instant>,
+    state: state::DaemonState,
+    report: DaemonReport,
+}
+
+impl Daemon {
+    fn restore_state(&mut self) {
+        for slot in &mut self.models.slots {
+            if let Some(saved) = self.state.remove(slot.scorer.model().model_id()) {
+                slot.fleet.restore(saved);
+            }
+        }
+    }
+
+    async fn run_loop(
+        &mut self,
+        consumer: &StreamConsumer<RebalanceContext>,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> Result<(), DaemonError> {
+        let roll_every = Duration::from_secs(self.config.archive.roll_age_secs.max(1));
+        let max_delay = Duration::from_millis(self.config.batching.max_delay_ms);
+        let mut last_durable = Instant::now();
+        loop {
+            if *shutdown.borrow() {
+                return Ok(());
+            }
+            let batch_deadline = self
+                .pending_since
+                .map(|since| since + max_delay)
+                .unwrap_or_else(|| Instant::now() + roll_every);
+            let durable_deadline = last_durable + roll_every;
+            let wake = tokio::time::Instant::from_std(batch_deadline.min(durable_deadline));
+            tokio::select! {
+                _ = shutdown.changed() => return Ok(()),
+                message = consumer.recv() => match message {
+                    Ok(m) => {
+                        let owned = m.detach();
+                        self.handle_message(&owned).await?;
+                    }
+                    Err(e) => warn!(error = %e, "kafka consumer error"),
+                },
+                _ = tokio::time::sleep_until(wake) => {}
+            }
+            self.handle_revocations(consumer);
+            let full = self.pending.len() >= self.config.batching.max_batch_size;
+            let waited = self.pending_since.is_some_and(|s| s.elapsed() >= max_delay);
+            if full || waited {
+                self.score_pending().await?;
+            }
+            if last_durable.elapsed() >= roll_every {
+                self.make_durable_and_commit(consumer).await?;
+                last_durable = Instant::now();
+            }
+        }
+    }
+
+    fn handle_revocations(&mut self, consumer: &StreamConsumer<RebalanceContext>) {
+        let revoked: Vec<i32> = match consumer.context().revoked.lock() {
+            Ok(mut list) => std::mem::take(&mut *list),
+            Err(_) => return,
+        };
+        for partition in revoked {
+            info!(partition, "partition revoked; its machines are dropped");
+            self.consumed.remove(&partition);
+            self.models.drop_partition(partition);
+            self.pending
+                .retain(|(_, w)| !w.sources.iter().any(|s| s.partition == partition));
+            let _ = self
+                .tracker
+                .revoke(&self.config.kafka.telemetry_topic, partition);
+        }
+    }
+
+    /// Parses, routes and windows one message; bad input goes to the dead-letter topic.
+    async fn handle_message(&mut self, message: &OwnedMessage) -> Result<(), DaemonError> {
+        self.metrics.messages_consumed.inc();
+        self.report.messages += 1;
+        let partition = message.partition();
+        let offset = message.offset();
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        let limits = MessageLimits::default();
+        let Some(payload) = message.payload() else {
+            self.dead_letter(
+                message,
+                DeadLetterReason::InvalidMessage,
+                "message has no payload".into(),
+            )
+            .await?;
+            return self.done(partition, offset);
+        };
+        let Some(first_slot) = self.models.slots.first() else {
+            return self.done(partition, offset);
+        };
+        let parsed = parse_message(
+            message.key(),
+            payload,
+            &first_slot.channels,
+            &limits,
+            now_ms,
+        );
+        let parsed = match parsed {
+            Ok(p) => p,
+            Err(rejection) => {
+                let reason = dead_letter_reason(&rejection);
+                self.dead_letter(message, reason, rejection.to_string())
+                    .await?;
+                return self.done(partition, offset);
+            }
+        };
+        let Some(slot_index) = self.models.route(parsed.equipment_id.as_str()) else {
+            let detail = format!("no model covers equipment {}", parsed.equipment_id);
+            self.dead_letter(message, DeadLetterReason::NoModel, detail)
+                .await?;
+            return self.done(partition, offset);
+        };
+        let parsed = if slot_index == 0 {
+            parsed
+        } else {
+            let channels = &self.models.slots[slot_index].channels;
+            match parse_message(message.key(), payload, channels, &limits, now_ms) {
+                Ok(p) => p,
+                Err(rejection) => {
+                    let reason = dead_letter_reason(&rejection);
+                    self.dead_letter(message, reason, rejection.to_string())
+                        .await?;
+                    return self.done(partition, offset);
+                }
+            }
+        };
+        let mut late = Vec::new();
+        let slot = &mut self.models.slots[slot_index];
+        for mut sample in parsed.samples {
+            sample.source = Some(SourcePosition { partition, offset });
+            self.metrics.samples.inc();
+            self.report.samples += 1;
+            let outcome = slot.fleet.push(&parsed.equipment_id, &sample);
+            if let Some(RejectedSample::Late {
+                ts_ms,
+                final_up_to_ms,
+            }) = outcome.rejected
+            {
+                late.push((ts_ms, final_up_to_ms));
+            }
+            for window in outcome.windows {
+                if slot.fleet.is_new(&window) {
+                    self.pending.push((slot_index, window));
+                    self.pending_since.get_or_insert_with(Instant::now);
+                }
+            }
+        }
+        if let Some((ts_ms, final_up_to_ms)) = late.first() {
+            let detail = format!(
+                "{} sample(s) later than the allowed lateness; first at {} while windows are final up to {}",
+                late.len(),
+                crate::time::format_rfc3339_ms(*ts_ms),
+                crate::time::format_rfc3339_ms(*final_up_to_ms)
+            );
+            self.dead_letter(message, DeadLetterReason::LateSample, detail)
+                .await?;
+        }
+        self.done(partition, offset)
+    }
+
+    fn done(&mut self, partition: i32, offset: i64) -> Result<(), DaemonError> {
+        let last = self.consumed.entry(partition).or_insert(offset);
+        *last = (*last).max(offset);
+        Ok(())
+    }
+
+    async fn dead_letter(
+        &mut self,
+        message: &OwnedMessage,
+        reason: DeadLetterReason,
+        detail: String,
+    ) -> Result<(), DaemonError> {
+        warn!(
+            partition = message.partition(),
+            offset = message.offset(),
+            reason = reason.as_str(),
+            detail = %detail,
+            "message dead-lettered"
+        );
+        let letter = DeadLetter::from_message(message, reason, detail);
+        self.dead_letters.publish(&letter).await.map_err(Box::new)?;
+        self.metrics.dead_lettered(reason).inc();
+        self.report.dead_lettered += 1;
+        Ok(())
+    }
+
+    /// Scores the waiting windows, publishes the alerts they cause (acknowledged) and appends them
+    /// to the archive.
+    async fn score_pending(&mut self) -> Result<(), DaemonError> {
+        self.pending_since = None;
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let pending = std::mem::take(&mut self.pending);
+        let mut by_model: BTreeMap<usize, Vec<Window>> = BTreeMap::new();
+        for (slot, window) in pending {
+            by_model.entry(slot).or_default().push(window);
+        }
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        let mut deliveries = Vec::new();
+        for (slot_index, windows) in by_model {
+            let scorer = Arc::clone(&self.models.slots[slot_index].scorer);
+            let started = Instant::now();
+            let batch_size = windows.len();
+            let scored = tokio::task::spawn_blocking(move || {
+                let refs: Vec<&Window> = windows.iter().collect();
+                scorer.score(&refs)
+            })
+            .await
+            .map_err(|e| DaemonError::Score(e.to_string()))?
+            .map_err(|e| DaemonError::Score(e.to_string()))?;
+            self.metrics.batch_size.observe(batch_size as f64);
+            self.metrics
+                .inference_seconds
+                .observe(started.elapsed().as_secs_f64());
+            self.metrics.windows_scored.add(scored.len() as u64);
+            self.report.windows_scored += scored.len() as u64;
+            let fleet = &mut self.models.slots[slot_index].fleet;
+            let mut archived: Vec<ScoredWindow> = Vec::with_capacity(scored.len());
+            for window in scored {
+                if let Some(event) = fleet.observe(&window) {
+                    deliveries.push(event);
+                }
+                archived.push(window);
+            }
+            let report = self.archive.append(&archived, now_ms)?;
+            self.metrics.archive_rows.add(archived.len() as u64);
+            self.metrics.archive_files.add(report.files.len() as u64);
+        }
+        self.publish_alerts(deliveries).await?;
+        self.metrics
+            .open_alerts
+            .set(self.models.open_alerts() as i64);
+        Ok(())
+    }
+
+    async fn publish_alerts(&mut self, events: Vec<AlertEvent>) -> Result<(), DaemonError> {
+        let topic = self.config.kafka.alert_topic.clone();
+        let mut sends = Vec::with_capacity(events.len());
+        for event in &events {
+            let payload = serde_json::to_string(event)
+                .map_err(|e| DaemonError::AlertDelivery(e.to_string()))?;
+            let delivery = enqueue(&self.producer, &topic, &event.equipment_id, &payload)
+                .await
+                .map_err(|e| DaemonError::AlertDelivery(e.to_string()))?;
+            sends.push(delivery);
+        }
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        for (event, delivery) in events.iter().zip(sends) {
+            acknowledged(delivery)
+                .await
+                .map_err(|e| DaemonError::AlertDelivery(e.to_string()))?;
+            self.metrics.alerts_published(event.state).inc();
+            self.report.alerts_published += 1;
+            if let Some(end_ms) = crate::telemetry::timestamp::parse_rfc3339_ms(&event.window_end) {
+                self.metrics
+                    .event_to_alert_seconds
+                    .observe((now_ms - end_ms).max(0) as f64 / 1000.0);
+            }
+            info!(
+                equipment_id = %event.equipment_id,
+                alert_id = %event.alert_id,
+                state = ?event.state,
+                severity = ?event.severity,
+                score = event.score,
+                "alert"
+            );
+        }
+        Ok(())
+    }
+
+    /// Scores what waits, completes the archive files, saves the state file and commits, per
+    /// partition, the oldest offset still needed.
+    async fn make_durable_and_commit(
+        &mut self,
+        consumer: &StreamConsumer<RebalanceContext>,
+    ) -> Result<(), DaemonError> {
+        self.score_pending().await?;
+        let report = self.archive.flush_durable()?;
+        self.metrics.archive_files.add(report.files.len() as u64);
+        let state: state::DaemonState = self
+            .models
+            .slots
+            .iter()
+            .map(|s| (s.scorer.model().model_id().to_owned(), s.fleet.state()))
+            .collect();
+        state::save_state(&self.config.archive.dir, &state)?;
+        let assigned: HashSet<i32> = consumer
+            .assignment()
+            .map(|list| list.elements().iter().map(|e| e.partition()).collect())
+            .unwrap_or_default();
+        let topic = self.config.kafka.telemetry_topic.clone();
+        for (&partition, &last) in &self.consumed {
+            if !assigned.contains(&partition) {
+                continue;
+            }
+            let durable_last = match self.models.retained_offset(partition) {
+                Some(retained) => last.min(retained - 1),
+                None => last,
+            };
+            if durable_last >= 0 {
+                self.tracker.mark_durable(&topic, partition, durable_last);
+            }
+        }
+        let committed = commit_durable(consumer, &mut self.tracker)?;
+        if committed > 0 {
+            self.report.commits += 1;
+            debug!(partitions = committed, "offsets committed");
+        }
+        self.update_lag(consumer);
+        Ok(())
+    }
+
+    fn update_lag(&self, consumer: &StreamConsumer<RebalanceContext>) {
+        let topic = &self.config.kafka.telemetry_topic;
+        let mut lag = 0i64;
+        for (&partition, &last) in &self.consumed {
+            if let Ok((_, high)) =
+                consumer.fetch_watermarks(topic, partition, Duration::from_millis(500))
+            {
+                lag += (high - last - 1).max(0);
+            }
+        }
+        self.metrics.consumer_lag.set(lag);
+    }
+}
+
+fn dead_letter_reason(rejection: &Rejection) -> DeadLetterReason {
+    match rejection {
+        Rejection::MalformedJson(_) => DeadLetterReason::MalformedJson,
+        Rejection::NonFinite(_) => DeadLetterReason::NonFiniteValue,
+        Rejection::AbsurdTimestamp(_) => DeadLetterReason::AbsurdTimestamp,
+        Rejection::Oversize(_) => DeadLetterReason::Oversize,
+        Rejection::KeyMismatch(_) => DeadLetterReason::KeyMismatch,
+        Rejection::WrongType(_) | Rejection::MissingField(_) | Rejection::InvalidEquipmentId(_) => {
+            DeadLetterReason::InvalidMessage
+        }
+    }
+}
+
+/// The partitions of a list, for logs.
+pub fn partitions_of(list: &TopicPartitionList) -> Vec<i32> {
+    list.elements().iter().map(|e| e.partition()).collect()
+}

@@ -1,0 +1,125 @@
+//! The models a daemon holds: each loaded model with its scorer and its fleet (windowers and alert
+//! policies of the machines it covers), and the routing of machines to models from the config.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::alert::AlertPolicyConfig;
+use crate::config::Config;
+use crate::engine::Fleet;
+use crate::model::{Model, ModelError, select_device};
+use crate::score::Scorer;
+use crate::telemetry::message::ChannelMap;
+
+/// One loaded model and the machines it scores.
+pub struct ModelSlot {
+    pub dir: PathBuf,
+    pub scorer: Arc<Scorer>,
+    pub channels: ChannelMap,
+    pub fleet: Fleet,
+}
+
+/// Every model of the config, and which machine goes to which.
+pub struct ModelSet {
+    pub slots: Vec<ModelSlot>,
+    routes: HashMap<String, Option<usize>>,
+    config: crate::config::ModelsConfig,
+}
+
+/// Why the models could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelSetError {
+    #[error("cannot load model {dir}: {source}")]
+    Load {
+        dir: String,
+        source: Box<ModelError>,
+    },
+    #[error("model {dir}: {reason}")]
+    Invalid { dir: String, reason: String },
+}
+
+impl ModelSet {
+    /// Loads every model directory the config names, with the config's windowing and alert
+    /// overrides applied to each.
+    pub fn load(config: &Config, prefer_gpu: bool) -> Result<ModelSet, ModelSetError> {
+        let device = select_device(prefer_gpu);
+        let alerts = AlertPolicyConfig {
+            k: config.alerts.k as usize,
+            n: config.alerts.n as usize,
+            m: config.alerts.m as usize,
+        };
+        let mut slots = Vec::new();
+        for dir in config.models.all_dirs() {
+            let shown = dir.display().to_string();
+            let model = Model::load(dir, &device).map_err(|source| ModelSetError::Load {
+                dir: shown.clone(),
+                source: Box::new(source),
+            })?;
+            let manifest = model.manifest().clone();
+            let mut windowing = manifest.windowing.clone();
+            if let Some(lateness) = config.windowing.allowed_lateness_ms {
+                windowing.allowed_lateness_ms = lateness;
+            }
+            let channels =
+                ChannelMap::new(manifest.channels.clone()).map_err(|e| ModelSetError::Invalid {
+                    dir: shown.clone(),
+                    reason: e.to_string(),
+                })?;
+            let scorer = Scorer::new(model, None).map_err(|e| ModelSetError::Invalid {
+                dir: shown.clone(),
+                reason: e.to_string(),
+            })?;
+            slots.push(ModelSlot {
+                dir: dir.to_path_buf(),
+                scorer: Arc::new(scorer),
+                channels,
+                fleet: Fleet::new(manifest.channels.clone(), windowing, alerts),
+            });
+        }
+        Ok(ModelSet {
+            slots,
+            routes: HashMap::new(),
+            config: config.models.clone(),
+        })
+    }
+
+    /// The slot that scores `equipment_id`, `None` when no model covers it. Cached per machine.
+    pub fn route(&mut self, equipment_id: &str) -> Option<usize> {
+        if let Some(route) = self.routes.get(equipment_id) {
+            return *route;
+        }
+        let route = self
+            .config
+            .model_dir_for(equipment_id)
+            .and_then(|dir| self.slot_of_dir(dir));
+        self.routes.insert(equipment_id.to_owned(), route);
+        route
+    }
+
+    fn slot_of_dir(&self, dir: &Path) -> Option<usize> {
+        self.slots.iter().position(|s| s.dir == dir)
+    }
+
+    /// Machines with an alert open, over all models.
+    pub fn open_alerts(&self) -> usize {
+        self.slots.iter().map(|s| s.fleet.open_alerts()).sum()
+    }
+
+    /// Forgets the machines of a revoked partition in every model.
+    pub fn drop_partition(&mut self, partition: i32) {
+        for slot in &mut self.slots {
+            slot.fleet.drop_partition(partition);
+        }
+    }
+
+    /// Per partition, the oldest offset some model's windows still need.
+    pub fn retained_offset(&self, partition: i32) -> Option<i64> {
+        self.slots
+            .iter()
+            .flat_map(|s| s.fleet.retained_sources())
+            .filter(|p| p.partition == partition)
+            .map(|p| p.offset)
+            .min()
+    }
+}

@@ -1,0 +1,85 @@
+//! The daemon's small state file: per model, where each machine's windows had got to and its
+//! alert state, saved atomically after the archive is durable and before offsets are committed.
+//! After a restart the windows are rebuilt from Kafka; this file says which of them were already
+//! archived and alerted on, so an open alert keeps its id and no window is archived twice.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::engine::FleetState;
+
+/// Name of the state file inside the archive directory.
+pub const STATE_FILE: &str = "daemon-state.json";
+
+/// Why the state file could not be read or written.
+#[derive(Debug, thiserror::Error)]
+#[error("daemon state file {path}: {reason}")]
+pub struct StateError {
+    pub path: PathBuf,
+    pub reason: String,
+}
+
+/// The state of every model's fleet, keyed by model id.
+pub type DaemonState = BTreeMap<String, FleetState>;
+
+/// Reads the state file; an absent file is an empty state.
+pub fn load_state(dir: &Path) -> Result<DaemonState, StateError> {
+    let path = dir.join(STATE_FILE);
+    let fail = |reason: String| StateError {
+        path: path.clone(),
+        reason,
+    };
+    match fs::read(&path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| fail(e.to_string())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(DaemonState::new()),
+        Err(e) => Err(fail(e.to_string())),
+    }
+}
+
+/// Writes the state file durably: temporary file, fsync, rename, fsync of the directory.
+pub fn save_state(dir: &Path, state: &DaemonState) -> Result<(), StateError> {
+    let path = dir.join(STATE_FILE);
+    let tmp = dir.join(format!("{STATE_FILE}.tmp"));
+    let fail = |reason: String| StateError {
+        path: path.clone(),
+        reason,
+    };
+    let bytes = serde_json::to_vec(state).map_err(|e| fail(e.to_string()))?;
+    let write = || -> std::io::Result<()> {
+        fs::create_dir_all(dir)?;
+        let mut file = File::create(&tmp)?;
+        file.write_all(&bytes)?;
+        file.sync_all()?;
+        fs::rename(&tmp, &path)?;
+        File::open(dir)?.sync_all()
+    };
+    write().map_err(|e| fail(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::MachineState;
+
+    #[test]
+    fn state_round_trips_and_absent_is_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(load_state(dir.path()).unwrap().is_empty());
+        let mut fleet = FleetState::default();
+        let policy = crate::alert::AlertPolicy::new(Default::default(), vec!["a".into()]);
+        fleet.machines.insert(
+            "pump-1".into(),
+            MachineState {
+                last_window_end_ms: Some(42),
+                alerts: policy.state(),
+            },
+        );
+        let state = DaemonState::from([("model-a".to_owned(), fleet)]);
+        save_state(dir.path(), &state).unwrap();
+        assert_eq!(load_state(dir.path()).unwrap(), state);
+        fs::write(dir.path().join(STATE_FILE), b"{not json").unwrap();
+        assert!(load_state(dir.path()).is_err());
+    }
+}

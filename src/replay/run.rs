@@ -1,0 +1,249 @@
+//! `vaewatch replay`: a model and history files in, the backtest files out (points.parquet,
+//! windows.parquet, alerts.jsonl, summary.json, report.html).
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde::Serialize;
+
+use super::engine::{ReplayResult, replay_history};
+use super::metrics::{DetectionMetrics, MachineRows, MetricsOptions, detection_metrics};
+use super::points::write_points;
+use crate::alert::{AlertPolicyConfig, AlertState};
+use crate::archive::write_windows_file;
+use crate::model::{Model, select_device};
+use crate::score::Scorer;
+use crate::telemetry::history::{HistoryOptions, read_history};
+use crate::window::WindowerStats;
+
+/// What `vaewatch replay` was asked to do.
+#[derive(Debug, Clone)]
+pub struct ReplayRequest {
+    pub model_dir: PathBuf,
+    pub inputs: Vec<PathBuf>,
+    pub out: PathBuf,
+    /// Replaces the model's calibrated threshold.
+    pub threshold: Option<f32>,
+    pub alerts: AlertPolicyConfig,
+    /// Metrics count only rows at or after this time (ms); all rows when `None`.
+    pub metrics_from_ms: Option<i64>,
+    /// A labelled event still counts as detected by an alert up to this long after it ends.
+    pub event_tolerance_ms: i64,
+    /// Write report.html.
+    pub report: bool,
+    /// Score on a GPU when the binary was built with CUDA and one is present.
+    pub prefer_gpu: bool,
+}
+
+/// `summary.json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReplaySummary {
+    pub model_id: String,
+    pub threshold: f32,
+    pub inputs: Vec<String>,
+    pub machines: usize,
+    pub rows: usize,
+    pub rows_with_score: usize,
+    pub windows_scored: usize,
+    pub windows_above_threshold: usize,
+    pub windowing: WindowingCounts,
+    pub alerts_opened: usize,
+    pub alerts_updated: usize,
+    pub alerts_resolved: usize,
+    /// With a `label` column: detection metrics, with alert-open rows as the predictions.
+    pub metrics: Option<DetectionMetrics>,
+    pub metrics_from: Option<String>,
+    pub elapsed_seconds: f64,
+    pub windows_per_second: f64,
+}
+
+/// Windowing counters, as in summary.json.
+#[derive(Debug, Clone, Serialize)]
+pub struct WindowingCounts {
+    pub duplicate_samples: u64,
+    pub late_samples: u64,
+    pub gap_restarts: u64,
+    pub sparse_windows_skipped: u64,
+}
+
+impl From<WindowerStats> for WindowingCounts {
+    fn from(s: WindowerStats) -> Self {
+        WindowingCounts {
+            duplicate_samples: s.duplicates,
+            late_samples: s.late,
+            gap_restarts: s.restarts,
+            sparse_windows_skipped: s.sparse_windows,
+        }
+    }
+}
+
+/// Why a replay failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    #[error(transparent)]
+    Model(#[from] crate::model::ModelError),
+    #[error(transparent)]
+    History(#[from] crate::telemetry::history::HistoryError),
+    #[error(transparent)]
+    Threshold(#[from] crate::score::InvalidThreshold),
+    #[error(transparent)]
+    Archive(#[from] crate::archive::ArchiveError),
+    #[error(transparent)]
+    Points(#[from] super::points::PointsError),
+    #[error(transparent)]
+    Metrics(#[from] super::metrics::MetricsError),
+    #[error("cannot write {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("invalid alert policy: {0}")]
+    Alerts(#[from] crate::alert::InvalidAlertPolicy),
+}
+
+fn io_error(path: &Path) -> impl Fn(std::io::Error) -> ReplayError + '_ {
+    move |source| ReplayError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// Runs the replay and writes its files into `request.out`.
+pub fn replay(request: &ReplayRequest) -> Result<ReplaySummary, ReplayError> {
+    request.alerts.validate()?;
+    let started = Instant::now();
+    let model = Model::load(&request.model_dir, &select_device(request.prefer_gpu))?;
+    let manifest = model.manifest().clone();
+    let history = read_history(
+        &request.inputs,
+        &HistoryOptions {
+            channels: Some(manifest.channels.clone()),
+        },
+    )?;
+    let scorer = Scorer::new(model, request.threshold)?;
+    let threshold = scorer.threshold();
+    let result = replay_history(&history, &scorer, &manifest.windowing, request.alerts)?;
+
+    fs::create_dir_all(&request.out).map_err(io_error(&request.out))?;
+    let with_label = history
+        .machines
+        .iter()
+        .any(|m| m.rows.iter().any(|r| r.label.is_some()));
+    write_points(
+        &request.out.join("points.parquet"),
+        &result.machines,
+        with_label,
+    )?;
+    let all_windows: Vec<_> = result
+        .machines
+        .iter()
+        .flat_map(|m| m.windows.iter().cloned())
+        .collect();
+    write_windows_file(
+        &request.out.join("windows.parquet"),
+        &all_windows,
+        manifest.architecture.latent,
+    )?;
+    write_alerts(&request.out.join("alerts.jsonl"), &result)?;
+
+    let metrics = if with_label {
+        Some(metrics_of(&result, request)?)
+    } else {
+        None
+    };
+    let elapsed = started.elapsed().as_secs_f64();
+    let count_state = |state: AlertState| {
+        result
+            .machines
+            .iter()
+            .flat_map(|m| &m.alerts)
+            .filter(|a| a.state == state)
+            .count()
+    };
+    let summary = ReplaySummary {
+        model_id: scorer.model().model_id().to_owned(),
+        threshold,
+        inputs: request
+            .inputs
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect(),
+        machines: result.machines.len(),
+        rows: result.machines.iter().map(|m| m.points.len()).sum(),
+        rows_with_score: result
+            .machines
+            .iter()
+            .flat_map(|m| &m.points)
+            .filter(|p| p.score.is_some())
+            .count(),
+        windows_scored: all_windows.len(),
+        windows_above_threshold: all_windows.iter().filter(|w| w.is_anomaly).count(),
+        windowing: result.windower.into(),
+        alerts_opened: count_state(AlertState::Opened),
+        alerts_updated: count_state(AlertState::Updated),
+        alerts_resolved: count_state(AlertState::Resolved),
+        metrics,
+        metrics_from: request.metrics_from_ms.map(crate::time::format_rfc3339_ms),
+        elapsed_seconds: elapsed,
+        windows_per_second: all_windows.len() as f64 / elapsed.max(1e-9),
+    };
+    let summary_path = request.out.join("summary.json");
+    let text = serde_json::to_string_pretty(&summary).map_err(|e| ReplayError::Io {
+        path: summary_path.display().to_string(),
+        source: e.into(),
+    })?;
+    fs::write(&summary_path, text + "\n").map_err(io_error(&summary_path))?;
+    if request.report {
+        let report_path = request.out.join("report.html");
+        let page = super::report_input::render(&history, &result, &summary, &manifest);
+        fs::write(&report_path, page).map_err(io_error(&report_path))?;
+    }
+    Ok(summary)
+}
+
+fn write_alerts(path: &Path, result: &ReplayResult) -> Result<(), ReplayError> {
+    let file = fs::File::create(path).map_err(io_error(path))?;
+    let mut out = std::io::BufWriter::new(file);
+    for event in result.machines.iter().flat_map(|m| &m.alerts) {
+        let line = serde_json::to_string(event).map_err(|e| ReplayError::Io {
+            path: path.display().to_string(),
+            source: e.into(),
+        })?;
+        writeln!(out, "{line}").map_err(io_error(path))?;
+    }
+    out.flush().map_err(io_error(path))
+}
+
+fn metrics_of(
+    result: &ReplayResult,
+    request: &ReplayRequest,
+) -> Result<DetectionMetrics, ReplayError> {
+    let from = request.metrics_from_ms.unwrap_or(i64::MIN);
+    let columns: Vec<(Vec<i64>, Vec<bool>, Vec<bool>)> = result
+        .machines
+        .iter()
+        .map(|m| {
+            let kept = m.points.iter().filter(|p| p.ts_ms >= from);
+            let ts = kept.clone().map(|p| p.ts_ms).collect();
+            let labels = kept.clone().map(|p| p.label == Some(true)).collect();
+            let predictions = kept.map(|p| p.alert_open).collect();
+            (ts, labels, predictions)
+        })
+        .collect();
+    let rows: Vec<MachineRows<'_>> = columns
+        .iter()
+        .map(|(ts, labels, predictions)| MachineRows {
+            ts_ms: ts,
+            labels,
+            predictions,
+        })
+        .collect();
+    Ok(detection_metrics(
+        &rows,
+        MetricsOptions {
+            event_tolerance_ms: request.event_tolerance_ms,
+        },
+    )?)
+}
