@@ -9,10 +9,13 @@ use rdkafka::consumer::{Consumer, DefaultConsumerContext, StreamConsumer};
 use rdkafka::message::Headers;
 use rdkafka::mocking::MockCluster;
 use rdkafka::{Message, Offset, TopicPartitionList};
+use std::sync::{Arc, Mutex};
 use vaewatch::config::KafkaConfig;
+
 use vaewatch::kafka::{
-    DeadLetter, DeadLetterPublisher, DeadLetterReason, OffsetTracker, close_consumer,
-    commit_durable, create_consumer, create_producer,
+    CommitOnRevoke, DeadLetter, DeadLetterPublisher, DeadLetterReason, OffsetTracker,
+    PartitionChange, close_consumer, commit_durable, consumer_lag, create_consumer,
+    create_producer, lock_tracker,
 };
 
 use crate::util::kafka::{bootstrap, create_topic, produce, receive, unique_name};
@@ -180,6 +183,121 @@ async fn dead_letters_carry_the_original_message_and_the_reason() {
     assert_eq!(header("vaewatch.source.topic"), source_topic);
     assert_eq!(header("vaewatch.source.partition"), "0");
     assert_eq!(header("vaewatch.source.offset"), positions[0].1.to_string());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lag_counts_messages_behind_the_position() {
+    let brokers = bootstrap();
+    let topic = unique_name("lag");
+    create_topic(&brokers, &topic, 1).await;
+    let messages: Vec<(&str, &[u8])> = (0..10).map(|_| ("k", &b"x"[..])).collect();
+    produce(&brokers, &topic, &messages).await;
+    let consumer = subscribed(&kafka_config(&brokers, &unique_name("group")), &topic);
+    assert_eq!(receive(&consumer, 4, WAIT).await.len(), 4);
+    assert_eq!(consumer_lag(&consumer, Duration::from_secs(10)).unwrap(), 6);
+    close_consumer(consumer, Duration::from_secs(30))
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoked_partitions_are_committed_before_they_move() {
+    let brokers = bootstrap();
+    let topic = unique_name("rebalance");
+    create_topic(&brokers, &topic, 2).await;
+    let keys: Vec<String> = (0..10).map(|i| format!("machine-{i}")).collect();
+    let messages: Vec<(&str, &[u8])> = keys.iter().map(|k| (k.as_str(), &b"{}"[..])).collect();
+    produce(&brokers, &topic, &messages).await;
+
+    let kafka = kafka_config(&brokers, &unique_name("group"));
+    let tracker = Arc::new(Mutex::new(OffsetTracker::new()));
+    let (context, mut changes) = CommitOnRevoke::new(Arc::clone(&tracker));
+    let first = Arc::new(create_consumer(&kafka, context).unwrap());
+    first.subscribe(&[&topic]).unwrap();
+    let received = receive(&first, messages.len(), WAIT).await;
+    assert_eq!(received.len(), messages.len());
+    let assigned = changes.recv().await.unwrap();
+    assert!(
+        matches!(&assigned, PartitionChange::Assigned(p) if p.len() == 2),
+        "{assigned:?}"
+    );
+    // Everything read is durable, but nothing is committed yet.
+    let mut last = BTreeMap::new();
+    for message in &received {
+        lock_tracker(&tracker).mark_durable(&topic, message.partition(), message.offset());
+        last.insert(message.partition(), message.offset());
+    }
+
+    // Both members keep polling (rebalance callbacks run inside polls) while the second joins
+    // and takes a partition away from the first.
+    let first_poller = Poller::start(first);
+    let second = Arc::new(subscribed(&kafka, &topic));
+    let second_poller = Poller::start(Arc::clone(&second));
+    let revoked = tokio::time::timeout(WAIT, changes.recv()).await.unwrap();
+    let Some(PartitionChange::Revoked(revoked)) = revoked else {
+        panic!("expected a revocation, got {revoked:?}");
+    };
+    assert_eq!(revoked.len(), 1, "{revoked:?}");
+    let (_, partition) = &revoked[0];
+    assert_eq!(
+        committed_offset(&second, &topic, *partition),
+        Offset::Offset(last[partition] + 1)
+    );
+    assert_eq!(lock_tracker(&tracker).durable(&topic, *partition), None);
+
+    // Let the second member finish joining before it leaves: a member that leaves mid-join is
+    // only noticed after its session timeout. Then the first takes the partition back.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while second.assignment().unwrap().count() == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "second member never assigned"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(second);
+    let second = second_poller.stop().await;
+    close_consumer(second, Duration::from_secs(30))
+        .await
+        .unwrap();
+    let reassigned = tokio::time::timeout(WAIT, changes.recv()).await.unwrap();
+    assert_eq!(reassigned, Some(PartitionChange::Assigned(revoked)));
+    let first = first_poller.stop().await;
+    close_consumer(first, Duration::from_secs(30))
+        .await
+        .unwrap();
+}
+
+/// Polls a shared consumer on a task until stopped (no message is expected).
+struct Poller<C: rdkafka::consumer::ConsumerContext + 'static> {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Arc<StreamConsumer<C>>>,
+}
+
+impl<C: rdkafka::consumer::ConsumerContext + 'static> Poller<C> {
+    fn start(consumer: Arc<StreamConsumer<C>>) -> Self {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            // recv() serves rebalance callbacks while it waits; it returns only on a message
+            // or an error, neither of which these tests expect.
+            tokio::select! {
+                _ = stopped => {}
+                received = consumer.recv() => match received {
+                    Ok(message) => panic!("unexpected message at offset {}", message.offset()),
+                    Err(error) => panic!("consumer error: {error}"),
+                },
+            }
+            consumer
+        });
+        Poller { stop, task }
+    }
+
+    /// Stops polling and hands back the consumer, which nothing else may hold.
+    async fn stop(self) -> StreamConsumer<C> {
+        self.stop.send(()).unwrap();
+        let consumer = self.task.await.unwrap();
+        Arc::into_inner(consumer).expect("the consumer is still shared")
+    }
 }
 
 /// The same commit-and-resume path on librdkafka's in-process mock cluster: fast, no broker.

@@ -3,7 +3,7 @@
 //! binary (it keeps running afterwards; `deploy/kafka/kafka.sh stop` ends it). A test that cannot
 //! get a broker fails and says how to get one: it never passes silently.
 
-use std::path::Path;
+use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -31,7 +31,11 @@ pub fn bootstrap() -> String {
 }
 
 fn start_local_broker() -> Result<String, String> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/kafka/kafka.sh");
+    // Cargo sets CARGO_MANIFEST_DIR when it runs tests; the compile-time value is the fallback.
+    let root = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    let script = root.join("deploy/kafka/kafka.sh");
     let how_to = "Kafka integration tests need a broker. Either set KAFKA_BOOTSTRAP=host:port, \
                   or run scripts/test.sh, or make `deploy/kafka/kafka.sh start` work (it needs \
                   Java 17+ and Maven, and fetches Apache Kafka from Maven Central once).";
