@@ -145,6 +145,15 @@ pub struct WindowingConfig {
     pub allowed_lateness_ms: Option<i64>,
 }
 
+impl WindowingConfig {
+    /// Applies the overrides to a model's windowing settings.
+    pub fn apply_to(&self, window: &mut crate::window::WindowConfig) {
+        if let Some(lateness) = self.allowed_lateness_ms {
+            window.allowed_lateness_ms = lateness;
+        }
+    }
+}
+
 /// `[batching]`: a batch goes to the scorer when it is full or when its oldest window has waited
 /// `max_delay_ms`, whichever comes first.
 #[derive(Debug, Clone, PartialEq, Deserialize)]

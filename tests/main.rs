@@ -1,5 +1,7 @@
 //! Integration tests: one binary, one module per area, shared helpers in `util`.
 
 mod archive;
+mod kafka;
+mod metrics;
 mod simulate;
 mod util;

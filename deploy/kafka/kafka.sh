@@ -333,7 +333,10 @@ status)
     fi
     ;;
 bootstrap)
-    running_pid >/dev/null && [[ -f "$BOOTSTRAP_FILE" ]] || { note "no broker runs (start one with: $0 start)"; exit 3; }
+    if ! running_pid >/dev/null || [[ ! -f "$BOOTSTRAP_FILE" ]]; then
+        note "no broker runs (start one with: $0 start)"
+        exit 3
+    fi
     cat "$BOOTSTRAP_FILE"
     ;;
 clean)

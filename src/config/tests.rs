@@ -245,3 +245,25 @@ fn glob_matching() {
         assert_eq!(glob_match(pattern, text), expected, "{pattern} vs {text}");
     }
 }
+
+#[test]
+fn windowing_overrides_replace_only_what_is_set() {
+    let model = crate::window::WindowConfig {
+        sample_period_ms: 1000,
+        window: 128,
+        stride: 16,
+        allowed_lateness_ms: 2000,
+        max_gap_samples: 4,
+        min_present_fraction: 0.8,
+    };
+    let mut unchanged = model.clone();
+    WindowingConfig::default().apply_to(&mut unchanged);
+    assert_eq!(unchanged, model);
+    let mut overridden = model.clone();
+    let windowing = WindowingConfig {
+        allowed_lateness_ms: Some(250),
+    };
+    windowing.apply_to(&mut overridden);
+    assert_eq!(overridden.allowed_lateness_ms, 250);
+    assert_eq!(overridden.window, model.window);
+}

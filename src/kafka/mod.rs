@@ -1,6 +1,6 @@
 //! Kafka plumbing of the daemon: clients built from the config, the offset tracker that turns
 //! "durable up to here" marks into commits, the dead-letter publisher, and a consumer shutdown
-//! that cannot hang. The daemon's loop (in `daemon`) joins these to the pure stages.
+//! that cannot hang. The daemon's loop joins these to the pure stages.
 //!
 //! # The intended loop
 //!
@@ -8,12 +8,14 @@
 //! to it feed is archived and every alert they caused is acknowledged by Kafka.
 //!
 //! ```text
+//! tracker = Arc::new(Mutex::new(OffsetTracker::new()))
+//! (context, partition_changes) = CommitOnRevoke::new(tracker.clone())
 //! consumer = create_consumer(&cfg.kafka, context)      // auto commit and auto offset store off
 //! producer = create_producer(&cfg.kafka)               // idempotent; alerts and dead letters
 //! dead_letters = DeadLetterPublisher::new(producer.clone(), &cfg.kafka.dead_letter_topic)
-//! tracker = OffsetTracker::new()
 //! consumer.subscribe(&[telemetry_topic]); metrics.set_ready(true)
-//! loop (select on: next message, batch deadline, archive roll timer, shutdown signal)
+//! loop (select on: next message, partition change, batch deadline, archive roll timer,
+//!       lag timer, shutdown signal)
 //!   message      -> metrics.messages_consumed.inc()
 //!                   parse; on error: dead_letters.publish(DeadLetter::from_message(..)).await,
 //!                   metrics.dead_lettered(reason).inc(); the message is then "done"
@@ -27,9 +29,12 @@
 //!                   window (a machine's window in progress must be rebuilt after a crash), or
 //!                   the last consumed offset when no machine holds any.
 //!                   tracker.mark_durable(topic, partition, that_offset)
-//!                   commit_durable(&consumer, &mut tracker)   // commits last + 1, CommitMode::Sync
-//! rebalance (ConsumerContext::pre_rebalance, Revoke): flush what can be made durable, mark it,
-//!                   commit tracker.revoke(..) for each revoked partition, drop their machines
+//!                   commit_durable(&consumer, &mut lock_tracker(&tracker))  // last + 1, Sync
+//!   partition change -> Assigned: nothing to do (windowers are created on first sample);
+//!                   Revoked: CommitOnRevoke already committed what was durable for them inside
+//!                   the rebalance; drop those partitions' machines (the new owner re-reads the
+//!                   rest from the commit)
+//!   lag timer    -> metrics.consumer_lag.set(consumer_lag(&consumer, timeout)?)
 //! shutdown      -> stop polling, flush batcher and archive, commit, producer.flush(timeout),
 //!                   close_consumer(consumer, timeout).await
 //! ```
@@ -40,6 +45,7 @@
 mod client;
 mod dead_letter;
 mod offsets;
+mod rebalance;
 mod shutdown;
 
 pub use client::{
@@ -49,4 +55,7 @@ pub use dead_letter::{
     DeadLetter, DeadLetterError, DeadLetterPublisher, DeadLetterReason, MAX_DETAIL_BYTES, headers,
 };
 pub use offsets::{OffsetCommit, OffsetTracker, commit_durable, partition_list};
+pub use rebalance::{
+    CommitOnRevoke, PartitionChange, SharedTracker, TopicPartition, consumer_lag, lock_tracker,
+};
 pub use shutdown::{CloseError, close_consumer};

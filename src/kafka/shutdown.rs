@@ -1,6 +1,9 @@
 //! Closing the consumer without hanging the daemon's exit. Dropping an rdkafka consumer leaves
 //! its group and can block for many seconds (or longer) when the broker is slow or gone, so the
-//! drop runs on a blocking thread under a timeout.
+//! drop runs on a blocking thread under a timeout. Seen against Apache Kafka 4.1: a member that
+//! stops polling while its group rebalances (another member joining or leaving mid-join) blocks
+//! on close until the session timeout (45 s by default). Keep polling until the assignment is
+//! stable (no `PartitionChange` pending) before closing, and close under a timeout anyway.
 
 use std::time::Duration;
 

@@ -1,0 +1,125 @@
+//! The daemon's consumer context: when Kafka takes partitions away, it commits what is already
+//! durable for them before they move, and tells the daemon which partitions it gained or lost so
+//! it can build or drop those machines' windowers. Messages of a revoked partition that were not
+//! durable yet are re-read by the new owner (at-least-once).
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use rdkafka::ClientContext;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::KafkaResult;
+use rdkafka::{Offset, TopicPartitionList};
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
+
+use super::offsets::{OffsetCommit, OffsetTracker, partition_list};
+
+/// A (topic, partition) pair.
+pub type TopicPartition = (String, i32);
+
+/// A change of this consumer's assignment, in the order Kafka made them; never empty.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PartitionChange {
+    /// These partitions are now read by this consumer.
+    Assigned(Vec<TopicPartition>),
+    /// These partitions were taken away; their durable offsets are already committed.
+    Revoked(Vec<TopicPartition>),
+}
+
+/// The offset tracker shared between the daemon's loop and the rebalance callback.
+pub type SharedTracker = Arc<Mutex<OffsetTracker>>;
+
+/// Locks the tracker, also after a panic elsewhere poisoned the lock (its data stays consistent:
+/// every method leaves it valid).
+pub fn lock_tracker(tracker: &SharedTracker) -> MutexGuard<'_, OffsetTracker> {
+    tracker
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Consumer context that commits on revocation and reports assignment changes.
+pub struct CommitOnRevoke {
+    tracker: SharedTracker,
+    changes: UnboundedSender<PartitionChange>,
+}
+
+impl CommitOnRevoke {
+    /// A context sharing `tracker`, and the receiver of its assignment changes.
+    pub fn new(tracker: SharedTracker) -> (Self, UnboundedReceiver<PartitionChange>) {
+        let (changes, receiver) = unbounded_channel();
+        (CommitOnRevoke { tracker, changes }, receiver)
+    }
+}
+
+impl ClientContext for CommitOnRevoke {}
+
+impl ConsumerContext for CommitOnRevoke {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let Rebalance::Revoke(list) = rebalance else {
+            return;
+        };
+        let partitions = topic_partitions(list);
+        let due: Vec<OffsetCommit> = {
+            let mut tracker = lock_tracker(&self.tracker);
+            partitions
+                .iter()
+                .filter_map(|(topic, partition)| tracker.revoke(topic, *partition))
+                .collect()
+        };
+        if !due.is_empty() {
+            match commit(consumer, &due) {
+                Ok(()) => tracing::info!(partitions = due.len(), "committed revoked partitions"),
+                // The new owner re-reads from the previous commit: duplicates, nothing lost.
+                Err(error) => tracing::warn!(%error, "cannot commit revoked partitions"),
+            }
+        }
+        if !partitions.is_empty() {
+            let _ = self.changes.send(PartitionChange::Revoked(partitions));
+        }
+    }
+
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            // The cooperative protocol also reports empty assignments: nothing changed.
+            Rebalance::Assign(list) if list.count() > 0 => {
+                let _ = self
+                    .changes
+                    .send(PartitionChange::Assigned(topic_partitions(list)));
+            }
+            Rebalance::Assign(_) => {}
+            Rebalance::Error(error) => tracing::warn!(%error, "rebalance failed"),
+            Rebalance::Revoke(_) => {}
+        }
+    }
+}
+
+fn commit(consumer: &BaseConsumer<CommitOnRevoke>, due: &[OffsetCommit]) -> KafkaResult<()> {
+    consumer.commit(&partition_list(due)?, CommitMode::Sync)
+}
+
+fn topic_partitions(list: &TopicPartitionList) -> Vec<TopicPartition> {
+    list.elements()
+        .iter()
+        .map(|element| (element.topic().to_string(), element.partition()))
+        .collect()
+}
+
+/// Messages between the consumer's position and the end of each assigned partition, summed:
+/// the value of the consumer-lag gauge. Partitions without a position yet (nothing read) are
+/// left out. Blocking: one watermark request per partition, each bounded by `timeout`.
+pub fn consumer_lag<X, C>(consumer: &C, timeout: std::time::Duration) -> KafkaResult<i64>
+where
+    X: ConsumerContext,
+    C: Consumer<X>,
+{
+    let positions = consumer.position()?;
+    let mut lag = 0i64;
+    for element in positions.elements() {
+        let Offset::Offset(position) = element.offset() else {
+            continue;
+        };
+        let (_low, high) =
+            consumer.fetch_watermarks(element.topic(), element.partition(), timeout)?;
+        lag += (high - position).max(0);
+    }
+    Ok(lag)
+}
