@@ -1,6 +1,7 @@
 //! Integration tests: one binary, one module per area, shared helpers in `util`.
 
 mod archive;
+mod daemon;
 mod kafka;
 mod metrics;
 mod simulate;

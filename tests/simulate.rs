@@ -1,6 +1,7 @@
 //! The simulator, history files and data-contract schemas end to end: simulate, write Parquet and
 //! CSV, read back; determinism; fault labelling; bad history inputs; JSON Schema validation.
 
+use crate::util::schema;
 use std::path::{Path, PathBuf};
 
 use vaewatch::alert::{AlertEvent, AlertState, ChannelShare, Severity};
@@ -22,18 +23,6 @@ fn small_options() -> SimulateOptions {
         faults: 6,
         ..SimulateOptions::default()
     }
-}
-
-fn schema(name: &str) -> jsonschema::Validator {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("schemas")
-        .join(name);
-    let text = std::fs::read_to_string(&path).unwrap();
-    let schema: serde_json::Value = serde_json::from_str(&text).unwrap();
-    jsonschema::draft202012::options()
-        .should_validate_formats(true)
-        .build(&schema)
-        .unwrap()
 }
 
 fn assert_same_history(expected: &History, got: &History) {

@@ -17,12 +17,15 @@ pub use state::{STATE_FILE, load_state, save_state};
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
+
+type DaemonConsumer = StreamConsumer<CommitOnRevoke>;
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::TopicPartitionList;
+use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::producer::FutureProducer;
-use rdkafka::{ClientContext, TopicPartitionList};
+use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
@@ -30,8 +33,9 @@ use crate::alert::AlertEvent;
 use crate::archive::{ArchiveConfig as ArchiveWriterConfig, ArchiveWriter};
 use crate::config::Config;
 use crate::kafka::{
-    DeadLetter, DeadLetterPublisher, DeadLetterReason, OffsetTracker, close_consumer,
-    commit_durable, create_consumer, create_producer,
+    CommitOnRevoke, DeadLetter, DeadLetterPublisher, DeadLetterReason, OffsetTracker,
+    PartitionChange, SharedTracker, close_consumer, commit_durable, consumer_lag, create_consumer,
+    create_producer, lock_tracker,
 };
 use crate::metrics::Metrics;
 use crate::publish::{acknowledged, enqueue};
@@ -75,24 +79,6 @@ pub enum DaemonError {
     DeadLetter(#[from] Box<crate::kafka::DeadLetterError>),
 }
 
-/// Partitions revoked by a rebalance, collected by the consumer context for the main loop.
-#[derive(Default)]
-pub struct RebalanceContext {
-    revoked: Mutex<Vec<i32>>,
-}
-
-impl ClientContext for RebalanceContext {}
-
-impl ConsumerContext for RebalanceContext {
-    fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Revoke(list) = rebalance
-            && let Ok(mut revoked) = self.revoked.lock()
-        {
-            revoked.extend(list.elements().iter().map(|e| e.partition()));
-        }
-    }
-}
-
 /// Runs the daemon until `shutdown` turns true, then drains, commits and returns.
 pub async fn run(
     config: Config,
@@ -107,8 +93,9 @@ pub async fn run(
         max_file_age_ms: (config.archive.roll_age_secs as i64).saturating_mul(1000),
         ..ArchiveWriterConfig::default()
     })?;
-    let consumer: StreamConsumer<RebalanceContext> =
-        create_consumer(&config.kafka, RebalanceContext::default())?;
+    let tracker: SharedTracker = Arc::new(Mutex::new(OffsetTracker::new()));
+    let (context, partition_changes) = CommitOnRevoke::new(tracker.clone());
+    let consumer: DaemonConsumer = create_consumer(&config.kafka, context)?;
     let producer = create_producer(&config.kafka)?;
     let dead_letters =
         DeadLetterPublisher::new(producer.clone(), config.kafka.dead_letter_topic.clone());
@@ -121,7 +108,8 @@ pub async fn run(
         archive,
         producer,
         dead_letters,
-        tracker: OffsetTracker::new(),
+        tracker,
+        partition_changes,
         consumed: BTreeMap::new(),
         pending: Vec::new(),
         pending_since: None,
@@ -160,7 +148,8 @@ struct Daemon {
     archive: ArchiveWriter,
     producer: FutureProducer,
     dead_letters: DeadLetterPublisher,
-    tracker: OffsetTracker,
+    tracker: SharedTracker,
+    partition_changes: UnboundedReceiver<PartitionChange>,
     /// Per partition, the last offset read and handled.
     consumed: BTreeMap<i32, i64>,
     /// Windows waiting for the scorer, with the index of their model.
@@ -181,7 +170,7 @@ impl Daemon {
 
     async fn run_loop(
         &mut self,
-        consumer: &StreamConsumer<RebalanceContext>,
+        consumer: &DaemonConsumer,
         mut shutdown: watch::Receiver<bool>,
     ) -> Result<(), DaemonError> {
         let roll_every = Duration::from_secs(self.config.archive.roll_age_secs.max(1));
@@ -208,7 +197,7 @@ impl Daemon {
                 },
                 _ = tokio::time::sleep_until(wake) => {}
             }
-            self.handle_revocations(consumer);
+            self.handle_revocations();
             let full = self.pending.len() >= self.config.batching.max_batch_size;
             let waited = self.pending_since.is_some_and(|s| s.elapsed() >= max_delay);
             if full || waited {
@@ -221,20 +210,25 @@ impl Daemon {
         }
     }
 
-    fn handle_revocations(&mut self, consumer: &StreamConsumer<RebalanceContext>) {
-        let revoked: Vec<i32> = match consumer.context().revoked.lock() {
-            Ok(mut list) => std::mem::take(&mut *list),
-            Err(_) => return,
-        };
+    /// Drops the machines of partitions Kafka took away (their durable offsets were committed
+    /// by the consumer context); the new owner rebuilds their windows from those offsets.
+    fn handle_revocations(&mut self) {
+        let mut revoked = Vec::new();
+        while let Ok(change) = self.partition_changes.try_recv() {
+            if let PartitionChange::Revoked(list) = change {
+                revoked.extend(
+                    list.into_iter()
+                        .filter(|(topic, _)| *topic == self.config.kafka.telemetry_topic)
+                        .map(|(_, partition)| partition),
+                );
+            }
+        }
         for partition in revoked {
             info!(partition, "partition revoked; its machines are dropped");
             self.consumed.remove(&partition);
             self.models.drop_partition(partition);
             self.pending
                 .retain(|(_, w)| !w.sources.iter().any(|s| s.partition == partition));
-            let _ = self
-                .tracker
-                .revoke(&self.config.kafka.telemetry_topic, partition);
         }
     }
 
@@ -443,7 +437,7 @@ impl Daemon {
     /// partition, the oldest offset still needed.
     async fn make_durable_and_commit(
         &mut self,
-        consumer: &StreamConsumer<RebalanceContext>,
+        consumer: &DaemonConsumer,
     ) -> Result<(), DaemonError> {
         self.score_pending().await?;
         let report = self.archive.flush_durable()?;
@@ -469,10 +463,10 @@ impl Daemon {
                 None => last,
             };
             if durable_last >= 0 {
-                self.tracker.mark_durable(&topic, partition, durable_last);
+                lock_tracker(&self.tracker).mark_durable(&topic, partition, durable_last);
             }
         }
-        let committed = commit_durable(consumer, &mut self.tracker)?;
+        let committed = commit_durable(consumer, &mut lock_tracker(&self.tracker))?;
         if committed > 0 {
             self.report.commits += 1;
             debug!(partitions = committed, "offsets committed");
@@ -481,17 +475,11 @@ impl Daemon {
         Ok(())
     }
 
-    fn update_lag(&self, consumer: &StreamConsumer<RebalanceContext>) {
-        let topic = &self.config.kafka.telemetry_topic;
-        let mut lag = 0i64;
-        for (&partition, &last) in &self.consumed {
-            if let Ok((_, high)) =
-                consumer.fetch_watermarks(topic, partition, Duration::from_millis(500))
-            {
-                lag += (high - last - 1).max(0);
-            }
+    fn update_lag(&self, consumer: &DaemonConsumer) {
+        match consumer_lag(consumer, Duration::from_millis(500)) {
+            Ok(lag) => self.metrics.consumer_lag.set(lag),
+            Err(e) => debug!(error = %e, "consumer lag unavailable"),
         }
-        self.metrics.consumer_lag.set(lag);
     }
 }
 

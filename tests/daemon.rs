@@ -1,0 +1,295 @@
+//! The daemon against a real Apache Kafka (see `util::kafka`): simulated telemetry with faults in,
+//! alert events and archive rows out, equal to what `replay` gives for the same input; bad
+//! messages dead-lettered while the daemon keeps going; a stop and restart mid-stream that loses
+//! and changes no window and keeps the open alert's id.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::message::{Headers, Message};
+use tokio::sync::watch;
+
+use vaewatch::alert::{AlertEvent, AlertPolicyConfig, AlertState};
+use vaewatch::archive::read_archive_dir;
+use vaewatch::config::Config;
+use vaewatch::daemon::{self, DaemonReport};
+use vaewatch::metrics::Metrics;
+use vaewatch::model::{Model, select_device};
+use vaewatch::replay::replay_history;
+use vaewatch::score::{ScoredWindow, Scorer};
+use vaewatch::simulate::{SimulateOptions, simulate_history, telemetry_json};
+use vaewatch::telemetry::history::History;
+
+use crate::util::kafka::{bootstrap, consume, create_topic, produce, unique_name};
+use crate::util::{bundled_model_dir, validate_alert_json};
+
+const WAIT: Duration = Duration::from_secs(120);
+
+/// A small plant: 3 machines, 40 minutes at 1 s, 3 faults after the first 30 %.
+fn plant() -> History {
+    let options = SimulateOptions {
+        machines: 3,
+        duration_ms: 40 * 60_000,
+        faults: 3,
+        fault_free_fraction: 0.3,
+        seed: 21,
+        ..SimulateOptions::default()
+    };
+    simulate_history(&options).unwrap()
+}
+
+/// The history as telemetry messages, in time order across machines.
+fn messages(history: &History) -> Vec<(String, Vec<u8>)> {
+    let mut records: Vec<(i64, String, Vec<u8>)> = Vec::new();
+    for machine in &history.machines {
+        for row in &machine.rows {
+            let record = vaewatch::simulate::PlantRecord {
+                equipment_id: machine.equipment_id.clone(),
+                ts_ms: row.ts_ms,
+                values: row.values.clone(),
+                label: row.label == Some(true),
+                fault_kind: None,
+            };
+            let json = telemetry_json(&record, &history.channels).unwrap();
+            records.push((row.ts_ms, machine.equipment_id.to_string(), json.into_bytes()));
+        }
+    }
+    records.sort_by_key(|(ts, _, _)| *ts);
+    records.into_iter().map(|(_, k, v)| (k, v)).collect()
+}
+
+struct Topics {
+    telemetry: String,
+    alerts: String,
+    dead_letters: String,
+}
+
+async fn topics(brokers: &str) -> Topics {
+    let t = Topics {
+        telemetry: unique_name("telemetry"),
+        alerts: unique_name("alerts"),
+        dead_letters: unique_name("dead-letters"),
+    };
+    create_topic(brokers, &t.telemetry, 3).await;
+    create_topic(brokers, &t.alerts, 1).await;
+    create_topic(brokers, &t.dead_letters, 1).await;
+    t
+}
+
+fn config(brokers: &str, topics: &Topics, group: &str, archive: &Path) -> Config {
+    let mut config = Config::default();
+    config.kafka.brokers = brokers.to_owned();
+    config.kafka.group_id = group.to_owned();
+    config.kafka.telemetry_topic = topics.telemetry.clone();
+    config.kafka.alert_topic = topics.alerts.clone();
+    config.kafka.dead_letter_topic = topics.dead_letters.clone();
+    config.models.default = Some(bundled_model_dir());
+    config.archive.dir = archive.to_path_buf();
+    config.archive.roll_age_secs = 1;
+    config.shutdown_timeout_secs = 10;
+    config
+}
+
+/// Runs a daemon until it has consumed `until_messages` messages (counted from its start) and,
+/// with `drain`, until no more arrive for a while; then stops it cleanly.
+async fn run_daemon(config: Config, until_messages: u64, drain: bool) -> DaemonReport {
+    let metrics = Arc::new(Metrics::new());
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let task = tokio::spawn(daemon::run(config, metrics.clone(), stop_rx));
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while metrics.messages_consumed.get() < until_messages {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "daemon consumed only {} of {until_messages} messages",
+            metrics.messages_consumed.get()
+        );
+        assert!(!task.is_finished(), "daemon stopped early");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    if drain {
+        let mut seen = metrics.messages_consumed.get();
+        loop {
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            let now = metrics.messages_consumed.get();
+            if now == seen {
+                break;
+            }
+            seen = now;
+        }
+    }
+    stop_tx.send(true).unwrap();
+    task.await.unwrap().unwrap()
+}
+
+/// What replay gives for the same history and model.
+fn replayed(history: &History) -> (Vec<ScoredWindow>, Vec<AlertEvent>) {
+    let model = Model::load(&bundled_model_dir(), &select_device(false)).unwrap();
+    let windowing = model.manifest().windowing.clone();
+    let scorer = Scorer::new(model, None).unwrap();
+    let result = replay_history(history, &scorer, &windowing, AlertPolicyConfig::default()).unwrap();
+    let windows = result.machines.iter().flat_map(|m| m.windows.clone()).collect();
+    let alerts = result.machines.iter().flat_map(|m| m.alerts.clone()).collect();
+    (windows, alerts)
+}
+
+/// Archive rows keyed by (machine, window end); fails on two different rows for one key.
+fn keyed(windows: Vec<ScoredWindow>) -> BTreeMap<(String, i64), ScoredWindow> {
+    let mut out: BTreeMap<(String, i64), ScoredWindow> = BTreeMap::new();
+    for mut w in windows {
+        w.sources.clear();
+        let key = (w.equipment_id.to_string(), w.window_end_ms);
+        if let Some(previous) = out.get(&key) {
+            assert_same_window(previous, &w);
+        }
+        out.insert(key, w);
+    }
+    out
+}
+
+fn assert_same_window(a: &ScoredWindow, b: &ScoredWindow) {
+    let close = |x: f32, y: f32| (x - y).abs() <= 1e-5 * (1.0 + x.abs().max(y.abs()));
+    let same = a.equipment_id == b.equipment_id
+        && a.window_start_ms == b.window_start_ms
+        && a.window_end_ms == b.window_end_ms
+        && close(a.score, b.score)
+        && a.threshold == b.threshold
+        && a.is_anomaly == b.is_anomaly
+        && a.model_id == b.model_id
+        && a.channel_errors.iter().zip(&b.channel_errors).all(|(x, y)| close(*x, *y))
+        && a.latent_mu.iter().zip(&b.latent_mu).all(|(x, y)| close(*x, *y));
+    assert!(same, "windows differ:\n{a:?}\n{b:?}");
+}
+
+fn assert_same_archive(got: Vec<ScoredWindow>, expected: Vec<ScoredWindow>) {
+    let got = keyed(got);
+    let expected = keyed(expected);
+    let missing: Vec<_> = expected.keys().filter(|k| !got.contains_key(*k)).take(5).collect();
+    assert!(missing.is_empty(), "windows missing from the archive: {missing:?}");
+    assert_eq!(got.len(), expected.len(), "extra windows in the archive");
+    for (key, w) in &expected {
+        assert_same_window(&got[key], w);
+    }
+}
+
+/// The alert topic's events, in order.
+async fn alert_events(brokers: &str, topic: &str, count: usize) -> Vec<AlertEvent> {
+    let messages = consume(brokers, topic, count, Duration::from_secs(20)).await;
+    messages
+        .iter()
+        .map(|m| {
+            let text = std::str::from_utf8(m.payload().unwrap()).unwrap();
+            validate_alert_json(text);
+            assert_eq!(m.key(), Some(serde_json::from_str::<AlertEvent>(text).unwrap().equipment_id.as_bytes()));
+            serde_json::from_str(text).unwrap()
+        })
+        .collect()
+}
+
+/// Events per machine in order, with the score compared loosely (batching may change the last
+/// bits of a float).
+fn assert_same_alerts(got: &[AlertEvent], expected: &[AlertEvent]) {
+    let by_machine = |events: &[AlertEvent]| {
+        let mut map: BTreeMap<String, Vec<AlertEvent>> = BTreeMap::new();
+        for e in events {
+            map.entry(e.equipment_id.clone()).or_default().push(e.clone());
+        }
+        map
+    };
+    let (got, expected) = (by_machine(got), by_machine(expected));
+    assert_eq!(got.keys().collect::<Vec<_>>(), expected.keys().collect::<Vec<_>>());
+    for (machine, events) in &expected {
+        let mine = &got[machine];
+        assert_eq!(mine.len(), events.len(), "alert count of {machine}");
+        for (a, b) in mine.iter().zip(events) {
+            assert_eq!(
+                (&a.alert_id, a.state, &a.event_time, a.severity),
+                (&b.alert_id, b.state, &b.event_time, b.severity)
+            );
+            assert!((a.score - b.score).abs() <= 1e-4 * (1.0 + b.score.abs()));
+        }
+    }
+}
+
+const BAD_MESSAGES: [(&str, &[u8], &str); 4] = [
+    ("pump-01", b"{\"equipment_id\": \"pump-01\", \"ts\": 17", "malformed_json"),
+    ("pump-02", b"{\"equipment_id\": \"pump-02\", \"ts\": 1767571200000, \"values\": {\"current\": \"NaN\"}}", "non_finite_value"),
+    ("pump-03", b"{\"equipment_id\": \"pump-03\", \"ts\": \"1970-01-01T00:00:00Z\", \"values\": {}}", "absurd_timestamp"),
+    ("pump-09", b"{\"equipment_id\": \"pump-01\", \"ts\": 1767571200000, \"values\": {}}", "key_mismatch"),
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn daemon_alerts_and_archive_equal_replay_and_bad_input_is_dead_lettered() {
+    let brokers = bootstrap();
+    let topics = topics(&brokers).await;
+    let history = plant();
+    let mut messages = messages(&history);
+    // Bad messages among the good ones: the daemon must go on.
+    for (i, (key, payload, _)) in BAD_MESSAGES.iter().enumerate() {
+        messages.insert(100 + i * 1000, (key.to_string(), payload.to_vec()));
+    }
+    let refs: Vec<(&str, &[u8])> = messages.iter().map(|(k, v)| (k.as_str(), v.as_slice())).collect();
+    produce(&brokers, &topics.telemetry, &refs).await;
+
+    let archive = tempfile::tempdir().unwrap();
+    let config = config(&brokers, &topics, &unique_name("group"), archive.path());
+    let report = run_daemon(config, messages.len() as u64, true).await;
+    assert_eq!(report.dead_lettered, BAD_MESSAGES.len() as u64);
+
+    let (expected_windows, expected_alerts) = replayed(&history);
+    assert!(
+        expected_alerts.iter().any(|a| a.state == AlertState::Opened),
+        "the faults should open alerts"
+    );
+    assert_same_archive(read_archive_dir(archive.path()).unwrap(), expected_windows);
+    let alerts = alert_events(&brokers, &topics.alerts, expected_alerts.len()).await;
+    assert_same_alerts(&alerts, &expected_alerts);
+
+    let letters = consume(&brokers, &topics.dead_letters, BAD_MESSAGES.len(), Duration::from_secs(20)).await;
+    let mut reasons: Vec<String> = letters
+        .iter()
+        .map(|m| {
+            let headers = m.headers().expect("dead letters carry headers");
+            let reason = headers
+                .iter()
+                .find(|h| h.key == "vaewatch.reason")
+                .and_then(|h| h.value)
+                .expect("reason header");
+            String::from_utf8(reason.to_vec()).unwrap()
+        })
+        .collect();
+    reasons.sort();
+    let mut expected: Vec<String> = BAD_MESSAGES.iter().map(|(_, _, r)| r.to_string()).collect();
+    expected.sort();
+    assert_eq!(reasons, expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_and_restart_mid_stream_loses_and_changes_no_window() {
+    let brokers = bootstrap();
+    let topics = topics(&brokers).await;
+    let history = plant();
+    let messages = messages(&history);
+    let refs: Vec<(&str, &[u8])> = messages.iter().map(|(k, v)| (k.as_str(), v.as_slice())).collect();
+    produce(&brokers, &topics.telemetry, &refs).await;
+
+    let archive = tempfile::tempdir().unwrap();
+    let group = unique_name("group");
+    // Stop in the middle of the faults, with alerts open; then a new daemon finishes the topic.
+    let first = run_daemon(
+        config(&brokers, &topics, &group, archive.path()),
+        messages.len() as u64 * 2 / 3,
+        false,
+    )
+    .await;
+    assert!(first.commits > 0, "the first daemon committed nothing");
+    let rest = messages.len() as u64 - first.messages;
+    let second = run_daemon(config(&brokers, &topics, &group, archive.path()), rest, true).await;
+    assert!(second.messages >= rest);
+
+    let (expected_windows, expected_alerts) = replayed(&history);
+    assert_same_archive(read_archive_dir(archive.path()).unwrap(), expected_windows);
+    let alerts = alert_events(&brokers, &topics.alerts, expected_alerts.len() + 1).await;
+    assert_same_alerts(&alerts, &expected_alerts);
+}
