@@ -16,7 +16,10 @@ seed, and writes into `testdata/torch/`:
   - `b1.*` and `b3.*`: the whole scoring path for batch 1 and batch 3: raw values, mask (1.0 =
     present), per-channel `center` and `scale`, the normalised input (masked values at 0),
     `mu`, `logvar`, the reconstruction of the posterior mean, the per-window score (mean squared
-    error over present values) and per-channel errors (each channel's share of the score).
+    error over present values) and per-channel errors (each channel's share of the score);
+  - `grad.*` (`small` only): gradients of `sum(recon·g_recon) + sum(mu·g_mu) +
+    sum(logvar·g_logvar)` on `layer.input` with respect to every weight, to check the backward
+    pass training relies on.
 
 for two architectures: `default` (C=8, W=128, latent 16, the reference model) and `small`
 (C=3, W=32, latent 4, two encoder layers).
@@ -163,6 +166,22 @@ def score_path(model, raw, mask, center, scale, prefix):
     }
 
 
+def weight_gradients(model, x, rng):
+    """Gradients of a fixed random linear functional of (reconstruction, mu, logvar) with respect
+    to every weight, so the Rust backward pass (used in training) can be checked too."""
+    with torch.enable_grad():
+        model.zero_grad()
+        recon, mu, logvar = model.forward_mean(x)
+        g_recon = torch.tensor(rng.standard_normal(tuple(recon.shape)), dtype=torch.float32)
+        g_mu = torch.tensor(rng.standard_normal(tuple(mu.shape)), dtype=torch.float32)
+        g_logvar = torch.tensor(rng.standard_normal(tuple(logvar.shape)), dtype=torch.float32)
+        loss = (recon * g_recon).sum() + (mu * g_mu).sum() + (logvar * g_logvar).sum()
+        loss.backward()
+    grads = {f"grad.{k}": p.grad.detach().clone() for k, p in model.named_parameters()}
+    grads.update({"grad.g_recon": g_recon, "grad.g_mu": g_mu, "grad.g_logvar": g_logvar})
+    return grads
+
+
 def main():
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     torch.set_grad_enabled(False)
@@ -185,6 +204,8 @@ def main():
         for batch in (1, 3):
             raw, mask, center, scale = raw_windows(rng, batch, cfg["channels"], cfg["window"])
             golden.update(score_path(model, raw, mask, center, scale, f"b{batch}"))
+        if name == "small":
+            golden.update(weight_gradients(model, x, rng))
         golden = {k: v.to(torch.float32).contiguous() for k, v in golden.items()}
         save_file(golden, OUT_DIR / f"{name}_golden.safetensors",
                   metadata={"config": json.dumps(cfg),

@@ -242,3 +242,38 @@ fn golden_weights_have_the_documented_size() {
     let (vae, _) = load("default");
     assert_eq!(vae.config().parameter_count(), 108_584);
 }
+
+/// The backward pass that training relies on matches PyTorch's gradients.
+#[test]
+fn small_model_gradients_match_pytorch() {
+    let weights = std::fs::read(testdata("small_weights.safetensors")).unwrap();
+    let tensors = candle_core::safetensors::load_buffer(&weights, &Device::Cpu).unwrap();
+    let mut varmap = candle_nn::VarMap::new();
+    let vae = Vae::new(
+        &small_config(),
+        VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu),
+    )
+    .unwrap();
+    for (name, tensor) in &tensors {
+        varmap.set_one(name, tensor).unwrap();
+    }
+    let (_, g) = load("small");
+    let (recon, mu, logvar) = vae.forward_mean(&g["layer.input"]).unwrap();
+    let loss = ((recon * &g["grad.g_recon"]).unwrap().sum_all().unwrap()
+        + (mu * &g["grad.g_mu"]).unwrap().sum_all().unwrap())
+    .unwrap();
+    let loss = (loss + (logvar * &g["grad.g_logvar"]).unwrap().sum_all().unwrap()).unwrap();
+    let grads = loss.backward().unwrap();
+    let vars = varmap.data().lock().unwrap();
+    assert_eq!(vars.len(), tensors.len());
+    for (name, var) in vars.iter() {
+        let got = grads
+            .get(var.as_tensor())
+            .unwrap_or_else(|| panic!("no gradient for {name}"));
+        assert_close(
+            &format!("gradient of {name}"),
+            got,
+            &g[&format!("grad.{name}")],
+        );
+    }
+}

@@ -84,6 +84,8 @@ pub struct TrainingMetrics {
     pub epochs: usize,
     /// Epoch (1-based) whose weights were kept.
     pub best_epoch: usize,
+    /// Validation loss of the initial weights, before any step.
+    pub initial_validation_loss: f64,
     /// Validation loss of the kept weights (reconstruction + β · KL term, per value).
     pub best_validation_loss: f64,
     /// Masked mean squared reconstruction error per present value, on the validation set.

@@ -29,6 +29,8 @@ pub mod manifest;
 pub mod normalise;
 mod split;
 mod train;
+#[cfg(test)]
+mod train_tests;
 mod vae;
 
 pub use candle_core::Device;

@@ -9,8 +9,10 @@
 //! `scale = max(spread, rel_floor · max(|center|, median |x|), abs_floor)`
 //!
 //! A temperature that held within 0.1 °C around 60 °C in training gets a scale of at least
-//! 0.6 °C (with the default `rel_floor` = 1 %), so a later drift of half a degree scores as
-//! under one spread instead of dozens. `abs_floor` (raw units) only guards channels that sat at
+//! 1.2 °C (with the default `rel_floor` = 2 %), so a later drift of a few tenths of a degree
+//! scores as a fraction of a spread instead of dozens. The relative floor depends on where the
+//! unit's zero is (°C and K give different floors); `abs_floor` and `rel_floor` are training
+//! options for channels where that matters. `abs_floor` (raw units) only guards channels that sat at
 //! exactly 0. Both knobs and whether the floor applied are recorded per channel.
 
 use serde::{Deserialize, Serialize};
@@ -31,7 +33,7 @@ pub struct FloorRule {
 impl Default for FloorRule {
     fn default() -> Self {
         FloorRule {
-            rel_floor: 0.01,
+            rel_floor: 0.02,
             abs_floor: 0.01,
         }
     }
@@ -237,12 +239,12 @@ mod tests {
         let t = &norm.channels[0];
         assert!((t.center - 60.0).abs() < 1e-4);
         assert!(t.floored);
-        assert!((t.scale - 0.6).abs() < 1e-4, "scale {}", t.scale);
+        assert!((t.scale - 1.2).abs() < 1e-4, "scale {}", t.scale);
         let p = &norm.channels[1];
         assert!(!p.floored);
         assert!(p.scale > 1.0 && p.scale < 3.0, "scale {}", p.scale);
-        // A 0.5 °C drift stays under one scale unit.
-        assert!(0.5 / t.scale < 1.0);
+        // A 0.5 °C drift stays under half a scale unit.
+        assert!(0.5 / t.scale < 0.5);
     }
 
     #[test]
@@ -255,8 +257,8 @@ mod tests {
         let norm = Normalisation::fit(&[&w], &names(1), FloorRule::default()).unwrap();
         assert_eq!(norm.channels[0].center, 10.0);
         assert_eq!(norm.channels[0].values, 7);
-        // constant channel: spread 0, floor 1 % of 10 = 0.1
-        assert!((norm.channels[0].scale - 0.1).abs() < 1e-9);
+        // constant channel: spread 0, floor 2 % of 10 = 0.2
+        assert!((norm.channels[0].scale - 0.2).abs() < 1e-9);
         let mut out = vec![f32::NAN; 8];
         norm.apply_into(&w, &mut out);
         assert_eq!(out[3], 0.0);

@@ -30,6 +30,8 @@ use crate::window::{Window, WindowConfig};
 
 /// Fewest windows (after dropping empty ones) training accepts.
 pub const MIN_WINDOWS: usize = 8;
+/// Early stopping waits at least this many optimizer steps without improvement.
+const MIN_PATIENCE_STEPS: usize = 300;
 /// Latent dims whose posterior-mean variance across windows exceeds this count as active.
 const ACTIVE_DIM_VARIANCE: f64 = 0.01;
 
@@ -58,7 +60,8 @@ pub struct TrainOptions {
     pub kl_warmup_epochs: usize,
     /// Free bits: nats per latent dim below which the KL is not penalised.
     pub free_bits: f64,
-    /// Epochs without a better validation loss before training stops.
+    /// Epochs without a better validation loss before training stops (at least enough epochs
+    /// for 300 steps, so small data sets are not stopped after a handful of steps).
     pub patience: usize,
     /// Fraction of each machine's windows held out (by time, the most recent).
     pub heldout_fraction: f64,
@@ -76,11 +79,11 @@ impl Default for TrainOptions {
             architecture: None,
             seed: 0x5EED,
             max_epochs: 200,
-            max_steps: 1500,
-            batch_size: 64,
+            max_steps: 2000,
+            batch_size: 16,
             learning_rate: 2e-3,
             weight_decay: 1e-4,
-            beta: 1.0,
+            beta: 0.1,
             kl_warmup_epochs: 5,
             free_bits: 0.05,
             patience: 10,
@@ -228,6 +231,7 @@ pub fn fit(
         training: TrainingMetrics {
             epochs: run.epochs,
             best_epoch: run.best_epoch,
+            initial_validation_loss: run.initial.loss,
             best_validation_loss: run.best.loss,
             validation_reconstruction: run.best.reconstruction,
             validation_kl: run.best.kl,
@@ -330,6 +334,7 @@ struct LossParts {
 }
 
 struct RunSummary {
+    initial: LossParts,
     epochs: usize,
     best_epoch: usize,
     best: LossParts,
@@ -379,10 +384,15 @@ fn run_training(
             ..ParamsAdamW::default()
         },
     )?;
+    // Small data sets have few steps per epoch: wait at least MIN_PATIENCE_STEPS steps.
+    let patience = opts
+        .patience
+        .max(MIN_PATIENCE_STEPS.div_ceil(steps_per_epoch));
     let progress = progress_bar(opts.progress, max_epochs);
     let mut rng = SeededRng::new(opts.seed ^ 0xA5A5_5A5A_DEAD_BEEF);
     let mut order: Vec<usize> = (0..train.count).collect();
     let mut best: Option<(LossParts, usize, f64, Vec<Tensor>)> = None;
+    let initial = evaluate(vae, val, arch, opts.beta, &device)?;
     let mut steps = 0;
     let mut epochs = 0;
     let mut since_best = 0;
@@ -439,7 +449,7 @@ fn run_training(
         } else {
             since_best += 1;
         }
-        if since_best >= opts.patience || steps >= opts.max_steps {
+        if since_best >= patience || steps >= opts.max_steps {
             break;
         }
     }
@@ -447,6 +457,7 @@ fn run_training(
     let (best, best_epoch, best_train_loss, weights) = best.ok_or(TrainError::NoWindows)?;
     restore(varmap, &weights)?;
     Ok(RunSummary {
+        initial,
         epochs,
         best_epoch,
         best,

@@ -7,7 +7,7 @@
 //! `dec.linear` (`Linear`, `[out, in]`), `dec.deconv{i}.{weight,bias}` (`[Cin, Cout, 4]`).
 
 use candle_core::{Module, Result, Tensor};
-use candle_nn::{Conv1d, Conv1dConfig, Linear, VarBuilder};
+use candle_nn::{Linear, VarBuilder};
 
 use super::config::{DECONV_KERNEL, STRIDE, VaeConfig};
 
@@ -57,7 +57,7 @@ impl Module for ConvTranspose1dK4S2 {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let (batch, _, len) = x.dims3()?;
         let c_out = self.bias.dim(0)?;
-        let phases = x.conv1d(&self.polyphase_kernel()?, 1, 1, 1, 1)?; // [B, 2 Cout, L]
+        let phases = conv1d_unfold(x, &self.polyphase_kernel()?, 1, 1)?; // [B, 2 Cout, L]
         let interleaved = phases
             .reshape((batch, STRIDE, c_out, len))?
             .permute((0, 2, 3, 1))?
@@ -67,11 +67,98 @@ impl Module for ConvTranspose1dK4S2 {
     }
 }
 
+/// `Conv1d` (PyTorch layout, weight `[Cout, Cin, K]`, bias `[Cout]`) computed by
+/// [`conv1d_unfold`].
+#[derive(Debug, Clone)]
+pub struct Conv1dS {
+    weight: Tensor,
+    bias: Tensor,
+    stride: usize,
+    padding: usize,
+}
+
+impl Conv1dS {
+    /// Reads `weight` `[c_out, c_in, kernel]` and `bias` `[c_out]` from `vb`.
+    pub fn new(
+        c_in: usize,
+        c_out: usize,
+        kernel: usize,
+        stride: usize,
+        padding: usize,
+        vb: VarBuilder,
+    ) -> Result<Self> {
+        let bound = 1.0 / ((c_in * kernel) as f64).sqrt();
+        let init = candle_nn::Init::Uniform {
+            lo: -bound,
+            up: bound,
+        };
+        let weight = vb.get_with_hints((c_out, c_in, kernel), "weight", init)?;
+        let bias = vb.get_with_hints(c_out, "bias", init)?;
+        Ok(Conv1dS {
+            weight,
+            bias,
+            stride,
+            padding,
+        })
+    }
+}
+
+impl Module for Conv1dS {
+    /// `[B, Cin, L]` → `[B, Cout, (L + 2 p - K) / s + 1]`.
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let c_out = self.bias.dim(0)?;
+        conv1d_unfold(x, &self.weight, self.stride, self.padding)?
+            .broadcast_add(&self.bias.reshape((1, c_out, 1))?)
+    }
+}
+
+/// Cross-correlation of `x` `[B, Cin, L]` with `kernel` `[Cout, Cin, K]` (stride `s`, zero
+/// padding `p` on both sides, no bias) as one matrix product over unfolded input windows:
+/// `[B·Lout, Cin·K] × [Cin·K, Cout]`. Built only from reshapes, slices, concatenation and a
+/// matmul, all of which have a backward pass in candle (its native conv1d backward gives wrong
+/// kernel gradients in some shapes and runs a slow direct loop).
+pub fn conv1d_unfold(x: &Tensor, kernel: &Tensor, stride: usize, padding: usize) -> Result<Tensor> {
+    let (batch, c_in, len) = x.dims3()?;
+    let (c_out, k_c_in, k) = kernel.dims3()?;
+    if k_c_in != c_in || stride == 0 || len + 2 * padding < k {
+        candle_core::bail!(
+            "conv1d_unfold: input [{batch}, {c_in}, {len}] does not fit kernel [{c_out}, {k_c_in}, {k}] with stride {stride} and padding {padding}"
+        )
+    }
+    let l_out = (len + 2 * padding - k) / stride + 1;
+    // Padded length: a multiple of the stride that covers every tap of every output.
+    let l_pad = stride * (l_out + (k - 1) / stride);
+    let right = l_pad as isize - (len + padding) as isize;
+    let x_pad = if right >= 0 {
+        x.pad_with_zeros(2, padding, right as usize)?
+    } else {
+        x.pad_with_zeros(2, padding, 0)?.narrow(2, 0, l_pad)?
+    };
+    // Tap t of output j reads padded position t + s·j = s·(j + t / s) + t % s.
+    let phased = x_pad.reshape((batch, c_in, l_pad / stride, stride))?;
+    let taps = (0..k)
+        .map(|t| {
+            phased
+                .narrow(3, t % stride, 1)?
+                .narrow(2, t / stride, l_out)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let cols = Tensor::cat(&taps, 3)? // [B, Cin, Lout, K]
+        .permute((0, 2, 1, 3))?
+        .contiguous()?
+        .reshape((batch * l_out, c_in * k))?;
+    let w = kernel.reshape((c_out, c_in * k))?.t()?;
+    cols.matmul(&w)? // [B·Lout, Cout]
+        .reshape((batch, l_out, c_out))?
+        .transpose(1, 2)?
+        .contiguous()
+}
+
 /// The conv-VAE. Inputs are normalised windows `[B, C, W]` with masked values set to 0.
 #[derive(Debug, Clone)]
 pub struct Vae {
     cfg: VaeConfig,
-    pub(crate) encoder: Vec<Conv1d>,
+    pub(crate) encoder: Vec<Conv1dS>,
     pub(crate) mu: Linear,
     pub(crate) logvar: Linear,
     pub(crate) dec_linear: Linear,
@@ -94,16 +181,12 @@ impl Vae {
             .zip(&cfg.encoder_kernels)
             .enumerate()
         {
-            let conv_cfg = Conv1dConfig {
-                padding: kernel / 2,
-                stride: STRIDE,
-                ..Conv1dConfig::default()
-            };
-            let conv = candle_nn::conv1d(
+            let conv = Conv1dS::new(
                 c_in,
                 c_out,
                 kernel,
-                conv_cfg,
+                STRIDE,
+                kernel / 2,
                 enc_vb.pp(format!("conv{}", i + 1)),
             )?;
             encoder.push(conv);
