@@ -244,7 +244,12 @@ struct SimulateArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
+    // The demo prints its own lines; its logs stay quiet unless asked for.
+    let log = match (&cli.command, cli.log.as_str()) {
+        (Command::Demo(_), "info") => "warn",
+        (_, log) => log,
+    };
+    let filter = tracing_subscriber::EnvFilter::try_new(log)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)

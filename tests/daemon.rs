@@ -53,7 +53,11 @@ fn messages(history: &History) -> Vec<(String, Vec<u8>)> {
                 fault_kind: None,
             };
             let json = telemetry_json(&record, &history.channels).unwrap();
-            records.push((row.ts_ms, machine.equipment_id.to_string(), json.into_bytes()));
+            records.push((
+                row.ts_ms,
+                machine.equipment_id.to_string(),
+                json.into_bytes(),
+            ));
         }
     }
     records.sort_by_key(|(ts, _, _)| *ts);
@@ -128,9 +132,18 @@ fn replayed(history: &History) -> (Vec<ScoredWindow>, Vec<AlertEvent>) {
     let model = Model::load(&bundled_model_dir(), &select_device(false)).unwrap();
     let windowing = model.manifest().windowing.clone();
     let scorer = Scorer::new(model, None).unwrap();
-    let result = replay_history(history, &scorer, &windowing, AlertPolicyConfig::default()).unwrap();
-    let windows = result.machines.iter().flat_map(|m| m.windows.clone()).collect();
-    let alerts = result.machines.iter().flat_map(|m| m.alerts.clone()).collect();
+    let result =
+        replay_history(history, &scorer, &windowing, AlertPolicyConfig::default()).unwrap();
+    let windows = result
+        .machines
+        .iter()
+        .flat_map(|m| m.windows.clone())
+        .collect();
+    let alerts = result
+        .machines
+        .iter()
+        .flat_map(|m| m.alerts.clone())
+        .collect();
     (windows, alerts)
 }
 
@@ -157,16 +170,29 @@ fn assert_same_window(a: &ScoredWindow, b: &ScoredWindow) {
         && a.threshold == b.threshold
         && a.is_anomaly == b.is_anomaly
         && a.model_id == b.model_id
-        && a.channel_errors.iter().zip(&b.channel_errors).all(|(x, y)| close(*x, *y))
-        && a.latent_mu.iter().zip(&b.latent_mu).all(|(x, y)| close(*x, *y));
+        && a.channel_errors
+            .iter()
+            .zip(&b.channel_errors)
+            .all(|(x, y)| close(*x, *y))
+        && a.latent_mu
+            .iter()
+            .zip(&b.latent_mu)
+            .all(|(x, y)| close(*x, *y));
     assert!(same, "windows differ:\n{a:?}\n{b:?}");
 }
 
 fn assert_same_archive(got: Vec<ScoredWindow>, expected: Vec<ScoredWindow>) {
     let got = keyed(got);
     let expected = keyed(expected);
-    let missing: Vec<_> = expected.keys().filter(|k| !got.contains_key(*k)).take(5).collect();
-    assert!(missing.is_empty(), "windows missing from the archive: {missing:?}");
+    let missing: Vec<_> = expected
+        .keys()
+        .filter(|k| !got.contains_key(*k))
+        .take(5)
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "windows missing from the archive: {missing:?}"
+    );
     assert_eq!(got.len(), expected.len(), "extra windows in the archive");
     for (key, w) in &expected {
         assert_same_window(&got[key], w);
@@ -181,7 +207,15 @@ async fn alert_events(brokers: &str, topic: &str, count: usize) -> Vec<AlertEven
         .map(|m| {
             let text = std::str::from_utf8(m.payload().unwrap()).unwrap();
             validate_alert_json(text);
-            assert_eq!(m.key(), Some(serde_json::from_str::<AlertEvent>(text).unwrap().equipment_id.as_bytes()));
+            assert_eq!(
+                m.key(),
+                Some(
+                    serde_json::from_str::<AlertEvent>(text)
+                        .unwrap()
+                        .equipment_id
+                        .as_bytes()
+                )
+            );
             serde_json::from_str(text).unwrap()
         })
         .collect()
@@ -193,12 +227,17 @@ fn assert_same_alerts(got: &[AlertEvent], expected: &[AlertEvent]) {
     let by_machine = |events: &[AlertEvent]| {
         let mut map: BTreeMap<String, Vec<AlertEvent>> = BTreeMap::new();
         for e in events {
-            map.entry(e.equipment_id.clone()).or_default().push(e.clone());
+            map.entry(e.equipment_id.clone())
+                .or_default()
+                .push(e.clone());
         }
         map
     };
     let (got, expected) = (by_machine(got), by_machine(expected));
-    assert_eq!(got.keys().collect::<Vec<_>>(), expected.keys().collect::<Vec<_>>());
+    assert_eq!(
+        got.keys().collect::<Vec<_>>(),
+        expected.keys().collect::<Vec<_>>()
+    );
     for (machine, events) in &expected {
         let mine = &got[machine];
         assert_eq!(mine.len(), events.len(), "alert count of {machine}");
@@ -229,7 +268,10 @@ async fn daemon_alerts_and_archive_equal_replay_and_bad_input_is_dead_lettered()
     for (i, (key, payload, _)) in BAD_MESSAGES.iter().enumerate() {
         messages.insert(100 + i * 1000, (key.to_string(), payload.to_vec()));
     }
-    let refs: Vec<(&str, &[u8])> = messages.iter().map(|(k, v)| (k.as_str(), v.as_slice())).collect();
+    let refs: Vec<(&str, &[u8])> = messages
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_slice()))
+        .collect();
     produce(&brokers, &topics.telemetry, &refs).await;
 
     let archive = tempfile::tempdir().unwrap();
@@ -239,14 +281,22 @@ async fn daemon_alerts_and_archive_equal_replay_and_bad_input_is_dead_lettered()
 
     let (expected_windows, expected_alerts) = replayed(&history);
     assert!(
-        expected_alerts.iter().any(|a| a.state == AlertState::Opened),
+        expected_alerts
+            .iter()
+            .any(|a| a.state == AlertState::Opened),
         "the faults should open alerts"
     );
     assert_same_archive(read_archive_dir(archive.path()).unwrap(), expected_windows);
     let alerts = alert_events(&brokers, &topics.alerts, expected_alerts.len()).await;
     assert_same_alerts(&alerts, &expected_alerts);
 
-    let letters = consume(&brokers, &topics.dead_letters, BAD_MESSAGES.len(), Duration::from_secs(20)).await;
+    let letters = consume(
+        &brokers,
+        &topics.dead_letters,
+        BAD_MESSAGES.len(),
+        Duration::from_secs(20),
+    )
+    .await;
     let mut reasons: Vec<String> = letters
         .iter()
         .map(|m| {
@@ -271,7 +321,10 @@ async fn stop_and_restart_mid_stream_loses_and_changes_no_window() {
     let topics = topics(&brokers).await;
     let history = plant();
     let messages = messages(&history);
-    let refs: Vec<(&str, &[u8])> = messages.iter().map(|(k, v)| (k.as_str(), v.as_slice())).collect();
+    let refs: Vec<(&str, &[u8])> = messages
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_slice()))
+        .collect();
     produce(&brokers, &topics.telemetry, &refs).await;
 
     let archive = tempfile::tempdir().unwrap();
@@ -285,7 +338,12 @@ async fn stop_and_restart_mid_stream_loses_and_changes_no_window() {
     .await;
     assert!(first.commits > 0, "the first daemon committed nothing");
     let rest = messages.len() as u64 - first.messages;
-    let second = run_daemon(config(&brokers, &topics, &group, archive.path()), rest, true).await;
+    let second = run_daemon(
+        config(&brokers, &topics, &group, archive.path()),
+        rest,
+        true,
+    )
+    .await;
     assert!(second.messages >= rest);
 
     let (expected_windows, expected_alerts) = replayed(&history);

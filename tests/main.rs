@@ -4,5 +4,6 @@ mod archive;
 mod daemon;
 mod kafka;
 mod metrics;
+mod replay;
 mod simulate;
 mod util;

@@ -31,6 +31,12 @@ pub fn schema(name: &str) -> jsonschema::Validator {
 pub fn validate_alert_json(text: &str) {
     let value: serde_json::Value = serde_json::from_str(text).unwrap();
     let validator = schema("alert.v1.json");
-    let errors: Vec<String> = validator.iter_errors(&value).map(|e| e.to_string()).collect();
-    assert!(errors.is_empty(), "alert event does not validate: {errors:?}\n{text}");
+    let errors: Vec<String> = validator
+        .iter_errors(&value)
+        .map(|e| e.to_string())
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "alert event does not validate: {errors:?}\n{text}"
+    );
 }

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Rebuilds the bundled model in models/default from simulated normal operation: a fleet of 8
+# pumps, 4 hours at 1 s, no faults, fixed seeds, so anyone gets the same model from the same
+# binary. Usage: scripts/train_default_model.sh [path/to/vaewatch]
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+vaewatch=${1:-target/release/vaewatch}
+work=$(mktemp -d "${TMPDIR:-/tmp}/vaewatch-default-model.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+
+"$vaewatch" simulate --out "$work/normal.parquet" --machines 8 --duration 4h --faults 0 --seed 1001
+rm -rf models/default.new
+"$vaewatch" train --input "$work/normal.parquet" --out models/default.new --seed 1 --quiet
+rm -rf models/default
+mv models/default.new models/default
+"$vaewatch" model inspect models/default

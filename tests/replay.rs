@@ -1,0 +1,282 @@
+//! `train` and `replay` end to end on simulated history: the files of DESIGN.md section 3, their
+//! schemas, the metrics, and clear errors on bad input.
+
+use std::path::{Path, PathBuf};
+
+use arrow::array::{Array, BooleanArray, Float32Array};
+use arrow::datatypes::DataType;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+use vaewatch::alert::AlertPolicyConfig;
+use vaewatch::archive::read_scored_windows;
+use vaewatch::commands::train::{TrainRequest, train};
+use vaewatch::model::{TrainOptions, VaeConfig};
+use vaewatch::replay::{ReplayRequest, replay};
+use vaewatch::simulate::{SimulateOptions, write_simulation};
+
+use crate::util::validate_alert_json;
+
+/// The simulator's channels, as a CSV header.
+const CHANNELS: &str = "current,pressure,flow,vibration_rms,bearing_temp,motor_temp,speed,power";
+
+/// A small, quick model shape for tests: 8 channels, 32 samples, latent 4.
+fn quick_options() -> TrainOptions {
+    TrainOptions {
+        architecture: Some(VaeConfig::with_shape(8, 32, 4)),
+        max_steps: 300,
+        progress: false,
+        ..TrainOptions::default()
+    }
+}
+
+fn simulate(dir: &Path, name: &str, minutes: i64) -> PathBuf {
+    let path = dir.join(name);
+    let options = SimulateOptions {
+        machines: 2,
+        duration_ms: minutes * 60_000,
+        faults: 2,
+        seed: 5,
+        ..SimulateOptions::default()
+    };
+    write_simulation(&path, &options).unwrap();
+    path
+}
+
+fn train_request(inputs: Vec<PathBuf>, out: PathBuf) -> TrainRequest {
+    TrainRequest {
+        inputs,
+        out,
+        channels: None,
+        sample_period_ms: None,
+        window: Some(32),
+        stride: Some(4),
+        include_labelled: false,
+        from_ms: None,
+        until_ms: None,
+        options: quick_options(),
+    }
+}
+
+fn replay_request(model: PathBuf, inputs: Vec<PathBuf>, out: PathBuf) -> ReplayRequest {
+    ReplayRequest {
+        model_dir: model,
+        inputs,
+        out,
+        threshold: None,
+        alerts: AlertPolicyConfig::default(),
+        metrics_from_ms: None,
+        event_tolerance_ms: 0,
+        report: true,
+        prefer_gpu: false,
+    }
+}
+
+fn parquet_rows(path: &Path) -> Vec<arrow::record_batch::RecordBatch> {
+    let file = std::fs::File::open(path).unwrap();
+    ParquetRecordBatchReaderBuilder::try_new(file)
+        .unwrap()
+        .build()
+        .unwrap()
+        .map(|b| b.unwrap())
+        .collect()
+}
+
+#[test]
+fn train_then_replay_writes_every_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let history = simulate(dir.path(), "plant.parquet", 60);
+    let model = dir.path().join("model");
+    let trained = train(&train_request(vec![history.clone()], model.clone())).unwrap();
+    assert!(
+        trained.labelled_rows_left_out > 0,
+        "labelled fault rows stay out of training"
+    );
+    let out = dir.path().join("replay");
+    let summary = replay(&replay_request(model, vec![history], out.clone())).unwrap();
+
+    // points.parquet: one row per input row, score null only during warm-up.
+    let batches = parquet_rows(&out.join("points.parquet"));
+    let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+    assert_eq!(rows, summary.rows);
+    let schema = batches[0].schema();
+    let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "equipment_id",
+            "ts",
+            "score",
+            "is_anomaly",
+            "alert_open",
+            "label"
+        ]
+    );
+    assert!(
+        matches!(schema.field(1).data_type(), DataType::Timestamp(_, Some(tz)) if tz.as_ref() == "UTC")
+    );
+    let scores = batches[0]
+        .column(2)
+        .as_any()
+        .downcast_ref::<Float32Array>()
+        .unwrap();
+    let anomalies = batches[0]
+        .column(3)
+        .as_any()
+        .downcast_ref::<BooleanArray>()
+        .unwrap();
+    assert!(scores.is_null(0), "the first row has no window yet");
+    assert_eq!(scores.null_count(), anomalies.null_count());
+    assert!(summary.rows_with_score > summary.rows * 9 / 10);
+
+    // windows.parquet reads back as the archive format.
+    let windows = read_scored_windows(&out.join("windows.parquet")).unwrap();
+    assert_eq!(windows.len(), summary.windows_scored);
+    assert!(
+        windows
+            .iter()
+            .all(|w| w.latent_mu.len() == 4 && w.channel_errors.len() == 8)
+    );
+    assert!(windows.iter().all(|w| w.sources.is_empty()));
+    for w in &windows {
+        let sum: f32 = w.channel_errors.iter().sum();
+        assert!(
+            (sum - w.score).abs() <= 1e-4 * (1.0 + w.score),
+            "channel errors sum to the score"
+        );
+    }
+
+    // alerts.jsonl: every line an alert event v1; opened before resolved per alert id.
+    let alerts = std::fs::read_to_string(out.join("alerts.jsonl")).unwrap();
+    for line in alerts.lines() {
+        validate_alert_json(line);
+    }
+    assert_eq!(
+        alerts.lines().count(),
+        summary.alerts_opened + summary.alerts_updated + summary.alerts_resolved
+    );
+
+    // summary.json with metrics, since the history has labels.
+    let text = std::fs::read_to_string(out.join("summary.json")).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let metrics = &json["metrics"];
+    for key in [
+        "precision",
+        "recall",
+        "f1",
+        "false_alarm_rate",
+        "miss_rate",
+        "event_recall",
+        "events",
+    ] {
+        assert!(
+            metrics.get(key).is_some(),
+            "summary.json metrics lack {key}"
+        );
+    }
+    assert_eq!(metrics["events"], 2);
+
+    // report.html: self-contained.
+    let page = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(page.contains("<svg"));
+    for network in ["src=\"http", "href=\"http", "@import", "url(http"] {
+        assert!(
+            !page.contains(network),
+            "report fetches from the network: {network}"
+        );
+    }
+}
+
+#[test]
+fn replay_is_deterministic() {
+    let dir = tempfile::tempdir().unwrap();
+    let history = simulate(dir.path(), "plant.csv", 30);
+    let model = dir.path().join("model");
+    train(&train_request(vec![history.clone()], model.clone())).unwrap();
+    let mut req = replay_request(model, vec![history], dir.path().join("a"));
+    req.report = false;
+    replay(&req).unwrap();
+    req.out = dir.path().join("b");
+    replay(&req).unwrap();
+    let a = read_scored_windows(&dir.path().join("a/windows.parquet")).unwrap();
+    let b = read_scored_windows(&dir.path().join("b/windows.parquet")).unwrap();
+    assert_eq!(a, b);
+    let alerts =
+        |d: &str| std::fs::read_to_string(dir.path().join(d).join("alerts.jsonl")).unwrap();
+    assert_eq!(alerts("a"), alerts("b"));
+}
+
+#[test]
+fn bad_input_gives_errors_that_say_what_is_wrong() {
+    let dir = tempfile::tempdir().unwrap();
+    let history = simulate(dir.path(), "plant.csv", 30);
+    let model = dir.path().join("model");
+    train(&train_request(vec![history], model.clone())).unwrap();
+
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let cases: Vec<(&str, PathBuf, &str)> = vec![
+        ("empty file", write("empty.csv", ""), "empty.csv"),
+        (
+            "no ts column",
+            write("nots.csv", "time,current\n1,2\n"),
+            "ts",
+        ),
+        (
+            "text in a channel",
+            write(
+                "text.csv",
+                &format!(
+                    "ts,{CHANNELS}\n1767571200000,1,2,3,4,5,6,7,8\n1767571201000,high,2,3,4,5,6,7,8\n"
+                ),
+            ),
+            "current",
+        ),
+        // A file whose channels do not match the model's.
+        (
+            "channels differ",
+            write("other.csv", "ts,temperature\n1767571200000,20\n"),
+            "current",
+        ),
+    ];
+    for (name, path, mentions) in cases {
+        let err = replay(&replay_request(
+            model.clone(),
+            vec![path],
+            dir.path().join("out"),
+        ))
+        .expect_err(name)
+        .to_string();
+        assert!(
+            err.contains(mentions),
+            "{name}: error {err:?} should mention {mentions:?}"
+        );
+    }
+
+    // Training on too little history says so.
+    let short = write("short.csv", "ts,a\n1767571200000,1\n1767571201000,2\n");
+    let err = train(&train_request(vec![short], dir.path().join("m2")))
+        .expect_err("too short")
+        .to_string();
+    assert!(err.contains("window"), "{err}");
+
+    // A tampered model is refused.
+    let manifest = model.join("manifest.json");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    std::fs::write(
+        &manifest,
+        text.replacen("\"channels\"", "\"channels\" ", 1)
+            .replace("current", "currant"),
+    )
+    .unwrap();
+    let err = replay(&replay_request(
+        model,
+        vec![dir.path().join("plant.csv")],
+        dir.path().join("out2"),
+    ))
+    .expect_err("tampered")
+    .to_string();
+    assert!(err.contains("integrity") || err.contains("hash"), "{err}");
+}
