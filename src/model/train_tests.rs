@@ -37,7 +37,7 @@ fn channels() -> Vec<String> {
 /// the temperature holds at 60 °C within a few hundredths of a degree.
 fn series(machine: usize, start: usize, samples: usize, rng: &mut SeededRng) -> Vec<Vec<f32>> {
     let phase = machine as f64 * 0.7;
-    let mut out = vec![Vec::with_capacity(samples); C];
+    let mut out: Vec<Vec<f32>> = (0..C).map(|_| Vec::with_capacity(samples)).collect();
     for i in start..start + samples {
         let angle = std::f64::consts::TAU * i as f64 / 16.0 + phase;
         out[0].push((3.0 + 2.0 * angle.sin() + 0.1 * rng.normal()) as f32);
@@ -219,7 +219,8 @@ fn saved_model_loads_and_scores_the_same() {
 
 #[test]
 fn tampered_model_directory_is_rejected() {
-    let cases: [(&str, fn(&mut Vec<u8>)); 2] = [
+    type Tamper = fn(&mut Vec<u8>);
+    let cases: [(&str, Tamper); 2] = [
         ("model.safetensors", |bytes| {
             let last = bytes.len() - 1;
             bytes[last] ^= 0x01;
