@@ -14,8 +14,8 @@
 //!   against PyTorch (`scripts/torch_reference.py`, `testdata/torch/`).
 //! - [`fit`]`(windows, channels, windowing, opts) -> TrainedModel`: normalisation, training with
 //!   early stopping, threshold calibration on held-out windows; runs on the CPU, deterministic
-//!   for a seed. [`TrainedModel::save`] writes a
-//!   model directory; [`TrainedModel::model`] gives a ready [`Model`] without going to disk.
+//!   for a seed. [`TrainedModel::save`] writes a model directory; [`TrainedModel::model`] gives
+//!   a ready [`Model`] without going to disk.
 //! - [`Model::load`]`(dir, device)`: reads and verifies a model directory (the `model_id` hash);
 //!   [`Model::score`]`(&[&Window]) -> Vec<WindowScore>` scores a batch deterministically.
 //! - [`Manifest`]: what a model directory records; [`Normalisation`] with its [`FloorRule`].
