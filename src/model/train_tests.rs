@@ -344,8 +344,8 @@ fn mismatched_training_windows_are_errors() {
     assert!(matches!(err, TrainError::NoWindows), "{err}");
 }
 
-/// Training time of the reference shape (C = 8, W = 128) on about 5k windows; prints, asserts
-/// nothing about time. Run with `cargo test --lib reference_training_time -- --ignored
+/// Training time of the reference shape (C = 8, W = 128) on about 5k windows, then scoring
+/// throughput; prints, asserts nothing about time. Run with `cargo test --lib reference_training_time -- --ignored
 /// --nocapture`.
 #[test]
 #[ignore = "measurement, prints the training time"]
@@ -401,5 +401,15 @@ fn reference_training_time() {
         t.validation_reconstruction,
         t.initial_validation_loss,
         m.manifest().threshold.value
+    );
+    let model = m.model(&Device::Cpu).unwrap();
+    let refs: Vec<&Window> = windows.iter().collect();
+    let t0 = std::time::Instant::now();
+    let scores = model.score(&refs).unwrap();
+    let elapsed = t0.elapsed();
+    eprintln!(
+        "scored {} windows in {elapsed:?}: {:.0} windows/s",
+        scores.len(),
+        scores.len() as f64 / elapsed.as_secs_f64()
     );
 }
