@@ -112,7 +112,7 @@ impl VaeConfig {
             });
         }
         let factor = self.downsampling();
-        if self.window % factor != 0 {
+        if !self.window.is_multiple_of(factor) {
             return Err(InvalidVaeConfig::WindowNotMultiple {
                 window: self.window,
                 factor,

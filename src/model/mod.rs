@@ -7,10 +7,15 @@
 //!
 //! - [`VaeConfig`]: the architecture (default: the reference model of C = 8, W = 128, latent 16).
 //! - [`Vae`]: the network, `Vae::new(cfg, vb)`; weights named `enc.conv1.weight` etc. in
-//!   PyTorch layouts, so `model.safetensors` loads into PyTorch unchanged.
+//!   PyTorch layouts, so `model.safetensors` loads into PyTorch unchanged. Convolutions run as
+//!   unfold + matmul in a channels-last layout ([`conv1d_unfold_cl`]) and transposed convolutions as polyphase convolutions
+//!   ([`ConvTranspose1dK4S2`]): candle's own conv1d backward gave wrong kernel gradients and its
+//!   transposed conv has no backward. Checked layer by layer, end to end and in the gradients
+//!   against PyTorch (`scripts/torch_reference.py`, `testdata/torch/`).
 //! - [`fit`]`(windows, channels, windowing, opts) -> TrainedModel`: normalisation, training with
-//!   early stopping, threshold calibration on held-out windows. [`TrainedModel::save`] writes a
-//!   model directory; [`TrainedModel::model`] gives a ready [`Model`] without going to disk.
+//!   early stopping, threshold calibration on held-out windows; runs on the CPU, deterministic
+//!   for a seed. [`TrainedModel::save`] writes a model directory; [`TrainedModel::model`] gives
+//!   a ready [`Model`] without going to disk.
 //! - [`Model::load`]`(dir, device)`: reads and verifies a model directory (the `model_id` hash);
 //!   [`Model::score`]`(&[&Window]) -> Vec<WindowScore>` scores a batch deterministically.
 //! - [`Manifest`]: what a model directory records; [`Normalisation`] with its [`FloorRule`].
@@ -40,7 +45,7 @@ pub use loaded::Model;
 pub use manifest::{Manifest, TrainingDataSummary, TrainingMetrics};
 pub use normalise::{ChannelNorm, FloorRule, Normalisation};
 pub use train::{TrainOptions, TrainedModel, fit};
-pub use vae::{ConvTranspose1dK4S2, Vae};
+pub use vae::{Conv1dS, ConvTranspose1dK4S2, Vae, conv1d_unfold_cl};
 
 /// The device to run models on: the first CUDA GPU when `prefer_gpu` is set, the crate was built
 /// with the `cuda` feature and a GPU is present; the CPU otherwise. Never fails: a GPU that cannot

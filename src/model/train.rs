@@ -4,8 +4,9 @@
 //!
 //! Steps: split each machine's windows by time (the last ~20 % held out, with a gap so no window
 //! overlaps), fit the normalisation on the training part, train the VAE with AdamW on
-//! `masked MSE + β · KL / (C·W)` (a Gaussian likelihood with variance ½ in normalised units),
-//! β warmed up linearly, KL with free bits per latent dim so the posterior cannot collapse,
+//! `masked MSE + β · KL / (C·W)` (per value, the negative ELBO of a Gaussian likelihood with
+//! variance β/2 in normalised units; β = 0.1 by default), β warmed up linearly, KL with free
+//! bits per latent dim (no pressure below `free_bits` nats, so dims are not pushed to collapse),
 //! early stopping on the held-out loss with the best weights restored, then calibrate the
 //! threshold on held-out scores. Deterministic for a given seed on the CPU.
 
@@ -79,8 +80,8 @@ impl Default for TrainOptions {
             architecture: None,
             seed: 0x5EED,
             max_epochs: 200,
-            max_steps: 2000,
-            batch_size: 16,
+            max_steps: 1000,
+            batch_size: 32,
             learning_rate: 2e-3,
             weight_decay: 1e-4,
             beta: 0.1,

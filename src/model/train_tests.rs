@@ -37,7 +37,7 @@ fn channels() -> Vec<String> {
 /// the temperature holds at 60 °C within a few hundredths of a degree.
 fn series(machine: usize, start: usize, samples: usize, rng: &mut SeededRng) -> Vec<Vec<f32>> {
     let phase = machine as f64 * 0.7;
-    let mut out = vec![Vec::with_capacity(samples); C];
+    let mut out: Vec<Vec<f32>> = (0..C).map(|_| Vec::with_capacity(samples)).collect();
     for i in start..start + samples {
         let angle = std::f64::consts::TAU * i as f64 / 16.0 + phase;
         out[0].push((3.0 + 2.0 * angle.sin() + 0.1 * rng.normal()) as f32);
@@ -219,7 +219,8 @@ fn saved_model_loads_and_scores_the_same() {
 
 #[test]
 fn tampered_model_directory_is_rejected() {
-    let cases: [(&str, fn(&mut Vec<u8>)); 2] = [
+    type Tamper = fn(&mut Vec<u8>);
+    let cases: [(&str, Tamper); 2] = [
         ("model.safetensors", |bytes| {
             let last = bytes.len() - 1;
             bytes[last] ^= 0x01;
@@ -343,8 +344,8 @@ fn mismatched_training_windows_are_errors() {
     assert!(matches!(err, TrainError::NoWindows), "{err}");
 }
 
-/// Training time of the reference shape (C = 8, W = 128) on about 5k windows; prints, asserts
-/// nothing about time. Run with `cargo test --lib reference_training_time -- --ignored
+/// Training time of the reference shape (C = 8, W = 128) on about 5k windows, then scoring
+/// throughput; prints, asserts nothing about time. Run with `cargo test --lib reference_training_time -- --ignored
 /// --nocapture`.
 #[test]
 #[ignore = "measurement, prints the training time"]
@@ -400,5 +401,15 @@ fn reference_training_time() {
         t.validation_reconstruction,
         t.initial_validation_loss,
         m.manifest().threshold.value
+    );
+    let model = m.model(&Device::Cpu).unwrap();
+    let refs: Vec<&Window> = windows.iter().collect();
+    let t0 = std::time::Instant::now();
+    let scores = model.score(&refs).unwrap();
+    let elapsed = t0.elapsed();
+    eprintln!(
+        "scored {} windows in {elapsed:?}: {:.0} windows/s",
+        scores.len(),
+        scores.len() as f64 / elapsed.as_secs_f64()
     );
 }

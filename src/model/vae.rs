@@ -52,19 +52,33 @@ impl ConvTranspose1dK4S2 {
     }
 }
 
+impl ConvTranspose1dK4S2 {
+    /// Channels-last: `[B, L, Cin]` → `[B, 2 L, Cout]`. In this layout the even/odd interleave
+    /// is a free reshape: `[B, L, 2, Cout]` read as `[B, 2 L, Cout]`.
+    pub fn forward_cl(&self, x: &Tensor) -> Result<Tensor> {
+        let (batch, len, _) = x.dims3()?;
+        let c_out = self.bias.dim(0)?;
+        conv1d_unfold_cl(x, &self.polyphase_kernel()?, 1, 1)? // [B, L, 2 Cout]
+            .reshape((batch, STRIDE * len, c_out))?
+            .broadcast_add(&self.bias.reshape((1, 1, c_out))?)
+    }
+}
+
 impl Module for ConvTranspose1dK4S2 {
     /// `[B, Cin, L]` → `[B, Cout, 2 L]`.
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let (batch, _, len) = x.dims3()?;
-        let c_out = self.bias.dim(0)?;
-        let phases = conv1d_unfold(x, &self.polyphase_kernel()?, 1, 1)?; // [B, 2 Cout, L]
-        let interleaved = phases
-            .reshape((batch, STRIDE, c_out, len))?
-            .permute((0, 2, 3, 1))?
-            .contiguous()?
-            .reshape((batch, c_out, STRIDE * len))?;
-        interleaved.broadcast_add(&self.bias.reshape((1, c_out, 1))?)
+        to_channels_first(&self.forward_cl(&to_channels_last(x)?)?)
     }
+}
+
+/// `[B, C, L]` → `[B, L, C]`, contiguous.
+pub(crate) fn to_channels_last(x: &Tensor) -> Result<Tensor> {
+    x.transpose(1, 2)?.contiguous()
+}
+
+/// `[B, L, C]` → `[B, C, L]`, contiguous.
+pub(crate) fn to_channels_first(x: &Tensor) -> Result<Tensor> {
+    x.transpose(1, 2)?.contiguous()
 }
 
 /// `Conv1d` (PyTorch layout, weight `[Cout, Cin, K]`, bias `[Cout]`) computed by
@@ -103,26 +117,39 @@ impl Conv1dS {
     }
 }
 
-impl Module for Conv1dS {
-    /// `[B, Cin, L]` → `[B, Cout, (L + 2 p - K) / s + 1]`.
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+impl Conv1dS {
+    /// Channels-last: `[B, L, Cin]` → `[B, Lout, Cout]`, `Lout = (L + 2 p - K) / s + 1`.
+    pub fn forward_cl(&self, x: &Tensor) -> Result<Tensor> {
         let c_out = self.bias.dim(0)?;
-        conv1d_unfold(x, &self.weight, self.stride, self.padding)?
-            .broadcast_add(&self.bias.reshape((1, c_out, 1))?)
+        conv1d_unfold_cl(x, &self.weight, self.stride, self.padding)?
+            .broadcast_add(&self.bias.reshape((1, 1, c_out))?)
     }
 }
 
-/// Cross-correlation of `x` `[B, Cin, L]` with `kernel` `[Cout, Cin, K]` (stride `s`, zero
-/// padding `p` on both sides, no bias) as one matrix product over unfolded input windows:
-/// `[B·Lout, Cin·K] × [Cin·K, Cout]`. Built only from reshapes, slices, concatenation and a
-/// matmul, all of which have a backward pass in candle (its native conv1d backward gives wrong
-/// kernel gradients in some shapes and runs a slow direct loop).
-pub fn conv1d_unfold(x: &Tensor, kernel: &Tensor, stride: usize, padding: usize) -> Result<Tensor> {
-    let (batch, c_in, len) = x.dims3()?;
+impl Module for Conv1dS {
+    /// `[B, Cin, L]` → `[B, Cout, (L + 2 p - K) / s + 1]`.
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        to_channels_first(&self.forward_cl(&to_channels_last(x)?)?)
+    }
+}
+
+/// Cross-correlation of channels-last `x` `[B, L, Cin]` with `kernel` `[Cout, Cin, K]` (PyTorch
+/// layout; stride `s`, zero padding `p` on both sides, no bias) as one matrix product over
+/// unfolded input windows: `[B·Lout, K·Cin] × [K·Cin, Cout]`, giving `[B, Lout, Cout]`. Built
+/// only from padding, reshapes, slices, concatenation and a matmul, all of which have a backward
+/// pass in candle (its native conv1d backward gave wrong kernel gradients for some shapes and
+/// runs a direct loop). Channels-last keeps activations free of per-layer transposes.
+pub fn conv1d_unfold_cl(
+    x: &Tensor,
+    kernel: &Tensor,
+    stride: usize,
+    padding: usize,
+) -> Result<Tensor> {
+    let (batch, len, c_in) = x.dims3()?;
     let (c_out, k_c_in, k) = kernel.dims3()?;
     if k_c_in != c_in || stride == 0 || len + 2 * padding < k {
         candle_core::bail!(
-            "conv1d_unfold: input [{batch}, {c_in}, {len}] does not fit kernel [{c_out}, {k_c_in}, {k}] with stride {stride} and padding {padding}"
+            "conv1d_unfold_cl: input [{batch}, {len}, {c_in}] does not fit kernel [{c_out}, {k_c_in}, {k}] with stride {stride} and padding {padding}"
         )
     }
     let l_out = (len + 2 * padding - k) / stride + 1;
@@ -130,28 +157,27 @@ pub fn conv1d_unfold(x: &Tensor, kernel: &Tensor, stride: usize, padding: usize)
     let l_pad = stride * (l_out + (k - 1) / stride);
     let right = l_pad as isize - (len + padding) as isize;
     let x_pad = if right >= 0 {
-        x.pad_with_zeros(2, padding, right as usize)?
+        x.pad_with_zeros(1, padding, right as usize)?
     } else {
-        x.pad_with_zeros(2, padding, 0)?.narrow(2, 0, l_pad)?
+        x.pad_with_zeros(1, padding, 0)?.narrow(1, 0, l_pad)?
     };
     // Tap t of output j reads padded position t + s·j = s·(j + t / s) + t % s.
-    let phased = x_pad.reshape((batch, c_in, l_pad / stride, stride))?;
+    let phased = x_pad.reshape((batch, l_pad / stride, stride, c_in))?;
     let taps = (0..k)
         .map(|t| {
             phased
-                .narrow(3, t % stride, 1)?
-                .narrow(2, t / stride, l_out)
+                .narrow(2, t % stride, 1)?
+                .narrow(1, t / stride, l_out)
         })
         .collect::<Result<Vec<_>>>()?;
-    let cols = Tensor::cat(&taps, 3)? // [B, Cin, Lout, K]
-        .permute((0, 2, 1, 3))?
+    let cols = Tensor::cat(&taps, 2)? // [B, Lout, K, Cin]
+        .reshape((batch * l_out, k * c_in))?;
+    let w = kernel
+        .transpose(1, 2)? // [Cout, K, Cin]
         .contiguous()?
-        .reshape((batch * l_out, c_in * k))?;
-    let w = kernel.reshape((c_out, c_in * k))?.t()?;
-    cols.matmul(&w)? // [B·Lout, Cout]
-        .reshape((batch, l_out, c_out))?
-        .transpose(1, 2)?
-        .contiguous()
+        .reshape((c_out, k * c_in))?
+        .t()?;
+    cols.matmul(&w)?.reshape((batch, l_out, c_out))
 }
 
 /// The conv-VAE. Inputs are normalised windows `[B, C, W]` with masked values set to 0.
@@ -222,11 +248,12 @@ impl Vae {
 
     /// Encoder convolutions with their GELUs, then flatten: `[B, C, W]` → `[B, bottleneck]`.
     pub(crate) fn encode_features(&self, x: &Tensor) -> Result<Tensor> {
-        let mut h = x.clone();
+        let mut h = to_channels_last(x)?;
         for conv in &self.encoder {
-            h = conv.forward(&h)?.gelu_erf()?;
+            h = conv.forward_cl(&h)?.gelu_erf()?;
         }
-        h.flatten_from(1)?.contiguous()
+        // Flatten in PyTorch's [C, L] order.
+        to_channels_first(&h)?.flatten_from(1)
     }
 
     /// Posterior parameters: `[B, C, W]` → (μ `[B, latent]`, log σ² `[B, latent]`).
@@ -238,19 +265,20 @@ impl Vae {
     /// Reconstruction: `[B, latent]` → `[B, C, W]` (normalised units).
     pub fn decode(&self, z: &Tensor) -> Result<Tensor> {
         let batch = z.dim(0)?;
-        let mut h = self.dec_linear.forward(z)?.gelu_erf()?.reshape((
+        let h = self.dec_linear.forward(z)?.gelu_erf()?.reshape((
             batch,
             self.cfg.bottleneck_width(),
             self.cfg.bottleneck_len(),
         ))?;
+        let mut h = to_channels_last(&h)?;
         let last = self.decoder.len().saturating_sub(1);
         for (i, deconv) in self.decoder.iter().enumerate() {
-            h = deconv.forward(&h)?;
+            h = deconv.forward_cl(&h)?;
             if i < last {
                 h = h.gelu_erf()?;
             }
         }
-        Ok(h)
+        to_channels_first(&h)
     }
 
     /// Deterministic forward pass (decodes the posterior mean): `[B, C, W]` →
