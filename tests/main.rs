@@ -2,6 +2,7 @@
 
 mod archive;
 mod daemon;
+mod demo;
 mod kafka;
 mod metrics;
 mod replay;

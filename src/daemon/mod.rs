@@ -388,7 +388,7 @@ impl Daemon {
                 archived.push(window);
             }
             let report = self.archive.append(&archived, now_ms)?;
-            self.metrics.archive_rows.add(archived.len() as u64);
+            self.metrics.archive_rows.add(report.rows);
             self.metrics.archive_files.add(report.files.len() as u64);
         }
         self.publish_alerts(deliveries).await?;
@@ -441,6 +441,7 @@ impl Daemon {
     ) -> Result<(), DaemonError> {
         self.score_pending().await?;
         let report = self.archive.flush_durable()?;
+        self.metrics.archive_rows.add(report.rows);
         self.metrics.archive_files.add(report.files.len() as u64);
         let state: state::DaemonState = self
             .models
@@ -469,6 +470,7 @@ impl Daemon {
         let committed = commit_durable(consumer, &mut lock_tracker(&self.tracker))?;
         if committed > 0 {
             self.report.commits += 1;
+            self.metrics.offset_commits.inc();
             debug!(partitions = committed, "offsets committed");
         }
         self.update_lag(consumer);

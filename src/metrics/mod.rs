@@ -40,6 +40,8 @@ pub mod names {
     pub const ARCHIVE_FILES_TOTAL: &str = "vaewatch_archive_files_total";
     /// Scored-window rows written to completed archive files.
     pub const ARCHIVE_ROWS_TOTAL: &str = "vaewatch_archive_rows_total";
+    /// Offset commits made after the data they cover was durable.
+    pub const OFFSET_COMMITS_TOTAL: &str = "vaewatch_offset_commits_total";
     /// Alert events acknowledged by Kafka, by `state` (opened, updated, resolved).
     pub const ALERTS_PUBLISHED_TOTAL: &str = "vaewatch_alerts_published_total";
     /// 1 when the daemon is ready (models loaded, consuming), else 0 (gauge).
@@ -88,6 +90,8 @@ pub struct Metrics {
     pub archive_files: Counter,
     /// [`names::ARCHIVE_ROWS_TOTAL`]
     pub archive_rows: Counter,
+    /// [`names::OFFSET_COMMITS_TOTAL`]
+    pub offset_commits: Counter,
     /// [`names::DEAD_LETTERED_TOTAL`], indexed like [`DeadLetterReason::ALL`].
     dead_lettered: Vec<Counter>,
     /// [`names::ALERTS_PUBLISHED_TOTAL`], indexed like `ALERT_STATES`.
@@ -115,6 +119,7 @@ impl Metrics {
             open_alerts: Gauge::default(),
             archive_files: Counter::default(),
             archive_rows: Counter::default(),
+            offset_commits: Counter::default(),
             dead_lettered: DeadLetterReason::ALL
                 .iter()
                 .map(|_| Counter::default())
@@ -182,6 +187,11 @@ impl Metrics {
                 names::ARCHIVE_ROWS_TOTAL,
                 "Scored-window rows in completed archive files.",
                 &self.archive_rows,
+            ),
+            (
+                names::OFFSET_COMMITS_TOTAL,
+                "Offset commits made after what they cover was durable.",
+                &self.offset_commits,
             ),
         ];
         for (name, help, counter) in counters {
