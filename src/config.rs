@@ -204,6 +204,9 @@ pub struct ArchiveConfig {
     /// A file is closed once it has been open this long, in seconds, so data and offset commits
     /// never wait longer than this.
     pub roll_age_secs: u64,
+    /// First part of this daemon's file names (and of its state file). Daemons that share `dir`
+    /// need distinct prefixes: each removes only its own unfinished files on start.
+    pub file_prefix: String,
 }
 
 impl Default for ArchiveConfig {
@@ -212,6 +215,7 @@ impl Default for ArchiveConfig {
             dir: PathBuf::from("archive"),
             roll_size_bytes: 128 * 1024 * 1024,
             roll_age_secs: 60,
+            file_prefix: "part".to_string(),
         }
     }
 }
@@ -330,6 +334,18 @@ impl Config {
             return Err(ConfigError::invalid(
                 "archive.roll_size_bytes",
                 format!("{} is below 1024 bytes", self.archive.roll_size_bytes),
+            ));
+        }
+        if self.archive.file_prefix.is_empty()
+            || !self
+                .archive
+                .file_prefix
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(ConfigError::invalid(
+                "archive.file_prefix",
+                "use ASCII letters, digits, '-' or '_'",
             ));
         }
         if self.archive.roll_age_secs == 0 {

@@ -448,3 +448,73 @@ async fn crash_mid_stream_loses_no_window_and_repeats_only_identical_ones() {
     }
     assert_same_alerts(&unique, &expected_alerts);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_daemons_in_one_group_share_the_partitions_and_lose_no_window() {
+    let brokers = bootstrap();
+    let topics = topics(&brokers).await;
+    let history = plant();
+    let messages = messages(&history);
+    let refs: Vec<(&str, &[u8])> = messages
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_slice()))
+        .collect();
+    let (first_half, second_half) = refs.split_at(refs.len() / 2);
+    let archive = tempfile::tempdir().unwrap();
+    let group = unique_name("group");
+    let daemon_config = |prefix: &str| {
+        let mut c = config(&brokers, &topics, &group, archive.path());
+        c.archive.file_prefix = prefix.to_owned();
+        c.kafka
+            .consumer
+            .insert("session.timeout.ms".into(), "6000".into());
+        c
+    };
+
+    // One daemon reads the first half alone; a second joins, Kafka moves partitions to it, and
+    // both read the second half.
+    produce(&brokers, &topics.telemetry, first_half).await;
+    let first_metrics = Arc::new(Metrics::new());
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let first = tokio::spawn(daemon::run(
+        daemon_config("a"),
+        first_metrics.clone(),
+        stop_rx.clone(),
+    ));
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while first_metrics.messages_consumed.get() < first_half.len() as u64 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the first daemon did not read the first half"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let second_metrics = Arc::new(Metrics::new());
+    let second = tokio::spawn(daemon::run(
+        daemon_config("b"),
+        second_metrics.clone(),
+        stop_rx,
+    ));
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    produce(&brokers, &topics.telemetry, second_half).await;
+    let total = || first_metrics.messages_consumed.get() + second_metrics.messages_consumed.get();
+    while total() < refs.len() as u64 {
+        assert!(
+            tokio::time::Instant::now() < deadline + WAIT,
+            "the daemons read only {}",
+            total()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stop_tx.send(true).unwrap();
+    first.await.unwrap().unwrap();
+    second.await.unwrap().unwrap();
+    assert!(
+        second_metrics.messages_consumed.get() > 0,
+        "the second daemon got no partition"
+    );
+
+    let (expected_windows, _, cutoffs) = replayed(&history);
+    assert_same_archive(archived(archive.path(), &cutoffs), expected_windows);
+}

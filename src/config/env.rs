@@ -68,6 +68,7 @@ impl Config {
                 "ARCHIVE_DIR" => self.archive.dir = PathBuf::from(v),
                 "ARCHIVE_ROLL_SIZE_BYTES" => self.archive.roll_size_bytes = parse(&name, v)?,
                 "ARCHIVE_ROLL_AGE_SECS" => self.archive.roll_age_secs = parse(&name, v)?,
+                "ARCHIVE_FILE_PREFIX" => self.archive.file_prefix = v.to_string(),
                 "METRICS_LISTEN" => self.metrics.listen = parse(&name, v)?,
                 "SHUTDOWN_TIMEOUT_SECS" => self.shutdown_timeout_secs = parse(&name, v)?,
                 _ => {}

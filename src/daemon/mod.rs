@@ -13,7 +13,7 @@ mod models;
 mod state;
 
 pub use models::{ModelSet, ModelSetError};
-pub use state::{STATE_FILE, load_state, save_state};
+pub use state::{load_state, save_state, state_file_name};
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -91,7 +91,7 @@ pub async fn run(
         dir: config.archive.dir.clone(),
         max_file_bytes: config.archive.roll_size_bytes,
         max_file_age_ms: (config.archive.roll_age_secs as i64).saturating_mul(1000),
-        ..ArchiveWriterConfig::default()
+        file_prefix: config.archive.file_prefix.clone(),
     })?;
     let tracker: SharedTracker = Arc::new(Mutex::new(OffsetTracker::new()));
     let (context, partition_changes) = CommitOnRevoke::new(tracker.clone());
@@ -101,7 +101,7 @@ pub async fn run(
         DeadLetterPublisher::new(producer.clone(), config.kafka.dead_letter_topic.clone());
     consumer.subscribe(&[&config.kafka.telemetry_topic])?;
     let mut daemon = Daemon {
-        state: state::load_state(&config.archive.dir)?,
+        state: state::load_state(&config.archive.dir, &config.archive.file_prefix)?,
         config,
         metrics,
         models,
@@ -449,7 +449,11 @@ impl Daemon {
             .iter()
             .map(|s| (s.scorer.model().model_id().to_owned(), s.fleet.state()))
             .collect();
-        state::save_state(&self.config.archive.dir, &state)?;
+        state::save_state(
+            &self.config.archive.dir,
+            &self.config.archive.file_prefix,
+            &state,
+        )?;
         let assigned: HashSet<i32> = consumer
             .assignment()
             .map(|list| list.elements().iter().map(|e| e.partition()).collect())

@@ -10,8 +10,10 @@ use std::path::{Path, PathBuf};
 
 use crate::engine::FleetState;
 
-/// Name of the state file inside the archive directory.
-pub const STATE_FILE: &str = "daemon-state.json";
+/// Name of the state file of the daemon whose archive files start with `prefix`.
+pub fn state_file_name(prefix: &str) -> String {
+    format!("daemon-state-{prefix}.json")
+}
 
 /// Why the state file could not be read or written.
 #[derive(Debug, thiserror::Error)]
@@ -25,8 +27,8 @@ pub struct StateError {
 pub type DaemonState = BTreeMap<String, FleetState>;
 
 /// Reads the state file; an absent file is an empty state.
-pub fn load_state(dir: &Path) -> Result<DaemonState, StateError> {
-    let path = dir.join(STATE_FILE);
+pub fn load_state(dir: &Path, prefix: &str) -> Result<DaemonState, StateError> {
+    let path = dir.join(state_file_name(prefix));
     let fail = |reason: String| StateError {
         path: path.clone(),
         reason,
@@ -39,9 +41,9 @@ pub fn load_state(dir: &Path) -> Result<DaemonState, StateError> {
 }
 
 /// Writes the state file durably: temporary file, fsync, rename, fsync of the directory.
-pub fn save_state(dir: &Path, state: &DaemonState) -> Result<(), StateError> {
-    let path = dir.join(STATE_FILE);
-    let tmp = dir.join(format!("{STATE_FILE}.tmp"));
+pub fn save_state(dir: &Path, prefix: &str, state: &DaemonState) -> Result<(), StateError> {
+    let path = dir.join(state_file_name(prefix));
+    let tmp = dir.join(format!("{}.tmp", state_file_name(prefix)));
     let fail = |reason: String| StateError {
         path: path.clone(),
         reason,
@@ -66,7 +68,7 @@ mod tests {
     #[test]
     fn state_round_trips_and_absent_is_empty() {
         let dir = tempfile::tempdir().unwrap();
-        assert!(load_state(dir.path()).unwrap().is_empty());
+        assert!(load_state(dir.path(), "part").unwrap().is_empty());
         let mut fleet = FleetState::default();
         let policy = crate::alert::AlertPolicy::new(Default::default(), vec!["a".into()]);
         fleet.machines.insert(
@@ -77,9 +79,10 @@ mod tests {
             },
         );
         let state = DaemonState::from([("model-a".to_owned(), fleet)]);
-        save_state(dir.path(), &state).unwrap();
-        assert_eq!(load_state(dir.path()).unwrap(), state);
-        fs::write(dir.path().join(STATE_FILE), b"{not json").unwrap();
-        assert!(load_state(dir.path()).is_err());
+        save_state(dir.path(), "part", &state).unwrap();
+        assert_eq!(load_state(dir.path(), "part").unwrap(), state);
+        assert!(load_state(dir.path(), "other").unwrap().is_empty());
+        fs::write(dir.path().join(state_file_name("part")), b"{not json").unwrap();
+        assert!(load_state(dir.path(), "part").is_err());
     }
 }
