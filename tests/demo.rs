@@ -61,3 +61,57 @@ async fn demo_opens_and_resolves_alerts_and_leaves_readable_parquet() {
     assert_eq!(archived.len() as u64, summary.daemon.windows_scored);
     assert!(summary_text(&summary).contains("windows scored"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simulate_publishes_valid_telemetry_to_a_real_topic() {
+    use crate::util::kafka::{bootstrap, consume, create_topic, unique_name};
+    use rdkafka::Message;
+    use vaewatch::publish::{Pacing, publish_plant};
+    use vaewatch::simulate::{Plant, SimulateOptions};
+
+    let brokers = bootstrap();
+    let topic = unique_name("telemetry");
+    create_topic(&brokers, &topic, 2).await;
+    let options = SimulateOptions {
+        machines: 2,
+        duration_ms: 120_000,
+        ..SimulateOptions::default()
+    };
+    let mut plant = Plant::new(&options).unwrap();
+    let kafka = vaewatch::config::KafkaConfig {
+        brokers: brokers.clone(),
+        ..Default::default()
+    };
+    let producer = vaewatch::kafka::create_producer(&kafka).unwrap();
+    let report = publish_plant(
+        &producer,
+        &topic,
+        &mut plant,
+        options.start_ms,
+        Pacing::Unpaced,
+        || false,
+    )
+    .await
+    .unwrap();
+    assert!(
+        report.messages >= 230,
+        "two machines, two minutes at 1 s: {report:?}"
+    );
+    let messages = consume(
+        &brokers,
+        &topic,
+        report.messages as usize,
+        std::time::Duration::from_secs(30),
+    )
+    .await;
+    assert_eq!(messages.len() as u64, report.messages);
+    let schema = crate::util::schema("telemetry.v1.json");
+    for m in &messages {
+        let value: serde_json::Value = serde_json::from_slice(m.payload().unwrap()).unwrap();
+        assert!(schema.is_valid(&value), "{value}");
+        assert_eq!(
+            m.key().unwrap(),
+            value["equipment_id"].as_str().unwrap().as_bytes()
+        );
+    }
+}
