@@ -288,6 +288,9 @@ impl Daemon {
                 }
             }
         };
+        self.metrics
+            .unknown_channels
+            .add(parsed.unknown_channels as u64);
         let mut late = Vec::new();
         let slot = &mut self.models.slots[slot_index];
         for mut sample in parsed.samples {
@@ -295,12 +298,13 @@ impl Daemon {
             self.metrics.samples.inc();
             self.report.samples += 1;
             let outcome = slot.fleet.push(&parsed.equipment_id, &sample);
-            if let Some(RejectedSample::Late {
-                ts_ms,
-                final_up_to_ms,
-            }) = outcome.rejected
-            {
-                late.push((ts_ms, final_up_to_ms));
+            match outcome.rejected {
+                Some(RejectedSample::Late {
+                    ts_ms,
+                    final_up_to_ms,
+                }) => late.push((ts_ms, final_up_to_ms)),
+                Some(RejectedSample::Duplicate { .. }) => self.metrics.duplicate_samples.inc(),
+                _ => {}
             }
             for window in outcome.windows {
                 if slot.fleet.is_new(&window) {

@@ -40,6 +40,10 @@ pub mod names {
     pub const ARCHIVE_FILES_TOTAL: &str = "vaewatch_archive_files_total";
     /// Scored-window rows written to completed archive files.
     pub const ARCHIVE_ROWS_TOTAL: &str = "vaewatch_archive_rows_total";
+    /// Channel values in telemetry messages that no model channel matches (ignored).
+    pub const UNKNOWN_CHANNELS_TOTAL: &str = "vaewatch_unknown_channels_total";
+    /// Samples dropped because a sample of the same machine and slot came first.
+    pub const DUPLICATE_SAMPLES_TOTAL: &str = "vaewatch_duplicate_samples_total";
     /// Offset commits made after the data they cover was durable.
     pub const OFFSET_COMMITS_TOTAL: &str = "vaewatch_offset_commits_total";
     /// Alert events acknowledged by Kafka, by `state` (opened, updated, resolved).
@@ -92,6 +96,10 @@ pub struct Metrics {
     pub archive_rows: Counter,
     /// [`names::OFFSET_COMMITS_TOTAL`]
     pub offset_commits: Counter,
+    /// [`names::UNKNOWN_CHANNELS_TOTAL`]
+    pub unknown_channels: Counter,
+    /// [`names::DUPLICATE_SAMPLES_TOTAL`]
+    pub duplicate_samples: Counter,
     /// [`names::DEAD_LETTERED_TOTAL`], indexed like [`DeadLetterReason::ALL`].
     dead_lettered: Vec<Counter>,
     /// [`names::ALERTS_PUBLISHED_TOTAL`], indexed like `ALERT_STATES`.
@@ -120,6 +128,8 @@ impl Metrics {
             archive_files: Counter::default(),
             archive_rows: Counter::default(),
             offset_commits: Counter::default(),
+            unknown_channels: Counter::default(),
+            duplicate_samples: Counter::default(),
             dead_lettered: DeadLetterReason::ALL
                 .iter()
                 .map(|_| Counter::default())
@@ -187,6 +197,16 @@ impl Metrics {
                 names::ARCHIVE_ROWS_TOTAL,
                 "Scored-window rows in completed archive files.",
                 &self.archive_rows,
+            ),
+            (
+                names::UNKNOWN_CHANNELS_TOTAL,
+                "Channel values of telemetry messages that no model channel matches.",
+                &self.unknown_channels,
+            ),
+            (
+                names::DUPLICATE_SAMPLES_TOTAL,
+                "Samples dropped because one of the same machine and slot came first.",
+                &self.duplicate_samples,
             ),
             (
                 names::OFFSET_COMMITS_TOTAL,
