@@ -184,13 +184,7 @@ impl Fleet {
             .values()
             .flat_map(|m| m.windower.retained_sources())
         {
-            match oldest
-                .iter_mut()
-                .find(|p| p.partition == position.partition)
-            {
-                Some(p) => p.offset = p.offset.min(position.offset),
-                None => oldest.push(position),
-            }
+            SourcePosition::keep_oldest(&mut oldest, position);
         }
         oldest
     }

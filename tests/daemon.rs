@@ -64,6 +64,14 @@ fn messages(history: &History) -> Vec<(String, Vec<u8>)> {
     records.into_iter().map(|(_, k, v)| (k, v)).collect()
 }
 
+/// The plant's telemetry messages as (key, payload) references.
+fn as_refs(messages: &[(String, Vec<u8>)]) -> Vec<(&str, &[u8])> {
+    messages
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_slice()))
+        .collect()
+}
+
 struct Topics {
     telemetry: String,
     alerts: String,
@@ -298,10 +306,7 @@ async fn daemon_alerts_and_archive_equal_replay_and_bad_input_is_dead_lettered()
     for (i, (key, payload, _)) in BAD_MESSAGES.iter().enumerate() {
         messages.insert(100 + i * 1000, (key.to_string(), payload.to_vec()));
     }
-    let refs: Vec<(&str, &[u8])> = messages
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_slice()))
-        .collect();
+    let refs = as_refs(&messages);
     produce(&brokers, &topics.telemetry, &refs).await;
 
     let archive = tempfile::tempdir().unwrap();
@@ -355,10 +360,7 @@ async fn stop_and_restart_mid_stream_loses_and_changes_no_window() {
     let topics = topics(&brokers).await;
     let history = plant();
     let messages = messages(&history);
-    let refs: Vec<(&str, &[u8])> = messages
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_slice()))
-        .collect();
+    let refs = as_refs(&messages);
     produce(&brokers, &topics.telemetry, &refs).await;
 
     let archive = tempfile::tempdir().unwrap();
@@ -396,10 +398,7 @@ async fn crash_mid_stream_loses_no_window_and_repeats_only_identical_ones() {
     let topics = topics(&brokers).await;
     let history = plant();
     let messages = messages(&history);
-    let refs: Vec<(&str, &[u8])> = messages
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_slice()))
-        .collect();
+    let refs = as_refs(&messages);
     let (first_half, second_half) = refs.split_at(refs.len() / 2);
     produce(&brokers, &topics.telemetry, first_half).await;
 
@@ -455,10 +454,7 @@ async fn two_daemons_in_one_group_share_the_partitions_and_lose_no_window() {
     let topics = topics(&brokers).await;
     let history = plant();
     let messages = messages(&history);
-    let refs: Vec<(&str, &[u8])> = messages
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_slice()))
-        .collect();
+    let refs = as_refs(&messages);
     let (first_half, second_half) = refs.split_at(refs.len() / 2);
     let archive = tempfile::tempdir().unwrap();
     let group = unique_name("group");

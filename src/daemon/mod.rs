@@ -41,7 +41,7 @@ use crate::metrics::Metrics;
 use crate::publish::{acknowledged, enqueue};
 use crate::score::ScoredWindow;
 use crate::telemetry::SourcePosition;
-use crate::telemetry::message::{MessageLimits, Rejection, parse_message};
+use crate::telemetry::message::{MessageLimits, ParsedMessage, Rejection, parse_message};
 use crate::window::{RejectedSample, Window};
 
 /// What one run of the daemon did, for logs and tests.
@@ -252,6 +252,8 @@ impl Daemon {
         let Some(first_slot) = self.models.slots.first() else {
             return self.done(partition, offset);
         };
+        // Parse with the first model's channels to learn the machine, then again with its own
+        // model's channels when that is another model.
         let parsed = parse_message(
             message.key(),
             payload,
@@ -259,14 +261,8 @@ impl Daemon {
             &limits,
             now_ms,
         );
-        let parsed = match parsed {
-            Ok(p) => p,
-            Err(rejection) => {
-                let reason = dead_letter_reason(&rejection);
-                self.dead_letter(message, reason, rejection.to_string())
-                    .await?;
-                return self.done(partition, offset);
-            }
+        let Some(parsed) = self.parsed_or_dead_lettered(message, parsed).await? else {
+            return self.done(partition, offset);
         };
         let Some(slot_index) = self.models.route(parsed.equipment_id.as_str()) else {
             let detail = format!("no model covers equipment {}", parsed.equipment_id);
@@ -278,15 +274,11 @@ impl Daemon {
             parsed
         } else {
             let channels = &self.models.slots[slot_index].channels;
-            match parse_message(message.key(), payload, channels, &limits, now_ms) {
-                Ok(p) => p,
-                Err(rejection) => {
-                    let reason = dead_letter_reason(&rejection);
-                    self.dead_letter(message, reason, rejection.to_string())
-                        .await?;
-                    return self.done(partition, offset);
-                }
-            }
+            let reparsed = parse_message(message.key(), payload, channels, &limits, now_ms);
+            let Some(reparsed) = self.parsed_or_dead_lettered(message, reparsed).await? else {
+                return self.done(partition, offset);
+            };
+            reparsed
         };
         self.metrics
             .unknown_channels
@@ -324,6 +316,23 @@ impl Daemon {
                 .await?;
         }
         self.done(partition, offset)
+    }
+
+    /// The parsed message, or `None` after dead-lettering a rejected one.
+    async fn parsed_or_dead_lettered(
+        &mut self,
+        message: &OwnedMessage,
+        parsed: Result<ParsedMessage, Rejection>,
+    ) -> Result<Option<ParsedMessage>, DaemonError> {
+        match parsed {
+            Ok(parsed) => Ok(Some(parsed)),
+            Err(rejection) => {
+                let reason = dead_letter_reason(&rejection);
+                self.dead_letter(message, reason, rejection.to_string())
+                    .await?;
+                Ok(None)
+            }
+        }
     }
 
     fn done(&mut self, partition: i32, offset: i64) -> Result<(), DaemonError> {

@@ -17,3 +17,16 @@ pub struct Sample {
     /// The Kafka message this sample came from; `None` in replay.
     pub source: Option<SourcePosition>,
 }
+
+impl SourcePosition {
+    /// Adds `position` to a list of the oldest position per partition.
+    pub fn keep_oldest(oldest: &mut Vec<SourcePosition>, position: SourcePosition) {
+        match oldest
+            .iter_mut()
+            .find(|p| p.partition == position.partition)
+        {
+            Some(p) => p.offset = p.offset.min(position.offset),
+            None => oldest.push(position),
+        }
+    }
+}

@@ -187,13 +187,7 @@ impl Windower {
             .filter_map(|s| s.source)
             .chain(self.pending.values().filter_map(|(_, source)| *source));
         for position in retained {
-            match oldest
-                .iter_mut()
-                .find(|p| p.partition == position.partition)
-            {
-                Some(p) => p.offset = p.offset.min(position.offset),
-                None => oldest.push(position),
-            }
+            SourcePosition::keep_oldest(&mut oldest, position);
         }
         oldest
     }
