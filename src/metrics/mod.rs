@@ -345,7 +345,7 @@ mod tests {
     fn every_family_has_help_and_type_once() {
         let text = Metrics::new().render();
         let types: Vec<&str> = text.lines().filter(|l| l.starts_with("# TYPE")).collect();
-        assert_eq!(types.len(), 13);
+        assert_eq!(types.len(), 16);
         for line in &types {
             let name = line.split(' ').nth(2).unwrap();
             assert!(name.starts_with("vaewatch_"));
