@@ -514,3 +514,122 @@ async fn two_daemons_in_one_group_share_the_partitions_and_lose_no_window() {
     let (expected_windows, _, cutoffs) = replayed(&history);
     assert_same_archive(archived(archive.path(), &cutoffs), expected_windows);
 }
+
+/// GET `path` from the metrics endpoint; `None` while it does not answer.
+fn http_get(addr: std::net::SocketAddr, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    Some(response)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_serves_metrics_and_exits_cleanly_on_sigterm() {
+    let brokers = bootstrap();
+    let topics = topics(&brokers).await;
+    let history = plant();
+    let messages = messages(&history);
+    produce(&brokers, &topics.telemetry, &as_refs(&messages[..600])).await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let config_path = dir.path().join("vaewatch.toml");
+    std::fs::write(
+        &config_path,
+        format!(
+            "[kafka]\nbrokers = \"{brokers}\"\ngroup_id = \"{}\"\ntelemetry_topic = \"{}\"\n\
+             alert_topic = \"{}\"\ndead_letter_topic = \"{}\"\n\n[models]\ndefault = \"{}\"\n\n\
+             [archive]\ndir = \"{}\"\nroll_age_secs = 1\n\n[metrics]\nlisten = \"{listen}\"\n",
+            unique_name("group"),
+            topics.telemetry,
+            topics.alerts,
+            topics.dead_letters,
+            bundled_model_dir().display(),
+            dir.path().join("archive").display(),
+        ),
+    )
+    .unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_vaewatch"))
+        .args(["run", "--config"])
+        .arg(&config_path)
+        .stderr(std::fs::File::create(dir.path().join("daemon.log")).unwrap())
+        .spawn()
+        .unwrap();
+
+    // Ready, then consuming: the samples counter reaches what was produced.
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the daemon never reported 600 samples"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the daemon exited early"
+        );
+        let ready = http_get(listen, "/readyz").is_some_and(|r| r.starts_with("HTTP/1.1 200"));
+        let metrics = http_get(listen, "/metrics").unwrap_or_default();
+        if ready && metrics.lines().any(|l| l == "vaewatch_samples_total 600") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        http_get(listen, "/healthz")
+            .unwrap()
+            .starts_with("HTTP/1.1 200")
+    );
+
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let exit = loop {
+        if let Some(exit) = child.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no exit within 60 s of SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let log = std::fs::read_to_string(dir.path().join("daemon.log")).unwrap_or_default();
+    assert!(exit.success(), "exit status {exit}; log:\n{log}");
+    assert!(log.contains("stopped cleanly"), "{log}");
+    // It drained: every scored window is in a complete archive file, none left unfinished.
+    let archived = read_archive_dir(&dir.path().join("archive")).unwrap();
+    assert!(!archived.is_empty());
+    let leftovers = walk(&dir.path().join("archive"))
+        .into_iter()
+        .filter(|p| p.to_string_lossy().ends_with(".tmp"))
+        .count();
+    assert_eq!(leftovers, 0);
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
