@@ -40,8 +40,8 @@ pub struct ThresholdOptions {
     pub full_margin_windows: usize,
     /// Smallest threshold, in score units.
     pub min_value: f64,
-    /// Smallest usual mean squared error of a channel (normalised units squared; 0.02 is an RMS
-    /// error of about 0.14 typical spreads): on very clean data the held-out error sits at the
+    /// Smallest usual mean squared error of a channel (normalised units squared; 0.1 is an RMS
+    /// error of about 0.3 typical spreads): on very clean data the held-out error sits at the
     /// sensor-noise floor, and scaling by it would flag shifts too small to matter.
     pub channel_mean_floor: f64,
     /// Smallest usual peak squared error of a channel in a window (0.25: one value off by half a
@@ -56,7 +56,7 @@ impl Default for ThresholdOptions {
             margin: 1.5,
             full_margin_windows: 200,
             min_value: 0.0,
-            channel_mean_floor: 0.02,
+            channel_mean_floor: 0.1,
             channel_peak_floor: 0.25,
         }
     }
