@@ -64,6 +64,7 @@ def main():
     )
     totals = {"tp": 0, "fp": 0, "tn": 0, "fn": 0, "events": 0, "detected_events": 0}
     results = []
+    failed = []
     print(f"{'file':58} {'prec':>5} {'rec':>5} {'f1':>5} {'far':>5} {'miss':>5} {'ev':>5}")
     for rel in files:
         spans = [(parse_ts(a), parse_ts(b)) for a, b in windows.get(rel, [])]
@@ -85,11 +86,19 @@ def main():
         model = os.path.join(work, name + ".model")
         out = os.path.join(work, name + ".replay")
         metrics_from = iso(parse_ts(rows[cut]["timestamp"]))
-        subprocess.run([args.vaewatch, "train", "--input", train, "--out", model, "--quiet"],
-                       check=True, stdout=subprocess.DEVNULL)
-        subprocess.run([args.vaewatch, "replay", "--model", model, "--input", full, "--out", out,
-                        "--metrics-from", metrics_from, "--no-report"],
-                       check=True, stdout=subprocess.DEVNULL)
+        try:
+            subprocess.run([args.vaewatch, "train", "--input", train, "--out", model, "--quiet"],
+                           check=True, stdout=subprocess.DEVNULL)
+            subprocess.run([args.vaewatch, "replay", "--model", model, "--input", full,
+                            "--out", out, "--metrics-from", metrics_from, "--no-report"],
+                           check=True, stdout=subprocess.DEVNULL)
+        except subprocess.CalledProcessError as e:
+            # A failed file is reported and left out of the totals; the run goes on.
+            failed.append(rel)
+            results.append({"file": rel, "error": f"{e.cmd[1]} exited with {e.returncode}"})
+            print(f"{rel:58} FAILED: vaewatch {e.cmd[1]} exited with {e.returncode}")
+            sys.stdout.flush()
+            continue
         summary = json.load(open(os.path.join(out, "summary.json")))
         m = summary["metrics"]
         for k, name in (("tp", "true_positives"), ("fp", "false_positives"),
@@ -117,6 +126,10 @@ def main():
     print(f"{'TOTAL (points after the training cut)':58} {fmt(precision)} {fmt(recall)} {fmt(f1)} "
           f"{fmt(total['false_alarm_rate'])} {fmt(total['miss_rate'])} "
           f"{totals['detected_events']}/{totals['events']}")
+    if failed:
+        print(f"{len(failed)} of {len(files)} files failed and are not in the totals: "
+              + ", ".join(failed))
+    total["failed_files"] = failed
     if args.json_out:
         json.dump({"files": results, "total": total}, open(args.json_out, "w"), indent=2)
 

@@ -4,6 +4,7 @@
 
 use std::path::PathBuf;
 
+use crate::score::channel::ChannelCalibrationError;
 use crate::score::threshold::ThresholdError;
 
 use super::normalise::NormaliseError;
@@ -87,6 +88,8 @@ pub enum TrainError {
     Normalise(#[from] NormaliseError),
     #[error("threshold calibration: {0}")]
     Threshold(#[from] ThresholdError),
+    #[error(transparent)]
+    ChannelCalibration(#[from] ChannelCalibrationError),
     #[error("training diverged: loss is {loss} at epoch {epoch}")]
     Diverged { epoch: usize, loss: f64 },
     #[error("tensor computation failed: {0}")]

@@ -188,7 +188,7 @@ fn check_scoring(name: &str, batch: usize) {
             &expected.to_vec1::<f32>().unwrap(),
         );
     }
-    let scores = score_batch(&vae, &norm, &refs, &Device::Cpu).unwrap();
+    let scores = score_batch(&vae, &norm, None, &refs, &Device::Cpu).unwrap();
     let expected_score = t("score").to_vec1::<f32>().unwrap();
     let expected_channels = t("channel_errors").to_vec2::<f32>().unwrap();
     let expected_mu = t("mu").to_vec2::<f32>().unwrap();

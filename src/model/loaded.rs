@@ -13,6 +13,7 @@ use super::manifest::{Manifest, read_model_dir};
 use super::normalise::Normalisation;
 use super::vae::Vae;
 use crate::score::WindowScore;
+use crate::score::channel::{ChannelCalibration, ChannelErrors};
 use crate::window::Window;
 
 /// Windows scored per forward pass; bounds memory for large calls.
@@ -85,12 +86,17 @@ impl Model {
         let mut scores = Vec::with_capacity(windows.len());
         for chunk in windows.chunks(MAX_BATCH) {
             scores.extend(
-                score_batch(&self.vae, &self.manifest.normalisation, chunk, &self.device).map_err(
-                    |source| ModelError::Compute {
-                        model_id: self.manifest.model_id.clone(),
-                        source,
-                    },
-                )?,
+                score_batch(
+                    &self.vae,
+                    &self.manifest.normalisation,
+                    self.manifest.channel_calibration.as_ref(),
+                    chunk,
+                    &self.device,
+                )
+                .map_err(|source| ModelError::Compute {
+                    model_id: self.manifest.model_id.clone(),
+                    source,
+                })?,
             );
         }
         Ok(scores)
@@ -125,14 +131,18 @@ impl Model {
     }
 }
 
+/// One window's per-channel errors with its latent posterior mean and log-variance.
+pub(crate) type RawScore = (ChannelErrors, Vec<f32>, Vec<f32>);
+
 /// Normalises `windows` (shapes already checked), runs the VAE on the posterior mean and
-/// computes masked squared errors. The shared scoring path of `Model`, training and the tests.
-pub(crate) fn score_batch(
+/// computes each window's masked errors per channel, with its latent posterior (mean,
+/// log-variance). The shared path of scoring, training's calibration and the tests.
+pub(crate) fn raw_batch(
     vae: &Vae,
     norm: &Normalisation,
     windows: &[&Window],
     device: &Device,
-) -> candle_core::Result<Vec<WindowScore>> {
+) -> candle_core::Result<Vec<RawScore>> {
     if windows.is_empty() {
         return Ok(Vec::new());
     }
@@ -142,53 +152,48 @@ pub(crate) fn score_batch(
     for (window, out) in windows.iter().zip(input.chunks_mut(c * w)) {
         norm.apply_into(window, out);
     }
-    let x = Tensor::from_vec(input.clone(), (windows.len(), c, w), device)?;
+    let x = Tensor::from_slice(&input, (windows.len(), c, w), device)?;
     let (recon, mu, logvar) = vae.forward_mean(&x)?;
     let recon = recon.flatten_all()?.to_vec1::<f32>()?;
     let mu = mu.to_vec2::<f32>()?;
     let logvar = logvar.to_vec2::<f32>()?;
-    let scores = windows
+    Ok(windows
         .iter()
+        .zip(mu)
+        .zip(logvar)
         .enumerate()
-        .map(|(b, window)| {
+        .map(|(b, ((window, mu), logvar))| {
             let span = b * c * w..(b + 1) * c * w;
-            let (score, channel_errors) =
-                masked_errors(&input[span.clone()], &recon[span], &window.mask, c, w);
+            let errors =
+                ChannelErrors::of_window(&input[span.clone()], &recon[span], &window.mask, c, w);
+            (errors, mu, logvar)
+        })
+        .collect())
+}
+
+/// Scores `windows` (shapes already checked): with a channel calibration, the mean over channels
+/// of how unusual each channel's error is (see `score::channel`); without one, the mean squared
+/// error over all present values. `channel_errors` are the channels' shares of the score.
+pub(crate) fn score_batch(
+    vae: &Vae,
+    norm: &Normalisation,
+    calibration: Option<&ChannelCalibration>,
+    windows: &[&Window],
+    device: &Device,
+) -> candle_core::Result<Vec<WindowScore>> {
+    Ok(raw_batch(vae, norm, windows, device)?
+        .into_iter()
+        .map(|(errors, latent_mu, latent_logvar)| {
+            let (score, channel_errors) = match calibration {
+                Some(cal) => cal.score(&errors),
+                None => errors.raw_score(),
+            };
             WindowScore {
                 score,
                 channel_errors,
-                latent_mu: mu[b].clone(),
-                latent_logvar: logvar[b].clone(),
+                latent_mu,
+                latent_logvar,
             }
         })
-        .collect();
-    Ok(scores)
-}
-
-/// Mean squared error over present values of one `[C, W]` window, and each channel's share of
-/// it (sum of its squared errors over the window's present-value count), so the shares sum to
-/// the score.
-pub(crate) fn masked_errors(
-    input: &[f32],
-    recon: &[f32],
-    mask: &[bool],
-    channels: usize,
-    len: usize,
-) -> (f32, Vec<f32>) {
-    let present = mask.iter().filter(|m| **m).count().max(1) as f64;
-    let channel_sums: Vec<f64> = (0..channels)
-        .map(|ch| {
-            let row = ch * len..(ch + 1) * len;
-            input[row.clone()]
-                .iter()
-                .zip(&recon[row.clone()])
-                .zip(&mask[row])
-                .filter(|(_, m)| **m)
-                .map(|((x, r), _)| f64::from(x - r).powi(2))
-                .sum()
-        })
-        .collect();
-    let channel_errors: Vec<f32> = channel_sums.iter().map(|s| (s / present) as f32).collect();
-    let score = (channel_sums.iter().sum::<f64>() / present) as f32;
-    (score, channel_errors)
+        .collect())
 }

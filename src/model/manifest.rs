@@ -16,6 +16,7 @@ use sha2::{Digest, Sha256};
 use super::config::VaeConfig;
 use super::error::ModelError;
 use super::normalise::Normalisation;
+use crate::score::channel::ChannelCalibration;
 use crate::score::threshold::ThresholdCalibration;
 use crate::window::WindowConfig;
 
@@ -48,6 +49,10 @@ pub struct Manifest {
     pub normalisation: Normalisation,
     /// The calibrated threshold and how it was set.
     pub threshold: ThresholdCalibration,
+    /// Per-channel error scales the score is computed with; absent in models whose score is
+    /// the plain mean squared error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel_calibration: Option<ChannelCalibration>,
     /// What the model was trained on.
     pub training_data: TrainingDataSummary,
     /// How training went.
@@ -160,6 +165,9 @@ impl Manifest {
                 "channel {} has center {} and scale {}; scale must be finite and positive",
                 bad.name, bad.center, bad.scale
             ));
+        }
+        if let Some(cal) = &self.channel_calibration {
+            cal.validate(c)?;
         }
         if !self.threshold.value.is_finite() {
             return Err(format!("threshold {} is not finite", self.threshold.value));

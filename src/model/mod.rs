@@ -21,8 +21,10 @@
 //! - [`Manifest`]: what a model directory records; [`Normalisation`] with its [`FloorRule`].
 //! - [`select_device`]: CUDA when built with the `cuda` feature and a GPU is present, else CPU.
 //!
-//! Scores are mean squared reconstruction errors over present values on normalised channels;
-//! `channel_errors[c]` is channel `c`'s share and they sum to the score.
+//! Scores compare each channel's reconstruction error (on normalised values) with that channel's
+//! usual error on held-out normal windows, recorded in the manifest's `channel_calibration`
+//! (`score::channel`); `channel_errors[c]` is channel `c`'s share and they sum to the score.
+//! Models without a channel calibration score the plain mean squared error.
 
 mod config;
 mod error;

@@ -21,11 +21,12 @@ use serde::{Deserialize, Serialize};
 use super::config::VaeConfig;
 use super::error::{ModelError, TrainError};
 use super::init::{SeededRng, seeded_vae, weights_bytes};
-use super::loaded::{Model, score_batch};
+use super::loaded::{Model, raw_batch};
 use super::manifest::{self, FORMAT_VERSION, Manifest, TrainingDataSummary, TrainingMetrics};
 use super::normalise::{FloorRule, Normalisation};
 use super::split::split_by_machine;
 use super::vae::Vae;
+use crate::score::channel::{ChannelCalibration, ChannelErrors};
 use crate::score::threshold::{ThresholdMethod, ThresholdOptions, calibrate};
 use crate::window::{Window, WindowConfig};
 
@@ -33,6 +34,10 @@ use crate::window::{Window, WindowConfig};
 pub const MIN_WINDOWS: usize = 8;
 /// Early stopping waits at least this many optimizer steps without improvement.
 const MIN_PATIENCE_STEPS: usize = 300;
+/// Normalised inputs are clipped to ±this many spreads for fitting (not for scoring): one wild
+/// value in the training history (a glitch reading 1000x the usual) would otherwise give
+/// gradients that make the loss overflow.
+const TRAIN_INPUT_LIMIT: f32 = 20.0;
 /// Latent dims whose posterior-mean variance across windows exceeds this count as active.
 const ACTIVE_DIM_VARIANCE: f64 = 0.01;
 
@@ -199,10 +204,21 @@ pub fn fit(
     } else {
         (&split.heldout, ThresholdMethod::HeldOutQuantile)
     };
-    let scores = score_batch(&vae, &norm, calibration, &device)?;
-    let values: Vec<f32> = scores.iter().map(|s| s.score).collect();
+    let raw = raw_batch(&vae, &norm, calibration, &device)?;
+    let errors: Vec<ChannelErrors> = raw.iter().map(|(e, ..)| e.clone()).collect();
+    let channel_calibration = ChannelCalibration::fit(
+        &errors,
+        arch.channels,
+        opts.threshold.quantile,
+        opts.threshold.channel_mean_floor,
+        opts.threshold.channel_peak_floor,
+    )?;
+    let values: Vec<f32> = errors
+        .iter()
+        .map(|e| channel_calibration.score(e).0)
+        .collect();
     let threshold = calibrate(&values, method, &opts.threshold)?;
-    let latent_activity = latent_variance(scores.iter().map(|s| &s.latent_mu), arch.latent);
+    let latent_activity = latent_variance(raw.iter().map(|(_, mu, _)| mu), arch.latent);
 
     let mut machines: Vec<String> = usable.iter().map(|w| w.equipment_id.to_string()).collect();
     machines.sort();
@@ -216,6 +232,7 @@ pub fn fit(
         windowing: windowing.clone(),
         normalisation: norm,
         threshold,
+        channel_calibration: Some(channel_calibration),
         training_data: TrainingDataSummary {
             machines,
             windows: usable.len(),
@@ -276,7 +293,8 @@ fn check_shapes(windows: &[Window], arch: &VaeConfig) -> Result<(), TrainError> 
     Ok(())
 }
 
-/// Normalised windows and masks, `[N, C, W]` each, flat, for assembling batches.
+/// Normalised windows (clipped to ±`TRAIN_INPUT_LIMIT`) and masks, `[N, C, W]` each, flat, for
+/// assembling batches.
 struct Batches {
     inputs: Vec<f32>,
     masks: Vec<f32>,
@@ -291,6 +309,9 @@ impl Batches {
         let mut masks = Vec::with_capacity(windows.len() * per_window);
         for (window, out) in windows.iter().zip(inputs.chunks_mut(per_window)) {
             norm.apply_into(window, out);
+            for v in out.iter_mut() {
+                *v = v.clamp(-TRAIN_INPUT_LIMIT, TRAIN_INPUT_LIMIT);
+            }
             masks.extend(window.mask.iter().map(|m| if *m { 1f32 } else { 0.0 }));
         }
         Batches {

@@ -2,9 +2,11 @@
 //! posterior come out. The score is compared with the model's threshold here. `Scorer` wraps a
 //! loaded `model::Model`; `threshold` calibrates the threshold at the end of training.
 
+pub mod channel;
 mod scorer;
 pub mod threshold;
 
+pub use channel::{ChannelCalibration, ChannelErrors};
 pub use scorer::{InvalidThreshold, Scorer};
 pub use threshold::{ThresholdCalibration, ThresholdMethod, ThresholdOptions};
 
@@ -14,7 +16,10 @@ use crate::window::SourceRange;
 /// What the model says about one window.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WindowScore {
-    /// Mean squared reconstruction error over the present values, on normalised channels.
+    /// With a channel calibration (models trained by this version): the mean over channels of
+    /// each channel's error relative to its usual error on held-out normal windows (1 = the
+    /// held-out quantile). Without one: the mean squared reconstruction error over the present
+    /// values, on normalised channels.
     pub score: f32,
     /// Per-channel share of `score` (same units); sums to `score`.
     pub channel_errors: Vec<f32>,

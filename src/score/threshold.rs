@@ -2,15 +2,16 @@
 //! on scores of windows the model did not fit (the held-out tail of each machine's history);
 //! the result is recorded in the manifest and can be overridden in config.
 //!
-//! Rule: `threshold = quantile_q(scores) · margin`, with `q` = 0.995 and a base margin of 1.5 by
+//! Scores are first made per-channel comparable (`score::channel`: each channel's error over its
+//! usual held-out error, with floors `channel_mean_floor` and `channel_peak_floor`), then
+//! `threshold = quantile_q(scores) · margin`, with `q` = 0.995 and a base margin of 1.5 by
 //! default. Few calibration windows make a high quantile unreliable (with under 200 windows the
 //! 0.995 quantile is essentially the maximum), so the margin grows linearly as the count falls
 //! below `full_margin_windows`, up to twice the base margin at zero. When no held-out window
 //! exists (very short history) the training windows are used and the margin is doubled again,
 //! since a threshold fitted on the very windows the model trained on is too tight. Finally the
-//! threshold is at least `min_value` (default 0.02, an RMS error of about 0.14 typical spreads):
-//! on very clean data the quantile sits at the sensor-noise floor, and a threshold there flags
-//! shifts too small to matter on real equipment.
+//! threshold is at least `min_value` (0 by default: the channel floors already keep sensor noise
+//! on very clean data from becoming alerts).
 
 use serde::{Deserialize, Serialize};
 
@@ -37,8 +38,15 @@ pub struct ThresholdOptions {
     pub margin: f64,
     /// Number of calibration windows from which the base margin applies unchanged.
     pub full_margin_windows: usize,
-    /// Smallest threshold, in score units (normalised squared error).
+    /// Smallest threshold, in score units.
     pub min_value: f64,
+    /// Smallest usual mean squared error of a channel (normalised units squared; 0.1 is an RMS
+    /// error of about 0.3 typical spreads): on very clean data the held-out error sits at the
+    /// sensor-noise floor, and scaling by it would flag shifts too small to matter.
+    pub channel_mean_floor: f64,
+    /// Smallest usual peak squared error of a channel in a window (0.25: one value off by half a
+    /// typical spread).
+    pub channel_peak_floor: f64,
 }
 
 impl Default for ThresholdOptions {
@@ -47,7 +55,9 @@ impl Default for ThresholdOptions {
             quantile: 0.995,
             margin: 1.5,
             full_margin_windows: 200,
-            min_value: 0.02,
+            min_value: 0.0,
+            channel_mean_floor: 0.1,
+            channel_peak_floor: 0.25,
         }
     }
 }
@@ -182,12 +192,11 @@ mod tests {
     #[test]
     fn threshold_never_falls_below_the_minimum() {
         let scores = vec![0.001f32; 500];
-        let t = calibrate(
-            &scores,
-            ThresholdMethod::HeldOutQuantile,
-            &ThresholdOptions::default(),
-        )
-        .unwrap();
+        let opts = ThresholdOptions {
+            min_value: 0.02,
+            ..ThresholdOptions::default()
+        };
+        let t = calibrate(&scores, ThresholdMethod::HeldOutQuantile, &opts).unwrap();
         assert!((t.value - 0.02).abs() < 1e-12);
         assert!((t.quantile_score - 0.001).abs() < 1e-9);
     }

@@ -1,0 +1,300 @@
+//! Per-channel calibration of reconstruction errors: how unusual each channel's error is for that
+//! channel. Sits between the model's raw errors (`model::Model` computes them per window) and the
+//! window score the threshold and the alert policy read.
+//!
+//! A channel that is hard to reconstruct during normal load transients has large normal errors;
+//! a channel the model reconstructs closely has small ones. Adding raw squared errors lets the
+//! first dominate the score and dilutes a fault in the second by the channel count. So each
+//! channel's errors are divided by what is usual for that channel on held-out normal windows:
+//!
+//! - `mean`: the channel's mean squared error over the window's present values, divided by its
+//!   held-out quantile (sustained faults: drifts, steps, noise growth, broken relations);
+//! - `peak`: the channel's largest squared error in the window, divided by its held-out quantile
+//!   (isolated spikes, which a window mean dilutes by the window length).
+//!
+//! A channel's ratio is the larger of the two; the window score is the mean of the ratios over
+//! the channels with present values, and `channel_errors[c]` is channel `c`'s ratio divided by
+//! that count, so the shares still sum to the score and the largest share names the channel
+//! whose error is most unusual. Both scales have floors so a channel that is reconstructed
+//! almost perfectly in training does not turn sensor noise into alerts later.
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::normalise::quantile_sorted;
+
+/// A window's raw reconstruction errors per channel, on normalised values.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChannelErrors {
+    /// Sum of squared errors over each channel's present values.
+    pub sum_sq: Vec<f64>,
+    /// Largest squared error of each channel (0 when it has no present value).
+    pub peak_sq: Vec<f64>,
+    /// Present values of each channel.
+    pub present: Vec<usize>,
+}
+
+impl ChannelErrors {
+    /// Errors of one `[C, W]` window (row-major, channel by channel) and its reconstruction;
+    /// only values whose `mask` entry is set count.
+    pub fn of_window(
+        input: &[f32],
+        recon: &[f32],
+        mask: &[bool],
+        channels: usize,
+        len: usize,
+    ) -> ChannelErrors {
+        let mut errors = ChannelErrors {
+            sum_sq: vec![0.0; channels],
+            peak_sq: vec![0.0; channels],
+            present: vec![0; channels],
+        };
+        for ch in 0..channels {
+            let row = ch * len..(ch + 1) * len;
+            for ((x, r), m) in input[row.clone()]
+                .iter()
+                .zip(&recon[row.clone()])
+                .zip(&mask[row])
+            {
+                if *m {
+                    let e = f64::from(x - r).powi(2);
+                    errors.sum_sq[ch] += e;
+                    errors.peak_sq[ch] = errors.peak_sq[ch].max(e);
+                    errors.present[ch] += 1;
+                }
+            }
+        }
+        errors
+    }
+
+    /// Mean squared error of each channel over its present values (0 when none).
+    pub fn mean_sq(&self) -> Vec<f64> {
+        self.sum_sq
+            .iter()
+            .zip(&self.present)
+            .map(|(s, n)| if *n > 0 { s / *n as f64 } else { 0.0 })
+            .collect()
+    }
+
+    /// The uncalibrated score: mean squared error over all present values, and each channel's
+    /// share of it (its squared errors over the window's present-value count).
+    pub fn raw_score(&self) -> (f32, Vec<f32>) {
+        let present = self.present.iter().sum::<usize>().max(1) as f64;
+        let shares: Vec<f32> = self.sum_sq.iter().map(|s| (s / present) as f32).collect();
+        let score = (self.sum_sq.iter().sum::<f64>() / present) as f32;
+        (score, shares)
+    }
+}
+
+/// Per-channel scales of the errors on held-out normal windows; stored in the manifest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelCalibration {
+    /// Quantile of the held-out errors each scale was taken at.
+    pub quantile: f64,
+    /// Per channel: quantile of the window's mean squared error (normalised units squared),
+    /// at least `mean_floor`.
+    pub mean_scale: Vec<f64>,
+    /// Per channel: quantile of the window's largest squared error, at least `peak_floor`.
+    pub peak_scale: Vec<f64>,
+    /// Smallest `mean_scale`.
+    pub mean_floor: f64,
+    /// Smallest `peak_scale`.
+    pub peak_floor: f64,
+}
+
+/// Why a channel calibration could not be made.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ChannelCalibrationError {
+    #[error("no windows to calibrate channel errors on")]
+    NoWindows,
+    #[error(
+        "channel calibration options are invalid: quantile {quantile} must be in (0, 1] and floors {mean_floor}, {peak_floor} positive"
+    )]
+    InvalidOptions {
+        quantile: f64,
+        mean_floor: f64,
+        peak_floor: f64,
+    },
+    #[error("a window has {got} channels, expected {expected}")]
+    ChannelCount { got: usize, expected: usize },
+}
+
+impl ChannelCalibration {
+    /// Calibrates on the errors of held-out windows (`channels` each): per channel, the
+    /// `quantile` of the windows where it has present values, floored.
+    pub fn fit(
+        errors: &[ChannelErrors],
+        channels: usize,
+        quantile: f64,
+        mean_floor: f64,
+        peak_floor: f64,
+    ) -> Result<ChannelCalibration, ChannelCalibrationError> {
+        if !(quantile > 0.0 && quantile <= 1.0 && mean_floor > 0.0 && peak_floor > 0.0) {
+            return Err(ChannelCalibrationError::InvalidOptions {
+                quantile,
+                mean_floor,
+                peak_floor,
+            });
+        }
+        if errors.is_empty() {
+            return Err(ChannelCalibrationError::NoWindows);
+        }
+        if let Some(bad) = errors.iter().find(|e| e.present.len() != channels) {
+            return Err(ChannelCalibrationError::ChannelCount {
+                got: bad.present.len(),
+                expected: channels,
+            });
+        }
+        let scale = |pick: &dyn Fn(&ChannelErrors, usize) -> f64, ch: usize, floor: f64| {
+            let mut values: Vec<f64> = errors
+                .iter()
+                .filter(|e| e.present[ch] > 0)
+                .map(|e| pick(e, ch))
+                .filter(|v| v.is_finite())
+                .collect();
+            values.sort_by(f64::total_cmp);
+            if values.is_empty() {
+                floor
+            } else {
+                quantile_sorted(&values, quantile).max(floor)
+            }
+        };
+        let mean_of = |e: &ChannelErrors, ch: usize| e.sum_sq[ch] / e.present[ch] as f64;
+        let peak_of = |e: &ChannelErrors, ch: usize| e.peak_sq[ch];
+        Ok(ChannelCalibration {
+            quantile,
+            mean_scale: (0..channels)
+                .map(|ch| scale(&mean_of, ch, mean_floor))
+                .collect(),
+            peak_scale: (0..channels)
+                .map(|ch| scale(&peak_of, ch, peak_floor))
+                .collect(),
+            mean_floor,
+            peak_floor,
+        })
+    }
+
+    /// Checks the scales against the channel count; no IO.
+    pub fn validate(&self, channels: usize) -> Result<(), String> {
+        if self.mean_scale.len() != channels || self.peak_scale.len() != channels {
+            return Err(format!(
+                "channel calibration has {} mean and {} peak scales for {channels} channels",
+                self.mean_scale.len(),
+                self.peak_scale.len()
+            ));
+        }
+        let positive = |v: &f64| v.is_finite() && *v > 0.0;
+        if !(self.mean_scale.iter().all(positive) && self.peak_scale.iter().all(positive)) {
+            return Err("channel calibration scales must be finite and positive".into());
+        }
+        Ok(())
+    }
+
+    /// The calibrated score of a window and each channel's share of it (see the module docs).
+    /// `errors` must have as many channels as the calibration.
+    pub fn score(&self, errors: &ChannelErrors) -> (f32, Vec<f32>) {
+        let mean = errors.mean_sq();
+        let ratios: Vec<f64> = (0..self.mean_scale.len())
+            .map(|ch| match errors.present.get(ch) {
+                Some(n) if *n > 0 => {
+                    let m = mean[ch] / self.mean_scale[ch];
+                    let p = errors.peak_sq[ch] / self.peak_scale[ch];
+                    m.max(p)
+                }
+                _ => 0.0,
+            })
+            .collect();
+        let counted = errors.present.iter().filter(|n| **n > 0).count().max(1) as f64;
+        let shares: Vec<f32> = ratios.iter().map(|r| (r / counted) as f32).collect();
+        let score = (ratios.iter().sum::<f64>() / counted) as f32;
+        (score, shares)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn errors(sum_sq: &[f64], peak_sq: &[f64], present: &[usize]) -> ChannelErrors {
+        ChannelErrors {
+            sum_sq: sum_sq.to_vec(),
+            peak_sq: peak_sq.to_vec(),
+            present: present.to_vec(),
+        }
+    }
+
+    #[test]
+    fn window_errors_count_only_present_values() {
+        let input = [1.0, 2.0, 0.0, 0.0];
+        let recon = [0.0, 0.0, 0.5, 9.0];
+        let mask = [true, true, true, false];
+        let e = ChannelErrors::of_window(&input, &recon, &mask, 2, 2);
+        assert_eq!(e.present, vec![2, 1]);
+        assert!((e.sum_sq[0] - 5.0).abs() < 1e-9);
+        assert!((e.peak_sq[0] - 4.0).abs() < 1e-9);
+        assert!((e.sum_sq[1] - 0.25).abs() < 1e-9);
+        let (score, shares) = e.raw_score();
+        assert!((score - 5.25 / 3.0).abs() < 1e-6);
+        assert!((shares.iter().sum::<f32>() - score).abs() < 1e-6);
+    }
+
+    #[test]
+    fn a_quiet_channel_with_an_unusual_error_dominates_the_score() {
+        // Channel 0 normally errs 100x more than channel 1.
+        let normal: Vec<ChannelErrors> = (1..=100)
+            .map(|i| {
+                let i = f64::from(i);
+                errors(&[i, i / 100.0], &[i / 10.0, i / 1000.0], &[10, 10])
+            })
+            .collect();
+        let cal = ChannelCalibration::fit(&normal, 2, 0.99, 1e-6, 1e-6).unwrap();
+        let usual = errors(&[50.0, 0.5], &[5.0, 0.05], &[10, 10]);
+        let fault = errors(&[50.0, 5.0], &[5.0, 0.5], &[10, 10]);
+        let (s_usual, _) = cal.score(&usual);
+        let (s_fault, shares) = cal.score(&fault);
+        assert!(s_usual < 1.0, "{s_usual}");
+        assert!(s_fault > 2.5 * s_usual, "{s_fault} vs {s_usual}");
+        assert!(shares[1] > shares[0]);
+        assert!((shares.iter().sum::<f32>() - s_fault).abs() < 1e-5);
+    }
+
+    #[test]
+    fn a_single_spike_shows_through_the_peak() {
+        let normal: Vec<ChannelErrors> =
+            (0..200).map(|_| errors(&[10.0], &[0.5], &[100])).collect();
+        let cal = ChannelCalibration::fit(&normal, 1, 0.995, 1e-6, 1e-6).unwrap();
+        // One spike of squared error 20 barely moves the mean (0.1 -> 0.295) but the peak 40x.
+        let spike = errors(&[29.5], &[20.0], &[100]);
+        let (s, _) = cal.score(&spike);
+        assert!((s - 40.0).abs() < 1e-3, "{s}");
+    }
+
+    #[test]
+    fn floors_and_missing_channels() {
+        let normal = vec![errors(&[0.0, 0.0], &[0.0, 0.0], &[4, 0])];
+        let cal = ChannelCalibration::fit(&normal, 2, 0.995, 0.02, 0.3).unwrap();
+        assert_eq!(cal.mean_scale, vec![0.02, 0.02]);
+        assert_eq!(cal.peak_scale, vec![0.3, 0.3]);
+        // A window with only channel 0 present averages over that channel alone.
+        let (s, shares) = cal.score(&errors(&[0.08, 0.0], &[0.03, 0.0], &[4, 0]));
+        assert!((s - 1.0).abs() < 1e-6, "{s}");
+        assert_eq!(shares[1], 0.0);
+        assert!(cal.validate(2).is_ok());
+        assert!(cal.validate(3).is_err());
+    }
+
+    #[test]
+    fn bad_calibration_input_is_an_error() {
+        assert_eq!(
+            ChannelCalibration::fit(&[], 1, 0.9, 0.1, 0.1),
+            Err(ChannelCalibrationError::NoWindows)
+        );
+        let one = vec![errors(&[1.0], &[1.0], &[1])];
+        assert!(ChannelCalibration::fit(&one, 1, 0.0, 0.1, 0.1).is_err());
+        assert!(ChannelCalibration::fit(&one, 1, 0.5, 0.0, 0.1).is_err());
+        assert!(matches!(
+            ChannelCalibration::fit(&one, 2, 0.5, 0.1, 0.1),
+            Err(ChannelCalibrationError::ChannelCount { .. })
+        ));
+    }
+}
