@@ -35,7 +35,5 @@ pub mod simulate;
 pub mod tail;
 /// Samples, equipment ids, telemetry v1 messages and history files (CSV, Parquet).
 pub mod telemetry;
-/// Timestamps as RFC 3339 text.
-pub mod time;
 /// Per-machine windowing: resampling onto the sample period, gaps, late and duplicate samples.
 pub mod window;

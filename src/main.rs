@@ -374,8 +374,8 @@ fn simulate(args: SimulateArgs) -> Result<()> {
                 "  fault {:<18} machine {:>2} from {} to {}",
                 fault.kind.as_str(),
                 fault.machine + 1,
-                vaewatch::time::format_rfc3339_ms(fault.start_ms),
-                vaewatch::time::format_rfc3339_ms(fault.end_ms)
+                vaewatch::telemetry::timestamp::format_rfc3339_ms_clamped(fault.start_ms),
+                vaewatch::telemetry::timestamp::format_rfc3339_ms_clamped(fault.end_ms)
             );
         }
         return Ok(());

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{AlertEvent, AlertState, ChannelShare, Severity};
 use crate::score::ScoredWindow;
-use crate::time::format_rfc3339_ms;
+use crate::telemetry::timestamp::format_rfc3339_ms_clamped as format_rfc3339_ms;
 
 /// Channels listed in an alert's `top_channels`.
 pub const TOP_CHANNELS: usize = 3;

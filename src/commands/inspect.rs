@@ -5,7 +5,7 @@ use std::path::Path;
 
 use crate::model::manifest::read_model_dir;
 use crate::model::{Manifest, ModelError};
-use crate::time::format_rfc3339_ms;
+use crate::telemetry::timestamp::format_rfc3339_ms_clamped as format_rfc3339_ms;
 
 /// Reads and verifies the model directory, then describes it: the manifest as pretty JSON when
 /// `json`, else a text summary.

@@ -309,8 +309,8 @@ impl Daemon {
             let detail = format!(
                 "{} sample(s) later than the allowed lateness; first at {} while windows are final up to {}",
                 late.len(),
-                crate::time::format_rfc3339_ms(*ts_ms),
-                crate::time::format_rfc3339_ms(*final_up_to_ms)
+                crate::telemetry::timestamp::format_rfc3339_ms_clamped(*ts_ms),
+                crate::telemetry::timestamp::format_rfc3339_ms_clamped(*final_up_to_ms)
             );
             self.dead_letter(message, DeadLetterReason::LateSample, detail)
                 .await?;

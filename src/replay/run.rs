@@ -185,7 +185,9 @@ pub fn replay(request: &ReplayRequest) -> Result<ReplaySummary, ReplayError> {
         alerts_updated: count_state(AlertState::Updated),
         alerts_resolved: count_state(AlertState::Resolved),
         metrics,
-        metrics_from: request.metrics_from_ms.map(crate::time::format_rfc3339_ms),
+        metrics_from: request
+            .metrics_from_ms
+            .map(crate::telemetry::timestamp::format_rfc3339_ms_clamped),
         elapsed_seconds: elapsed,
         windows_per_second: all_windows.len() as f64 / elapsed.max(1e-9),
     };

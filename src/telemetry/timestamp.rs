@@ -45,9 +45,31 @@ pub fn format_rfc3339_ms(ts_ms: i64) -> Option<String> {
         .map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true))
 }
 
+/// Like [`format_rfc3339_ms`], but out-of-range values are clamped to the nearest representable
+/// instant, for text that must always exist (alert events, logs, reports).
+pub fn format_rfc3339_ms_clamped(ts_ms: i64) -> String {
+    let clamped = DateTime::<Utc>::from_timestamp_millis(ts_ms).unwrap_or(if ts_ms < 0 {
+        DateTime::<Utc>::MIN_UTC
+    } else {
+        DateTime::<Utc>::MAX_UTC
+    });
+    clamped.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn formats_with_milliseconds_in_utc_and_clamps() {
+        assert_eq!(
+            format_rfc3339_ms_clamped(1_795_675_464_123),
+            "2026-11-26T06:44:24.123Z"
+        );
+        assert_eq!(format_rfc3339_ms_clamped(0), "1970-01-01T00:00:00.000Z");
+        assert!(format_rfc3339_ms(i64::MAX).is_none());
+        assert!(format_rfc3339_ms_clamped(i64::MAX).starts_with('+'));
+    }
 
     #[test]
     fn parses_rfc3339_with_any_offset() {
