@@ -8,7 +8,7 @@ vaewatch=${1:-target/release/vaewatch}
 work=$(mktemp -d "${TMPDIR:-/tmp}/vaewatch-default-model.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 
-"$vaewatch" simulate --out "$work/normal.parquet" --machines 8 --duration 4h --faults 0 --seed 1001
+"$vaewatch" simulate --out "$work/normal.parquet" --machines 8 --duration 24h --faults 0 --seed 1001
 rm -rf models/default.new
 "$vaewatch" train --input "$work/normal.parquet" --out models/default.new --seed 1 --quiet
 rm -rf models/default

@@ -147,6 +147,9 @@ struct TrainArgs {
     /// Most epochs.
     #[arg(long)]
     max_epochs: Option<usize>,
+    /// TOML file of training options (see docs/training.md); flags given here win.
+    #[arg(long)]
+    options: Option<PathBuf>,
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
@@ -237,6 +240,9 @@ struct SimulateArgs {
     /// Number of faults over the plant.
     #[arg(long)]
     faults: Option<usize>,
+    /// Fault-free time at the start of the run, e.g. `24h` (default: 40 % of the run).
+    #[arg(long)]
+    fault_free: Option<String>,
     /// Random seed; the same seed gives the same plant.
     #[arg(long, default_value_t = 7)]
     seed: u64,
@@ -280,11 +286,17 @@ fn run(command: Command) -> Result<()> {
 }
 
 fn train(args: TrainArgs) -> Result<()> {
-    let mut options = vaewatch::model::TrainOptions {
-        seed: args.seed,
-        progress: !args.quiet,
-        ..Default::default()
+    let mut options = match &args.options {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("--options: cannot read {}", path.display()))?;
+            toml::from_str::<vaewatch::model::TrainOptions>(&text)
+                .with_context(|| format!("--options: {} is not valid", path.display()))?
+        }
+        None => vaewatch::model::TrainOptions::default(),
     };
+    options.seed = args.seed;
+    options.progress = !args.quiet;
     if let Some(epochs) = args.max_epochs {
         options.max_epochs = epochs;
     }
@@ -358,6 +370,16 @@ fn simulate(args: SimulateArgs) -> Result<()> {
     };
     if let Some(faults) = args.faults {
         options.faults = faults;
+    }
+    if let Some(fault_free) = &args.fault_free {
+        let fault_free_ms = commands::parse_duration_ms(fault_free).context("--fault-free")?;
+        if fault_free_ms >= duration_ms {
+            anyhow::bail!(
+                "--fault-free {fault_free} must be shorter than --duration {}",
+                args.duration
+            );
+        }
+        options.fault_free_fraction = fault_free_ms as f64 / duration_ms as f64;
     }
     if let Some(out) = &args.out {
         let summary = vaewatch::simulate::write_simulation(out, &options)?;

@@ -280,3 +280,115 @@ fn bad_input_gives_errors_that_say_what_is_wrong() {
     .to_string();
     assert!(err.contains("integrity") || err.contains("hash"), "{err}");
 }
+
+fn vaewatch(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_vaewatch"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn command_line_fault_free_start_and_training_options_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let history = dir.path().join("plant.csv");
+    let history_arg = history.to_str().unwrap();
+    let out = vaewatch(&[
+        "simulate",
+        "--out",
+        history_arg,
+        "--machines",
+        "2",
+        "--duration",
+        "40m",
+        "--fault-free",
+        "30m",
+        "--faults",
+        "2",
+        "--seed",
+        "3",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Every labelled row comes after the 30 fault-free minutes (the run starts at 00:00).
+    let text = std::fs::read_to_string(&history).unwrap();
+    let header: Vec<&str> = text.lines().next().unwrap().split(',').collect();
+    let label = header.iter().position(|h| *h == "label").unwrap();
+    let labelled: Vec<&str> = text
+        .lines()
+        .skip(1)
+        .filter(|l| l.split(',').nth(label) == Some("1"))
+        .map(|l| l.split(',').next().unwrap())
+        .collect();
+    assert!(!labelled.is_empty());
+    assert!(
+        labelled.iter().all(|ts| *ts >= "2026-01-05T00:30:00"),
+        "{:?}",
+        labelled[0]
+    );
+    let refused = vaewatch(&[
+        "simulate",
+        "--out",
+        history_arg,
+        "--duration",
+        "40m",
+        "--fault-free",
+        "40m",
+    ]);
+    assert!(!refused.status.success());
+
+    // A training options file sets the knobs it names; the manifest records them.
+    let options = dir.path().join("train.toml");
+    std::fs::write(
+        &options,
+        "max_steps = 60\n[threshold]\nchannel_top = 2\nmargin = 2.0\n",
+    )
+    .unwrap();
+    let model = dir.path().join("model");
+    let out = vaewatch(&[
+        "train",
+        "--input",
+        history_arg,
+        "--out",
+        model.to_str().unwrap(),
+        "--window",
+        "32",
+        "--until",
+        "2026-01-05T00:30:00Z",
+        "--quiet",
+        "--options",
+        options.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(model.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["channel_calibration"]["top_channels"], 2);
+    assert_eq!(manifest["threshold"]["base_margin"], 2.0);
+    assert!(manifest["training"]["steps"].as_u64().unwrap() <= 60);
+
+    // An unknown key is an error that names the file and the key.
+    std::fs::write(&options, "max_stepz = 60\n").unwrap();
+    let out = vaewatch(&[
+        "train",
+        "--input",
+        history_arg,
+        "--out",
+        dir.path().join("m2").to_str().unwrap(),
+        "--quiet",
+        "--options",
+        options.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("train.toml") && err.contains("max_stepz"),
+        "{err}"
+    );
+}

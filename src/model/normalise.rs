@@ -21,7 +21,7 @@ use crate::window::Window;
 
 /// How the scale floor is set; stored in the manifest.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct FloorRule {
     /// Fraction of the channel's typical magnitude (`max(|center|, median |x|)`) below which the
     /// scale is not allowed to fall.

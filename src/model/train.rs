@@ -85,7 +85,7 @@ impl Default for TrainOptions {
             architecture: None,
             seed: 0x5EED,
             max_epochs: 200,
-            max_steps: 1000,
+            max_steps: 4000,
             batch_size: 32,
             learning_rate: 2e-3,
             weight_decay: 1e-4,
@@ -212,7 +212,8 @@ pub fn fit(
         opts.threshold.quantile,
         opts.threshold.channel_mean_floor,
         opts.threshold.channel_peak_floor,
-    )?;
+    )?
+    .with_top_channels(opts.threshold.channel_top);
     let values: Vec<f32> = errors
         .iter()
         .map(|e| channel_calibration.score(e).0)

@@ -100,6 +100,13 @@ pub struct ChannelCalibration {
     pub mean_floor: f64,
     /// Smallest `peak_scale`.
     pub peak_floor: f64,
+    /// How many of the largest channel ratios the score averages; 0 averages all channels.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub top_channels: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// Why a channel calibration could not be made.
@@ -171,7 +178,14 @@ impl ChannelCalibration {
                 .collect(),
             mean_floor,
             peak_floor,
+            top_channels: 0,
         })
+    }
+
+    /// The same calibration, scoring the mean of the `top` largest channel ratios (0: all).
+    pub fn with_top_channels(mut self, top: usize) -> ChannelCalibration {
+        self.top_channels = top;
+        self
     }
 
     /// Checks the scales against the channel count; no IO.
@@ -204,10 +218,27 @@ impl ChannelCalibration {
                 _ => 0.0,
             })
             .collect();
-        let counted = errors.present.iter().filter(|n| **n > 0).count().max(1) as f64;
-        let shares: Vec<f32> = ratios.iter().map(|r| (r / counted) as f32).collect();
-        let score = (ratios.iter().sum::<f64>() / counted) as f32;
-        (score, shares)
+        let counted = errors.present.iter().filter(|n| **n > 0).count().max(1);
+        let total: f64 = ratios.iter().sum();
+        let score = if self.top_channels == 0 || self.top_channels >= counted {
+            total / counted as f64
+        } else {
+            let mut sorted = ratios.clone();
+            sorted.sort_by(|a, b| b.total_cmp(a));
+            sorted[..self.top_channels].iter().sum::<f64>() / self.top_channels as f64
+        };
+        // Shares keep the channels' proportions and add up to the score.
+        let shares: Vec<f32> = ratios
+            .iter()
+            .map(|r| {
+                if total > 0.0 {
+                    (r / total * score) as f32
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        (score as f32, shares)
     }
 }
 
@@ -267,6 +298,35 @@ mod tests {
         let spike = errors(&[29.5], &[20.0], &[100]);
         let (s, _) = cal.score(&spike);
         assert!((s - 40.0).abs() < 1e-3, "{s}");
+    }
+
+    #[test]
+    fn top_channels_keep_a_one_channel_fault_from_being_averaged_away() {
+        let normal: Vec<ChannelErrors> = (0..100)
+            .map(|_| errors(&[1.0; 8], &[1.0; 8], &[10; 8]))
+            .collect();
+        let all = ChannelCalibration::fit(&normal, 8, 0.99, 1e-6, 1e-6).unwrap();
+        let top2 = all.clone().with_top_channels(2);
+        // Channel 3 errs 8x its usual mean, the others as usual (ratio 1 each).
+        let mut sum_sq = [1.0; 8];
+        sum_sq[3] = 8.0;
+        let fault = errors(&sum_sq, &[0.1; 8], &[10; 8]);
+        let (s_all, _) = all.score(&fault);
+        let (s_top, shares) = top2.score(&fault);
+        assert!((s_all - (8.0 + 7.0) / 8.0).abs() < 1e-5, "{s_all}");
+        assert!((s_top - (8.0 + 1.0) / 2.0).abs() < 1e-5, "{s_top}");
+        assert!((shares.iter().sum::<f32>() - s_top).abs() < 1e-4);
+        let largest = (0..8)
+            .max_by(|a, b| shares[*a].total_cmp(&shares[*b]))
+            .unwrap();
+        assert_eq!(largest, 3);
+        // Fewer present channels than `top` averages over those present.
+        let one = errors(
+            &[8.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0],
+            &[0.0; 8],
+            &[10, 0, 0, 0, 0, 0, 0, 0],
+        );
+        assert!((top2.score(&one).0 - 8.0).abs() < 1e-5);
     }
 
     #[test]

@@ -30,7 +30,7 @@ pub enum ThresholdMethod {
 
 /// Knobs of the calibration.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct ThresholdOptions {
     /// Quantile of the calibration scores, in (0, 1].
     pub quantile: f64,
@@ -47,6 +47,8 @@ pub struct ThresholdOptions {
     /// Smallest usual peak squared error of a channel in a window (0.25: one value off by half a
     /// typical spread).
     pub channel_peak_floor: f64,
+    /// The window score averages this many of the largest channel ratios (0: all channels).
+    pub channel_top: usize,
 }
 
 impl Default for ThresholdOptions {
@@ -58,6 +60,7 @@ impl Default for ThresholdOptions {
             min_value: 0.0,
             channel_mean_floor: 0.1,
             channel_peak_floor: 0.25,
+            channel_top: 0,
         }
     }
 }

@@ -1,0 +1,87 @@
+"""Shared pieces of the evaluation scripts (eval_nab.py, eval_skab.py): running `vaewatch train`
+and `vaewatch replay` on one series, adding up the point-wise counts of several runs and printing
+the figures. Only the Python standard library is needed."""
+
+import json
+import os
+import subprocess
+import sys
+
+COUNTS = (("tp", "true_positives"), ("fp", "false_positives"), ("tn", "true_negatives"),
+          ("fn", "false_negatives"), ("events", "events"), ("detected_events", "detected_events"))
+HEADER = f"{'prec':>5} {'rec':>5} {'f1':>5} {'far':>5} {'miss':>5} {'ev':>5}"
+
+
+def ratio(num, den):
+    return num / den if den else None
+
+
+def fmt(x):
+    return "  n/a" if x is None else f"{x:5.3f}"
+
+
+def train_and_replay(vaewatch, train_csv, full_csv, model, out, metrics_from, options=None):
+    """Trains on `train_csv` (default settings, or the `vaewatch train --options` file given),
+    replays `full_csv` and returns the metrics of its summary.json (counted from `metrics_from`,
+    RFC 3339). Raises CalledProcessError."""
+    extra = ["--options", options] if options else []
+    subprocess.run([vaewatch, "train", "--input", train_csv, "--out", model, "--quiet", *extra],
+                   check=True, stdout=subprocess.DEVNULL)
+    subprocess.run([vaewatch, "replay", "--model", model, "--input", full_csv, "--out", out,
+                    "--metrics-from", metrics_from, "--no-report"],
+                   check=True, stdout=subprocess.DEVNULL)
+    with open(os.path.join(out, "summary.json")) as f:
+        return json.load(f)["metrics"]
+
+
+def row(m):
+    """One line of figures for a run's metrics."""
+    return (f"{fmt(m['precision'])} {fmt(m['recall'])} {fmt(m['f1'])} "
+            f"{fmt(m['false_alarm_rate'])} {fmt(m['miss_rate'])} "
+            f"{m['detected_events']}/{m['events']}")
+
+
+class Totals:
+    """Point and event counts added up over runs; failed runs are listed, not counted."""
+
+    def __init__(self):
+        self.counts = {k: 0 for k, _ in COUNTS}
+        self.results = []
+        self.failed = []
+
+    def add(self, name, metrics):
+        for k, key in COUNTS:
+            self.counts[k] += metrics[key]
+        self.results.append({"file": name, "metrics": metrics})
+
+    def fail(self, name, error):
+        self.failed.append(name)
+        self.results.append({"file": name, "error": f"{error.cmd[1]} exited with {error.returncode}"})
+
+    def summary(self):
+        c = self.counts
+        tp, fp, tn, fn = c["tp"], c["fp"], c["tn"], c["fn"]
+        precision, recall = ratio(tp, tp + fp), ratio(tp, tp + fn)
+        f1 = ratio(2 * precision * recall, precision + recall) if precision and recall else None
+        return {
+            **c,
+            "precision": precision,
+            "recall": recall,
+            "f1": f1,
+            "false_alarm_rate": ratio(fp, fp + tn),
+            "miss_rate": ratio(fn, tp + fn),
+            "event_recall": ratio(c["detected_events"], c["events"]),
+            "failed_files": self.failed,
+        }
+
+    def report(self, label, width, runs, json_out=None):
+        """Prints the totals line (and the failures); writes everything as JSON if asked."""
+        total = self.summary()
+        print(f"{label:{width}} {row(total)}")
+        if self.failed:
+            print(f"{len(self.failed)} of {runs} files failed and are not in the totals: "
+                  + ", ".join(self.failed))
+        if json_out:
+            with open(json_out, "w") as f:
+                json.dump({"files": self.results, "total": total}, f, indent=2)
+        sys.stdout.flush()
