@@ -11,12 +11,9 @@ Usage: scripts/eval_nab.py NAB_DIR [--vaewatch PATH] [--work DIR] [--train-fract
 Only the Python standard library is needed.
 """
 
-import argparse
 import csv
 import json
 import os
-import subprocess
-import sys
 import tempfile
 from datetime import datetime, timezone
 
@@ -38,19 +35,13 @@ def iso(dt):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("nab_dir")
-    ap.add_argument("--vaewatch", default=os.environ.get("VAEWATCH", "target/release/vaewatch"))
-    ap.add_argument("--work", default=None, help="keep intermediate files here")
+    ap = evallib.parser(__doc__, "nab_dir")
     ap.add_argument("--train-fraction", type=float, default=0.15)
-    ap.add_argument("--json-out", default=None, help="write per-file and total figures here")
-    ap.add_argument("--train-options", default=None,
-                    help="a `vaewatch train --options` TOML file (default: built-in defaults)")
     args = ap.parse_args()
 
     windows = json.load(open(os.path.join(args.nab_dir, "labels", "combined_windows.json")))
-    work = args.work or tempfile.mkdtemp(prefix="vaewatch-nab-")
-    os.makedirs(work, exist_ok=True)
+    args.work = args.work or tempfile.mkdtemp(prefix="vaewatch-nab-")
+    os.makedirs(args.work, exist_ok=True)
     data_dir = os.path.join(args.nab_dir, "data")
     files = sorted(
         os.path.relpath(os.path.join(root, f), data_dir)
@@ -63,9 +54,7 @@ def main():
     for rel in files:
         spans = [(parse_ts(a), parse_ts(b)) for a, b in windows.get(rel, [])]
         rows = list(csv.DictReader(open(os.path.join(data_dir, rel))))
-        name = rel.replace("/", "__")[:-4]
-        full = os.path.join(work, name + ".csv")
-        train = os.path.join(work, name + ".train.csv")
+        _, full, train = evallib.series_paths(args.work, rel)
         cut = max(1, int(len(rows) * args.train_fraction))
         with open(full, "w", newline="") as f_full, open(train, "w", newline="") as f_train:
             w_full, w_train = csv.writer(f_full), csv.writer(f_train)
@@ -78,19 +67,7 @@ def main():
                 if i < cut:
                     w_train.writerow([iso(ts), row["value"]])
         metrics_from = iso(parse_ts(rows[cut]["timestamp"]))
-        try:
-            m = evallib.train_and_replay(args.vaewatch, train, full,
-                                         os.path.join(work, name + ".model"),
-                                         os.path.join(work, name + ".replay"), metrics_from,
-                                         args.train_options)
-        except subprocess.CalledProcessError as e:
-            # A failed file is reported and left out of the totals; the run goes on.
-            totals.fail(rel, e)
-            print(f"{rel:58} FAILED: vaewatch {e.cmd[1]} exited with {e.returncode}")
-            continue
-        totals.add(rel, m)
-        print(f"{rel:58} {evallib.row(m)}")
-        sys.stdout.flush()
+        evallib.evaluate(args, totals, rel, 58, metrics_from)
     totals.report("TOTAL (points after the training cut)", 58, len(files), args.json_out)
 
 if __name__ == "__main__":

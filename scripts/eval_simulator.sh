@@ -41,9 +41,11 @@ for seed in $seeds; do
         --metrics-from "$cut" --no-report >"$dir/replay.log"
 done
 
-python3 - "$work" $seeds <<'EOF'
+PYTHONPATH=scripts python3 - "$work" $seeds <<'EOF'
 import json, os, re, sys
 from datetime import datetime
+
+import evallib
 
 
 def ms(text):
@@ -72,26 +74,20 @@ def fault_lines(dir):
 
 
 work, seeds = sys.argv[1], sys.argv[2:]
-keys = ("true_positives", "false_positives", "true_negatives", "false_negatives",
-        "events", "detected_events")
-total = dict.fromkeys(keys, 0)
+totals = evallib.Totals()
 print(f"{'seed':>6} {'events':>7} {'ev_rec':>7} {'far':>7} {'prec':>6} {'recall':>6} {'f1':>6} "
       f"{'fa_ep/d':>7} {'delay_s':>7}")
 for seed in seeds:
     m = json.load(open(os.path.join(work, f"seed-{seed}", "replay", "summary.json")))["metrics"]
-    for k in keys:
-        total[k] += m[k]
+    totals.add(seed, m)
     delay = m.get("median_detection_delay_ms")
     print(f"{seed:>6} {m['detected_events']:>3}/{m['events']:<3} {m['event_recall']:7.3f} "
           f"{m['false_alarm_rate']:7.4f} {m['precision'] or 0:6.3f} {m['recall'] or 0:6.3f} "
           f"{m['f1'] or 0:6.3f} {m['false_alarm_episodes_per_day']:7.2f} "
           f"{'-' if delay is None else round(delay / 1000):>7}")
     print(f"{'':>6} {fault_lines(os.path.join(work, f'seed-{seed}'))}")
-tp, fp, tn, fn = (total[k] for k in keys[:4])
-prec = tp / (tp + fp) if tp + fp else 0.0
-rec = tp / (tp + fn) if tp + fn else 0.0
-f1 = 2 * prec * rec / (prec + rec) if prec + rec else 0.0
-print(f"{'total':>6} {total['detected_events']:>3}/{total['events']:<3} "
-      f"{total['detected_events'] / max(total['events'], 1):7.3f} {fp / max(fp + tn, 1):7.4f} "
-      f"{prec:6.3f} {rec:6.3f} {f1:6.3f}")
+t = totals.summary()
+print(f"{'total':>6} {t['detected_events']:>3}/{t['events']:<3} {t['event_recall'] or 0:7.3f} "
+      f"{t['false_alarm_rate'] or 0:7.4f} {t['precision'] or 0:6.3f} {t['recall'] or 0:6.3f} "
+      f"{t['f1'] or 0:6.3f}")
 EOF

@@ -17,10 +17,8 @@ Usage: scripts/eval_skab.py SKAB_DIR [--vaewatch PATH] [--work DIR] [--train-row
 Only the Python standard library is needed.
 """
 
-import argparse
 import csv
 import os
-import subprocess
 import sys
 import tempfile
 from datetime import datetime, timezone
@@ -70,18 +68,12 @@ def convert(src, full, train, train_rows):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("skab_dir")
-    ap.add_argument("--vaewatch", default=os.environ.get("VAEWATCH", "target/release/vaewatch"))
-    ap.add_argument("--work", default=None, help="keep intermediate files here")
+    ap = evallib.parser(__doc__, "skab_dir")
     ap.add_argument("--train-rows", type=int, default=400)
-    ap.add_argument("--json-out", default=None, help="write per-file and total figures here")
-    ap.add_argument("--train-options", default=None,
-                    help="a `vaewatch train --options` TOML file (default: built-in defaults)")
     args = ap.parse_args()
 
-    work = args.work or tempfile.mkdtemp(prefix="vaewatch-skab-")
-    os.makedirs(work, exist_ok=True)
+    args.work = args.work or tempfile.mkdtemp(prefix="vaewatch-skab-")
+    os.makedirs(args.work, exist_ok=True)
     files = sorted(
         os.path.relpath(os.path.join(root, f), args.skab_dir)
         for root, _, names in os.walk(args.skab_dir)
@@ -93,25 +85,10 @@ def main():
     totals = evallib.Totals()
     print(f"{'file':24} {evallib.HEADER}")
     for rel in files:
-        name = rel.replace("/", "__")[:-4]
-        full = os.path.join(work, name + ".csv")
-        train = os.path.join(work, name + ".train.csv")
+        _, full, train = evallib.series_paths(args.work, rel)
         metrics_from = convert(os.path.join(args.skab_dir, rel), full, train, args.train_rows)
-        try:
-            m = evallib.train_and_replay(args.vaewatch, train, full,
-                                         os.path.join(work, name + ".model"),
-                                         os.path.join(work, name + ".replay"), metrics_from,
-                                         args.train_options)
-        except subprocess.CalledProcessError as e:
-            # A failed file is reported and left out of the totals; the run goes on.
-            totals.fail(rel, e)
-            print(f"{rel:24} FAILED: vaewatch {e.cmd[1]} exited with {e.returncode}")
-            continue
-        totals.add(rel, m)
-        print(f"{rel:24} {evallib.row(m)}")
-        sys.stdout.flush()
+        evallib.evaluate(args, totals, rel, 24, metrics_from)
     totals.report("TOTAL (after training)", 24, len(files), args.json_out)
-
 
 if __name__ == "__main__":
     main()

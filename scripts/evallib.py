@@ -2,6 +2,7 @@
 and `vaewatch replay` on one series, adding up the point-wise counts of several runs and printing
 the figures. Only the Python standard library is needed."""
 
+import argparse
 import json
 import os
 import subprocess
@@ -18,6 +19,41 @@ def ratio(num, den):
 
 def fmt(x):
     return "  n/a" if x is None else f"{x:5.3f}"
+
+
+def parser(doc, data_arg):
+    """Command-line options every evaluation script has; `data_arg` names the data folder."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    ap.add_argument(data_arg)
+    ap.add_argument("--vaewatch", default=os.environ.get("VAEWATCH", "target/release/vaewatch"))
+    ap.add_argument("--work", default=None, help="keep intermediate files here")
+    ap.add_argument("--json-out", default=None, help="write per-file and total figures here")
+    ap.add_argument("--train-options", default=None,
+                    help="a `vaewatch train --options` TOML file (default: built-in defaults)")
+    return ap
+
+
+def series_paths(work, rel):
+    """Where one series' converted history goes: (name, whole series CSV, training CSV)."""
+    name = rel.replace("/", "__").rsplit(".", 1)[0]
+    return name, os.path.join(work, name + ".csv"), os.path.join(work, name + ".train.csv")
+
+
+def evaluate(args, totals, rel, width, metrics_from):
+    """Trains and replays the series `rel` (converted to `series_paths`), prints its line and
+    adds it to `totals`; a failed run is printed and listed, and the evaluation goes on."""
+    name, full, train = series_paths(args.work, rel)
+    try:
+        m = train_and_replay(args.vaewatch, train, full, os.path.join(args.work, name + ".model"),
+                             os.path.join(args.work, name + ".replay"), metrics_from,
+                             args.train_options)
+    except subprocess.CalledProcessError as e:
+        totals.fail(rel, e)
+        print(f"{rel:{width}} FAILED: vaewatch {e.cmd[1]} exited with {e.returncode}")
+        return
+    totals.add(rel, m)
+    print(f"{rel:{width}} {row(m)}")
+    sys.stdout.flush()
 
 
 def train_and_replay(vaewatch, train_csv, full_csv, model, out, metrics_from, options=None):

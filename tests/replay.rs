@@ -392,3 +392,19 @@ fn command_line_fault_free_start_and_training_options_file() {
         "{err}"
     );
 }
+
+#[test]
+fn training_options_documented_are_the_defaults() {
+    let doc = std::fs::read_to_string(crate::util::repo_root().join("docs/training.md")).unwrap();
+    let block = doc
+        .split("```toml\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("docs/training.md has a toml block");
+    let documented: TrainOptions = toml::from_str(block).unwrap();
+    let expected = TrainOptions {
+        architecture: Some(VaeConfig::with_shape(8, 128, 16)),
+        ..TrainOptions::default()
+    };
+    assert_eq!(documented, expected);
+}

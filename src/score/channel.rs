@@ -220,24 +220,17 @@ impl ChannelCalibration {
             .collect();
         let counted = errors.present.iter().filter(|n| **n > 0).count().max(1);
         let total: f64 = ratios.iter().sum();
-        let score = if self.top_channels == 0 || self.top_channels >= counted {
-            total / counted as f64
+        // Each share is its ratio over `per_share`, so the shares keep the channels' proportions
+        // and add up to the score.
+        let (score, per_share) = if self.top_channels == 0 || self.top_channels >= counted {
+            (total / counted as f64, counted as f64)
         } else {
             let mut sorted = ratios.clone();
             sorted.sort_by(|a, b| b.total_cmp(a));
-            sorted[..self.top_channels].iter().sum::<f64>() / self.top_channels as f64
+            let score = sorted[..self.top_channels].iter().sum::<f64>() / self.top_channels as f64;
+            (score, if score > 0.0 { total / score } else { 1.0 })
         };
-        // Shares keep the channels' proportions and add up to the score.
-        let shares: Vec<f32> = ratios
-            .iter()
-            .map(|r| {
-                if total > 0.0 {
-                    (r / total * score) as f32
-                } else {
-                    0.0
-                }
-            })
-            .collect();
+        let shares: Vec<f32> = ratios.iter().map(|r| (r / per_share) as f32).collect();
         (score as f32, shares)
     }
 }
