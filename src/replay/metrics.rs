@@ -133,7 +133,7 @@ fn check_machine(machine: usize, m: &MachineRows<'_>) -> Result<(), MetricsError
 }
 
 /// Maximal runs of `true` in `flags`, as half-open row ranges.
-fn runs(flags: &[bool]) -> Vec<std::ops::Range<usize>> {
+pub(super) fn runs(flags: &[bool]) -> Vec<std::ops::Range<usize>> {
     let mut out = Vec::new();
     let mut start = None;
     for (i, &f) in flags.iter().enumerate() {

@@ -92,24 +92,12 @@ fn machine_report(history: &MachineHistory, replay: &MachineReplay) -> MachineRe
     }
 }
 
-/// Maximal runs of true flags as `(first ts, last ts)`.
+/// Maximal runs of true flags as `(first ts, last ts)`; `ts` and `flags` are row-aligned.
 fn spans(ts: &[i64], flags: &[bool]) -> Vec<(i64, i64)> {
-    let mut out = Vec::new();
-    let mut start: Option<i64> = None;
-    for (i, (&t, &f)) in ts.iter().zip(flags).enumerate() {
-        match (f, start) {
-            (true, None) => start = Some(t),
-            (false, Some(s)) => {
-                out.push((s, ts[i - 1]));
-                start = None;
-            }
-            _ => {}
-        }
-    }
-    if let (Some(s), Some(&last)) = (start, ts.last()) {
-        out.push((s, last));
-    }
-    out
+    super::metrics::runs(flags)
+        .into_iter()
+        .map(|rows| (ts[rows.start], ts[rows.end - 1]))
+        .collect()
 }
 
 #[cfg(test)]
