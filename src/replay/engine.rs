@@ -56,21 +56,25 @@ pub fn replay_history(
     let mut machines = Vec::with_capacity(history.machines.len());
     for machine in &history.machines {
         let id = &machine.equipment_id;
-        let mut windows: Vec<Window> = Vec::new();
+        // Windows are scored in batches of REPLAY_BATCH as they close, so a long history never
+        // holds all of its windows' tensors at once.
+        let mut pending: Vec<Window> = Vec::with_capacity(2 * REPLAY_BATCH);
+        let mut scored = Vec::new();
         for row in &machine.rows {
             let sample = Sample {
                 ts_ms: row.ts_ms,
                 values: row.values.clone(),
                 source: None,
             };
-            windows.extend(fleet.push(id, &sample).windows);
+            pending.extend(fleet.push(id, &sample).windows);
+            if pending.len() >= REPLAY_BATCH {
+                let batch: Vec<Window> = pending.drain(..REPLAY_BATCH).collect();
+                scored.extend(scorer.score(&batch.iter().collect::<Vec<_>>())?);
+            }
         }
-        windows.extend(fleet.finish(id));
-
-        let mut scored = Vec::with_capacity(windows.len());
-        for batch in windows.chunks(REPLAY_BATCH) {
-            let refs: Vec<&Window> = batch.iter().collect();
-            scored.extend(scorer.score(&refs)?);
+        pending.extend(fleet.finish(id));
+        for batch in pending.chunks(REPLAY_BATCH) {
+            scored.extend(scorer.score(&batch.iter().collect::<Vec<_>>())?);
         }
         let mut alerts_of_machine = Vec::new();
         let mut open_after = Vec::with_capacity(scored.len());
