@@ -92,7 +92,8 @@ fn train_then_replay_writes_every_output() {
         "labelled fault rows stay out of training"
     );
     let out = dir.path().join("replay");
-    let summary = replay(&replay_request(model, vec![history], out.clone())).unwrap();
+    let summary = replay(&replay_request(model.clone(), vec![history], out.clone())).unwrap();
+    assert!(summary.fleet_normalised_machines.is_empty());
 
     // points.parquet: one row per input row, score null only during warm-up.
     let batches = parquet_rows(&out.join("points.parquet"));
@@ -184,6 +185,42 @@ fn train_then_replay_writes_every_output() {
             "report fetches from the network: {network}"
         );
     }
+}
+
+#[test]
+fn machines_the_model_has_not_seen_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let history = simulate(dir.path(), "plant.parquet", 30);
+    let model = dir.path().join("model");
+    train(&train_request(vec![history], model.clone())).unwrap();
+    let manifest = vaewatch::model::Model::load(&model, &vaewatch::model::Device::Cpu)
+        .unwrap()
+        .manifest()
+        .clone();
+    assert_eq!(
+        manifest.normalisation.machines.keys().collect::<Vec<_>>(),
+        ["pump-01", "pump-02"],
+        "each trained machine has its own statistics"
+    );
+    // The same plant with a third pump the model never saw.
+    let bigger = dir.path().join("bigger.parquet");
+    let options = SimulateOptions {
+        machines: 3,
+        duration_ms: 20 * 60_000,
+        faults: 0,
+        seed: 5,
+        ..SimulateOptions::default()
+    };
+    write_simulation(&bigger, &options).unwrap();
+    let out = dir.path().join("replay");
+    let summary = replay(&replay_request(model, vec![bigger], out.clone())).unwrap();
+    assert_eq!(summary.fleet_normalised_machines, ["pump-03"]);
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(
+        json["fleet_normalised_machines"],
+        serde_json::json!(["pump-03"])
+    );
 }
 
 #[test]

@@ -4,7 +4,7 @@ use std::fmt::Write;
 use std::path::Path;
 
 use crate::model::manifest::read_model_dir;
-use crate::model::{Manifest, ModelError};
+use crate::model::{Manifest, ModelError, Scoring};
 use crate::telemetry::timestamp::format_rfc3339_ms_clamped as format_rfc3339_ms;
 
 /// Reads and verifies the model directory, then describes it: the manifest as pretty JSON when
@@ -53,6 +53,30 @@ fn describe(m: &Manifest, weight_bytes: usize) -> String {
         t,
         "threshold: {:.5} ({:?}: quantile {} of {} calibration windows = {:.5}, margin x{:.2})",
         th.value, th.method, th.quantile, th.calibration_windows, th.quantile_score, th.margin
+    );
+    let _ = writeln!(
+        t,
+        "scoring: {}",
+        match m.scoring {
+            Scoring::Reconstruction =>
+                "reconstruction (each channel's error on the whole window's reconstruction)",
+            Scoring::CrossChannel =>
+                "cross_channel (each channel reconstructed with its own values hidden)",
+        }
+    );
+    let own = &m.normalisation.machines;
+    let _ = writeln!(
+        t,
+        "normalisation: {}",
+        if own.is_empty() {
+            "fleet statistics for every machine".to_owned()
+        } else {
+            format!(
+                "own statistics for {} machine(s) ({}); fleet statistics below for any other",
+                own.len(),
+                own.keys().cloned().collect::<Vec<_>>().join(", ")
+            )
+        }
     );
     let _ = writeln!(
         t,

@@ -9,7 +9,7 @@ use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::VarBuilder;
 
 use super::config::VaeConfig;
-use super::loaded::score_batch;
+use super::loaded::{Scoring, score_batch};
 use super::normalise::{ChannelNorm, FloorRule, Normalisation};
 use super::vae::Vae;
 use crate::telemetry::EquipmentId;
@@ -161,6 +161,7 @@ fn check_scoring(name: &str, batch: usize) {
                 values: 0,
             })
             .collect(),
+        machines: Default::default(),
     };
     let windows: Vec<Window> = (0..batch)
         .map(|b| Window {
@@ -188,7 +189,15 @@ fn check_scoring(name: &str, batch: usize) {
             &expected.to_vec1::<f32>().unwrap(),
         );
     }
-    let scores = score_batch(&vae, &norm, None, &refs, &Device::Cpu).unwrap();
+    let scores = score_batch(
+        &vae,
+        &norm,
+        Scoring::Reconstruction,
+        None,
+        &refs,
+        &Device::Cpu,
+    )
+    .unwrap();
     let expected_score = t("score").to_vec1::<f32>().unwrap();
     let expected_channels = t("channel_errors").to_vec2::<f32>().unwrap();
     let expected_mu = t("mu").to_vec2::<f32>().unwrap();

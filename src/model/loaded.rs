@@ -7,6 +7,7 @@ use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
+use serde::{Deserialize, Serialize};
 
 use super::error::ModelError;
 use super::manifest::{Manifest, read_model_dir};
@@ -18,6 +19,31 @@ use crate::window::Window;
 
 /// Windows scored per forward pass; bounds memory for large calls.
 const MAX_BATCH: usize = 512;
+
+/// Which reconstruction a window's per-channel errors are measured on; recorded in the manifest
+/// (absent there means `reconstruction`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scoring {
+    /// The window reconstructed from itself: a channel's error is how far its own reconstruction
+    /// is off. A channel that moves in a way the model knows (a sensor offset the size of a load
+    /// change) can be reconstructed from its own values even when the other channels say it
+    /// should not have moved.
+    #[default]
+    Reconstruction,
+    /// Each channel reconstructed from the window with that channel hidden (one extra forward
+    /// pass per channel): its error says how well the other channels explain it, so offsets,
+    /// stuck sensors and broken relations between channels count fully. Needs a model trained
+    /// with hidden channels (`TrainOptions::hidden_channel_fraction`) and at least 2 channels.
+    CrossChannel,
+}
+
+impl Scoring {
+    /// True for the default, which the manifest leaves out.
+    pub fn is_reconstruction(&self) -> bool {
+        *self == Scoring::Reconstruction
+    }
+}
 
 /// A conv-VAE with its manifest, on one device.
 #[derive(Debug, Clone)]
@@ -89,6 +115,7 @@ impl Model {
                 score_batch(
                     &self.vae,
                     &self.manifest.normalisation,
+                    self.manifest.scoring,
                     self.manifest.channel_calibration.as_ref(),
                     chunk,
                     &self.device,
@@ -135,11 +162,13 @@ impl Model {
 pub(crate) type RawScore = (ChannelErrors, Vec<f32>, Vec<f32>);
 
 /// Normalises `windows` (shapes already checked), runs the VAE on the posterior mean and
-/// computes each window's masked errors per channel, with its latent posterior (mean,
-/// log-variance). The shared path of scoring, training's calibration and the tests.
+/// computes each window's masked errors per channel (of the reconstruction `scoring` names),
+/// with its latent posterior (mean, log-variance) of the whole window. The shared path of
+/// scoring, training's calibration and the tests.
 pub(crate) fn raw_batch(
     vae: &Vae,
     norm: &Normalisation,
+    scoring: Scoring,
     windows: &[&Window],
     device: &Device,
 ) -> candle_core::Result<Vec<RawScore>> {
@@ -154,7 +183,10 @@ pub(crate) fn raw_batch(
     }
     let x = Tensor::from_slice(&input, (windows.len(), c, w), device)?;
     let (recon, mu, logvar) = vae.forward_mean(&x)?;
-    let recon = recon.flatten_all()?.to_vec1::<f32>()?;
+    let mut recon = recon.flatten_all()?.to_vec1::<f32>()?;
+    if scoring == Scoring::CrossChannel && c > 1 {
+        reconstruct_each_hidden(vae, &input, windows.len(), &mut recon, device)?;
+    }
     let mu = mu.to_vec2::<f32>()?;
     let logvar = logvar.to_vec2::<f32>()?;
     Ok(windows
@@ -171,17 +203,46 @@ pub(crate) fn raw_batch(
         .collect())
 }
 
+/// Replaces each channel's rows of `recon` (`[B, C, W]` flat, from the whole windows) by that
+/// channel's reconstruction from its window with the channel hidden (its normalised values set
+/// to 0, the training center), one forward pass per channel.
+fn reconstruct_each_hidden(
+    vae: &Vae,
+    input: &[f32],
+    batch: usize,
+    recon: &mut [f32],
+    device: &Device,
+) -> candle_core::Result<()> {
+    let cfg = vae.config();
+    let (c, w) = (cfg.channels, cfg.window);
+    let mut hidden = input.to_vec();
+    for ch in 0..c {
+        hidden.copy_from_slice(input);
+        for b in 0..batch {
+            hidden[b * c * w + ch * w..b * c * w + (ch + 1) * w].fill(0.0);
+        }
+        let x = Tensor::from_slice(&hidden, (batch, c, w), device)?;
+        let out = vae.forward_mean(&x)?.0.flatten_all()?.to_vec1::<f32>()?;
+        for b in 0..batch {
+            let row = b * c * w + ch * w..b * c * w + (ch + 1) * w;
+            recon[row.clone()].copy_from_slice(&out[row]);
+        }
+    }
+    Ok(())
+}
+
 /// Scores `windows` (shapes already checked): with a channel calibration, the mean over channels
 /// of how unusual each channel's error is (see `score::channel`); without one, the mean squared
 /// error over all present values. `channel_errors` are the channels' shares of the score.
 pub(crate) fn score_batch(
     vae: &Vae,
     norm: &Normalisation,
+    scoring: Scoring,
     calibration: Option<&ChannelCalibration>,
     windows: &[&Window],
     device: &Device,
 ) -> candle_core::Result<Vec<WindowScore>> {
-    Ok(raw_batch(vae, norm, windows, device)?
+    Ok(raw_batch(vae, norm, scoring, windows, device)?
         .into_iter()
         .map(|(errors, latent_mu, latent_logvar)| {
             let (score, channel_errors) = match calibration {
@@ -196,4 +257,56 @@ pub(crate) fn score_batch(
             }
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::VaeConfig;
+    use crate::model::init::{SeededRng, seeded_vae};
+
+    #[test]
+    fn a_hidden_channel_is_filled_in_from_the_others_only() {
+        let cfg = VaeConfig::with_shape(3, 32, 4);
+        let (vae, _) = seeded_vae(&cfg, 7, &Device::Cpu).unwrap();
+        let (c, w, batch) = (3, 32, 2);
+        let mut rng = SeededRng::new(3);
+        let a: Vec<f32> = (0..batch * c * w).map(|_| rng.normal() as f32).collect();
+        // The same windows with channel 1 changed.
+        let mut b = a.clone();
+        for window in 0..batch {
+            for v in &mut b[window * c * w + w..window * c * w + 2 * w] {
+                *v += 3.0;
+            }
+        }
+        let filled = |input: &[f32]| {
+            let mut recon = vec![f32::NAN; input.len()];
+            reconstruct_each_hidden(&vae, input, batch, &mut recon, &Device::Cpu).unwrap();
+            recon
+        };
+        let (ra, rb) = (filled(&a), filled(&b));
+        assert!(ra.iter().all(|v| v.is_finite()), "every row is written");
+        for window in 0..batch {
+            let row = |ch: usize| window * c * w + ch * w..window * c * w + (ch + 1) * w;
+            assert_eq!(
+                ra[row(1)],
+                rb[row(1)],
+                "channel 1 must not see its own values"
+            );
+            assert_ne!(ra[row(0)], rb[row(0)], "channel 0 sees channel 1");
+            assert_ne!(ra[row(2)], rb[row(2)], "channel 2 sees channel 1");
+        }
+        // Each row is the plain reconstruction of the window with that channel zeroed.
+        let mut zeroed = a.clone();
+        for window in 0..batch {
+            zeroed[window * c * w + 2 * w..window * c * w + 3 * w].fill(0.0);
+        }
+        let x = Tensor::from_slice(&zeroed, (batch, c, w), &Device::Cpu).unwrap();
+        let plain = vae.forward_mean(&x).unwrap().0.flatten_all().unwrap();
+        let plain = plain.to_vec1::<f32>().unwrap();
+        for window in 0..batch {
+            let row = window * c * w + 2 * w..window * c * w + 3 * w;
+            assert_eq!(ra[row.clone()], plain[row]);
+        }
+    }
 }

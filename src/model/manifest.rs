@@ -15,6 +15,7 @@ use sha2::{Digest, Sha256};
 
 use super::config::VaeConfig;
 use super::error::ModelError;
+use super::loaded::Scoring;
 use super::normalise::Normalisation;
 use crate::score::channel::ChannelCalibration;
 use crate::score::threshold::ThresholdCalibration;
@@ -53,6 +54,10 @@ pub struct Manifest {
     /// the plain mean squared error.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub channel_calibration: Option<ChannelCalibration>,
+    /// Which reconstruction the per-channel errors are measured on; absent means
+    /// `reconstruction` (models written before cross-channel scoring existed).
+    #[serde(default, skip_serializing_if = "Scoring::is_reconstruction")]
+    pub scoring: Scoring,
     /// What the model was trained on.
     pub training_data: TrainingDataSummary,
     /// How training went.
@@ -155,16 +160,31 @@ impl Manifest {
                 self.windowing.window, self.architecture.window
             ));
         }
+        if let Some((machine, own)) = self
+            .normalisation
+            .machines
+            .iter()
+            .find(|(_, own)| own.len() != c)
+        {
+            return Err(format!(
+                "normalisation of machine {machine} has {} channels, expected {c}",
+                own.len()
+            ));
+        }
         if let Some(bad) = self
             .normalisation
             .channels
             .iter()
+            .chain(self.normalisation.machines.values().flatten())
             .find(|n| !(n.scale.is_finite() && n.scale > 0.0 && n.center.is_finite()))
         {
             return Err(format!(
                 "channel {} has center {} and scale {}; scale must be finite and positive",
                 bad.name, bad.center, bad.scale
             ));
+        }
+        if self.scoring == Scoring::CrossChannel && c < 2 {
+            return Err("cross_channel scoring needs at least 2 channels".into());
         }
         if let Some(cal) = &self.channel_calibration {
             cal.validate(c)?;

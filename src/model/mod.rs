@@ -43,7 +43,7 @@ mod vae;
 pub use candle_core::Device;
 pub use config::{InvalidVaeConfig, VaeConfig};
 pub use error::{ModelError, TrainError};
-pub use loaded::Model;
+pub use loaded::{Model, Scoring};
 pub use manifest::{Manifest, TrainingDataSummary, TrainingMetrics};
 pub use normalise::{ChannelNorm, FloorRule, Normalisation};
 pub use train::{TrainOptions, TrainedModel, fit};

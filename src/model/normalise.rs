@@ -15,6 +15,8 @@
 //! options for channels where that matters. `abs_floor` (raw units) only guards channels that sat at
 //! exactly 0. Both knobs and whether the floor applied are recorded per channel.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::window::Window;
@@ -66,8 +68,15 @@ pub struct ChannelNorm {
 pub struct Normalisation {
     /// The floor rule the scales were fitted with.
     pub rule: FloorRule,
-    /// One entry per channel, in the model's channel order.
+    /// One entry per channel, in the model's channel order: the whole training fleet's
+    /// statistics, used for machines without their own.
     pub channels: Vec<ChannelNorm>,
+    /// Per machine seen in training with enough history, its own statistics (same layout as
+    /// `channels`). Machines in one fleet differ in rating (one pump's full flow is another's
+    /// half), so fleet-wide statistics leave each machine's own levels for the model to learn
+    /// and a sensor offset looks like a different machine; per-machine statistics take them out.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub machines: BTreeMap<String, Vec<ChannelNorm>>,
 }
 
 /// Why normalisation could not be fitted.
@@ -102,31 +111,66 @@ impl Normalisation {
             });
         }
         let n_channels = channel_names.len();
-        let mut per_channel: Vec<Vec<f64>> = vec![Vec::new(); n_channels];
+        if let Some(bad) = windows.iter().find(|w| w.channels != n_channels) {
+            return Err(NormaliseError::ChannelCount {
+                got: bad.channels,
+                expected: n_channels,
+            });
+        }
+        let channels = fit_channels(windows, channel_names, rule)?;
+        Ok(Normalisation {
+            rule,
+            channels,
+            machines: BTreeMap::new(),
+        })
+    }
+
+    /// Like [`Normalisation::fit`], and also fits each machine with at least
+    /// `min_machine_windows` windows on its own windows (one windows' values are sequential and
+    /// overlap, so this asks for enough time to see the machine's usual range); a machine whose
+    /// own fit fails (a channel it never reported) keeps the fleet's statistics.
+    pub fn fit_per_machine(
+        windows: &[&Window],
+        channel_names: &[String],
+        rule: FloorRule,
+        min_machine_windows: usize,
+    ) -> Result<Self, NormaliseError> {
+        let mut norm = Normalisation::fit(windows, channel_names, rule)?;
+        let mut by_machine: BTreeMap<&str, Vec<&Window>> = BTreeMap::new();
         for window in windows {
-            if window.channels != n_channels {
-                return Err(NormaliseError::ChannelCount {
-                    got: window.channels,
-                    expected: n_channels,
-                });
+            by_machine
+                .entry(window.equipment_id.as_str())
+                .or_default()
+                .push(window);
+        }
+        for (machine, own) in by_machine {
+            if own.len() < min_machine_windows.max(1) {
+                continue;
             }
-            for (c, values) in per_channel.iter_mut().enumerate() {
-                let row = c * window.len..(c + 1) * window.len;
-                values.extend(
-                    window.values[row.clone()]
-                        .iter()
-                        .zip(&window.mask[row])
-                        .filter(|(v, m)| **m && v.is_finite())
-                        .map(|(v, _)| f64::from(*v)),
-                );
+            if let Ok(channels) = fit_channels(&own, channel_names, rule) {
+                norm.machines.insert(machine.to_owned(), channels);
             }
         }
-        let channels = channel_names
-            .iter()
-            .zip(per_channel)
-            .map(|(name, values)| fit_channel(name, values, rule))
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(Normalisation { rule, channels })
+        Ok(norm)
+    }
+
+    /// Channels whose scale is the floor (they barely moved in training), for the fleet or for
+    /// any machine, ascending.
+    pub fn floored_channels(&self) -> Vec<usize> {
+        (0..self.channels.len())
+            .filter(|&c| {
+                std::iter::once(&self.channels)
+                    .chain(self.machines.values())
+                    .any(|own| own.get(c).is_some_and(|n| n.floored))
+            })
+            .collect()
+    }
+
+    /// The statistics `window` is normalised with: its machine's own, or the fleet's.
+    pub fn for_machine(&self, machine: &str) -> &[ChannelNorm] {
+        self.machines
+            .get(machine)
+            .map_or(self.channels.as_slice(), Vec::as_slice)
     }
 
     /// Writes `window`'s normalised values into `out` (`[C, W]` row-major): present values as
@@ -135,7 +179,11 @@ impl Normalisation {
     pub fn apply_into(&self, window: &Window, out: &mut [f32]) {
         debug_assert_eq!(out.len(), window.values.len());
         debug_assert_eq!(window.channels, self.channels.len());
-        for (c, norm) in self.channels.iter().enumerate() {
+        for (c, norm) in self
+            .for_machine(window.equipment_id.as_str())
+            .iter()
+            .enumerate()
+        {
             let center = norm.center as f32;
             let inv_scale = (1.0 / norm.scale) as f32;
             let row = c * window.len..(c + 1) * window.len;
@@ -148,6 +196,32 @@ impl Normalisation {
             }
         }
     }
+}
+
+/// Per-channel statistics of the present, finite values of `windows` (channel counts checked).
+fn fit_channels(
+    windows: &[&Window],
+    channel_names: &[String],
+    rule: FloorRule,
+) -> Result<Vec<ChannelNorm>, NormaliseError> {
+    let mut per_channel: Vec<Vec<f64>> = vec![Vec::new(); channel_names.len()];
+    for window in windows {
+        for (c, values) in per_channel.iter_mut().enumerate() {
+            let row = c * window.len..(c + 1) * window.len;
+            values.extend(
+                window.values[row.clone()]
+                    .iter()
+                    .zip(&window.mask[row])
+                    .filter(|(v, m)| **m && v.is_finite())
+                    .map(|(v, _)| f64::from(*v)),
+            );
+        }
+    }
+    channel_names
+        .iter()
+        .zip(per_channel)
+        .map(|(name, values)| fit_channel(name, values, rule))
+        .collect()
 }
 
 fn fit_channel(
@@ -263,6 +337,49 @@ mod tests {
         norm.apply_into(&w, &mut out);
         assert_eq!(out[3], 0.0);
         assert!(out.iter().all(|v| v.abs() < 1e-6));
+    }
+
+    #[test]
+    fn machines_with_enough_history_get_their_own_statistics() {
+        // Two pumps of one fleet: the big one's flow runs around 100, the small one's around 50.
+        let of = |machine: &str, level: f32| {
+            let mut w = window(
+                &[(0..64)
+                    .map(|i| level + (i % 8) as f32)
+                    .collect::<Vec<f32>>()],
+                None,
+            );
+            w.equipment_id = EquipmentId::try_from(machine).unwrap();
+            w
+        };
+        let big: Vec<Window> = (0..4).map(|_| of("big", 100.0)).collect();
+        let small: Vec<Window> = (0..4).map(|_| of("small", 50.0)).collect();
+        let brief = of("brief", 75.0);
+        let all: Vec<&Window> = big.iter().chain(&small).chain([&brief]).collect();
+        let norm =
+            Normalisation::fit_per_machine(&all, &names(1), FloorRule::default(), 2).unwrap();
+        assert_eq!(
+            norm.machines.keys().collect::<Vec<_>>(),
+            ["big", "small"],
+            "one window is too little history for statistics of its own"
+        );
+        assert!((norm.for_machine("big")[0].center - 103.5).abs() < 1e-9);
+        assert!((norm.for_machine("small")[0].center - 53.5).abs() < 1e-9);
+        let fleet = &norm.channels[0];
+        assert!(fleet.center > 53.5 && fleet.center < 103.5);
+        assert_eq!(norm.for_machine("brief"), norm.channels.as_slice());
+        assert_eq!(norm.for_machine("never-seen"), norm.channels.as_slice());
+        // Each pump at its own median reads about 0; the fleet's statistics keep the rating.
+        let at_median = |norm: &Normalisation, w: &Window| {
+            let mut out = vec![0f32; 64];
+            norm.apply_into(w, &mut out);
+            out[3]
+        };
+        assert!(at_median(&norm, &big[0]).abs() < 0.5);
+        assert!(at_median(&norm, &small[0]).abs() < 0.5);
+        let fleet_only = Normalisation::fit(&all, &names(1), FloorRule::default()).unwrap();
+        assert!(fleet_only.machines.is_empty());
+        assert!(at_median(&fleet_only, &big[0]) - at_median(&fleet_only, &small[0]) > 1.0);
     }
 
     #[test]

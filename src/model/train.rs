@@ -3,12 +3,16 @@
 //! progress bar (no files until `TrainedModel::save`).
 //!
 //! Steps: split each machine's windows by time (the last ~20 % held out, with a gap so no window
-//! overlaps), fit the normalisation on the training part, train the VAE with AdamW on
+//! overlaps), fit the normalisation on the training part (per machine with enough history, and
+//! for the fleet), train the VAE with AdamW (half-cosine learning-rate decay) on
 //! `masked MSE + β · KL / (C·W)` (per value, the negative ELBO of a Gaussian likelihood with
 //! variance β/2 in normalised units; β = 0.1 by default), β warmed up linearly, KL with free
 //! bits per latent dim (no pressure below `free_bits` nats, so dims are not pushed to collapse),
 //! early stopping on the held-out loss with the best weights restored, then calibrate the
-//! threshold on held-out scores. Deterministic for a given seed on the CPU.
+//! threshold on held-out scores. For cross-channel scoring, one random channel of half the
+//! training windows is hidden (set to 0) while the loss still compares with the true values, so
+//! the model learns to fill a channel in from the others; the validation loss hides channels in
+//! a fixed pattern. Deterministic for a given seed on the CPU.
 
 use std::io::IsTerminal;
 use std::path::Path;
@@ -21,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use super::config::VaeConfig;
 use super::error::{ModelError, TrainError};
 use super::init::{SeededRng, seeded_vae, weights_bytes};
-use super::loaded::{Model, raw_batch};
+use super::loaded::{Model, Scoring, raw_batch};
 use super::manifest::{self, FORMAT_VERSION, Manifest, TrainingDataSummary, TrainingMetrics};
 use super::normalise::{FloorRule, Normalisation};
 use super::split::split_by_machine;
@@ -56,8 +60,12 @@ pub struct TrainOptions {
     pub max_steps: usize,
     /// Windows per step; lowered to a quarter of the training windows when those are few.
     pub batch_size: usize,
-    /// AdamW learning rate.
+    /// AdamW learning rate at the start.
     pub learning_rate: f64,
+    /// Learning rate at the end of the step budget (`max_steps`, or `max_epochs` epochs when
+    /// fewer): it falls from `learning_rate` along a half cosine, so the last steps refine
+    /// instead of jittering around the optimum.
+    pub final_learning_rate: f64,
     /// AdamW decoupled weight decay.
     pub weight_decay: f64,
     /// Weight of the KL term at the end of the warm-up.
@@ -73,6 +81,17 @@ pub struct TrainOptions {
     pub heldout_fraction: f64,
     /// Normalisation floor.
     pub floor: FloorRule,
+    /// A machine with at least this many training windows is normalised with its own statistics
+    /// (machines of one fleet differ in rating, and fleet statistics would leave the model to
+    /// tell them apart); others, and machines the model never saw, use the fleet's. 0: the fleet's
+    /// for every machine.
+    pub machine_normalisation_windows: usize,
+    /// Which reconstruction scores are measured on (see [`Scoring`]); `cross_channel` falls back
+    /// to `reconstruction` for a single channel.
+    pub scoring: Scoring,
+    /// With `cross_channel` scoring: the fraction of training windows that have one channel
+    /// (drawn at random) hidden, so the model learns to fill a channel in from the others.
+    pub hidden_channel_fraction: f64,
     /// Threshold calibration.
     pub threshold: ThresholdOptions,
     /// Show a progress bar on stderr (only when stderr is a terminal).
@@ -88,6 +107,7 @@ impl Default for TrainOptions {
             max_steps: 4000,
             batch_size: 32,
             learning_rate: 2e-3,
+            final_learning_rate: 2e-4,
             weight_decay: 1e-4,
             beta: 0.1,
             kl_warmup_epochs: 5,
@@ -95,6 +115,9 @@ impl Default for TrainOptions {
             patience: 10,
             heldout_fraction: 0.2,
             floor: FloorRule::default(),
+            machine_normalisation_windows: 32,
+            scoring: Scoring::CrossChannel,
+            hidden_channel_fraction: 0.5,
             threshold: ThresholdOptions::default(),
             progress: true,
         }
@@ -110,11 +133,22 @@ impl TrainOptions {
         if !(self.learning_rate > 0.0 && self.learning_rate.is_finite()) {
             return bad("learning_rate must be positive");
         }
+        if !(self.final_learning_rate > 0.0 && self.final_learning_rate <= self.learning_rate) {
+            return bad("final_learning_rate must be positive and at most learning_rate");
+        }
         if !(self.beta >= 0.0 && self.free_bits >= 0.0 && self.weight_decay >= 0.0) {
             return bad("beta, free_bits and weight_decay must not be negative");
         }
         if !(0.0..0.9).contains(&self.heldout_fraction) {
             return bad("heldout_fraction must be in [0, 0.9)");
+        }
+        if !(0.0..=1.0).contains(&self.hidden_channel_fraction) {
+            return bad("hidden_channel_fraction must be in [0, 1]");
+        }
+        if self.scoring == Scoring::CrossChannel && self.hidden_channel_fraction == 0.0 {
+            return bad(
+                "cross_channel scoring needs hidden_channel_fraction above 0 (the model must learn to fill a hidden channel in)",
+            );
         }
         Ok(())
     }
@@ -187,7 +221,26 @@ pub fn fit(
     }
     let gap = windowing.window.div_ceil(windowing.stride.max(1));
     let split = split_by_machine(&usable, opts.heldout_fraction, gap);
-    let norm = Normalisation::fit(&split.train, channels, opts.floor)?;
+    let norm = if opts.machine_normalisation_windows > 0 {
+        Normalisation::fit_per_machine(
+            &split.train,
+            channels,
+            opts.floor,
+            opts.machine_normalisation_windows,
+        )?
+    } else {
+        Normalisation::fit(&split.train, channels, opts.floor)?
+    };
+    // Hiding the only channel leaves nothing to fill it in from.
+    let scoring = if arch.channels < 2 {
+        Scoring::Reconstruction
+    } else {
+        opts.scoring
+    };
+    let hide_fraction = match scoring {
+        Scoring::CrossChannel => opts.hidden_channel_fraction,
+        Scoring::Reconstruction => 0.0,
+    };
 
     let device = Device::Cpu;
     let (vae, varmap) = seeded_vae(&arch, opts.seed, &device)?;
@@ -197,14 +250,22 @@ pub fn fit(
     } else {
         (Batches::new(&split.heldout, &norm, &arch), "heldout")
     };
-    let run = run_training(&vae, &varmap, &train_set, &val_set, &arch, opts)?;
+    let run = run_training(
+        &vae,
+        &varmap,
+        &train_set,
+        &val_set,
+        &arch,
+        hide_fraction,
+        opts,
+    )?;
 
     let (calibration, method) = if split.heldout.is_empty() {
         (&split.train, ThresholdMethod::TrainingQuantile)
     } else {
         (&split.heldout, ThresholdMethod::HeldOutQuantile)
     };
-    let raw = raw_batch(&vae, &norm, calibration, &device)?;
+    let raw = raw_batch(&vae, &norm, scoring, calibration, &device)?;
     let errors: Vec<ChannelErrors> = raw.iter().map(|(e, ..)| e.clone()).collect();
     let channel_calibration = ChannelCalibration::fit(
         &errors,
@@ -213,7 +274,11 @@ pub fn fit(
         opts.threshold.channel_mean_floor,
         opts.threshold.channel_peak_floor,
     )?
-    .with_top_channels(opts.threshold.channel_top);
+    .with_top_channels(opts.threshold.channel_top)
+    .with_quiet_channels(
+        &norm.floored_channels(),
+        opts.threshold.quiet_channel_mean_floor,
+    );
     let values: Vec<f32> = errors
         .iter()
         .map(|e| channel_calibration.score(e).0)
@@ -234,6 +299,7 @@ pub fn fit(
         normalisation: norm,
         threshold,
         channel_calibration: Some(channel_calibration),
+        scoring,
         training_data: TrainingDataSummary {
             machines,
             windows: usable.len(),
@@ -383,12 +449,36 @@ fn loss_terms(
     Ok((mse, kl))
 }
 
+/// `x` (`[B, C, W]`) with channel `hidden[b]` of window `b` set to 0 (the normalised center),
+/// where given; the loss still compares the reconstruction with `x`, so the model learns to
+/// fill a hidden channel in from the others.
+fn hide_channels(x: &Tensor, hidden: &[Option<usize>]) -> candle_core::Result<Tensor> {
+    if hidden.iter().all(Option::is_none) {
+        return Ok(x.clone());
+    }
+    let (batch, channels, _) = x.dims3()?;
+    let mut keep = vec![1f32; batch * channels];
+    for (b, ch) in hidden.iter().enumerate() {
+        if let Some(ch) = ch {
+            keep[b * channels + ch] = 0.0;
+        }
+    }
+    x.broadcast_mul(&Tensor::from_vec(keep, (batch, channels, 1), x.device())?)
+}
+
+/// Which channel the validation loss hides in window `i` of the validation set, when training
+/// hides channels: every other window, the channels in turn, the same in every epoch.
+fn validation_hidden(i: usize, channels: usize, hide_fraction: f64) -> Option<usize> {
+    (hide_fraction > 0.0 && i % 2 == 1).then_some((i / 2) % channels)
+}
+
 fn run_training(
     vae: &Vae,
     varmap: &VarMap,
     train: &Batches,
     val: &Batches,
     arch: &VaeConfig,
+    hide_fraction: f64,
     opts: &TrainOptions,
 ) -> Result<RunSummary, TrainError> {
     let device = Device::Cpu;
@@ -399,6 +489,7 @@ fn run_training(
         .max_epochs
         .min(opts.max_steps.div_ceil(steps_per_epoch))
         .max(1);
+    let step_budget = (max_epochs * steps_per_epoch).min(opts.max_steps).max(1);
     let mut optimizer = AdamW::new(
         varmap.all_vars(),
         ParamsAdamW {
@@ -415,7 +506,7 @@ fn run_training(
     let mut rng = SeededRng::new(opts.seed ^ 0xA5A5_5A5A_DEAD_BEEF);
     let mut order: Vec<usize> = (0..train.count).collect();
     let mut best: Option<(LossParts, usize, f64, Vec<Tensor>)> = None;
-    let initial = evaluate(vae, val, arch, opts.beta, &device)?;
+    let initial = evaluate(vae, val, arch, opts.beta, hide_fraction, &device)?;
     let mut steps = 0;
     let mut epochs = 0;
     let mut since_best = 0;
@@ -434,7 +525,15 @@ fn run_training(
                 break;
             }
             let (x, mask) = train.gather(indices, arch, &device)?;
-            let (mu, logvar) = vae.encode(&x)?;
+            let hidden: Vec<Option<usize>> = indices
+                .iter()
+                .map(|_| {
+                    (hide_fraction > 0.0 && rng.uniform() < hide_fraction)
+                        .then(|| rng.below(arch.channels))
+                })
+                .collect();
+            let x_in = hide_channels(&x, &hidden)?;
+            let (mu, logvar) = vae.encode(&x_in)?;
             let noise: Vec<f32> = (0..mu.elem_count()).map(|_| rng.normal() as f32).collect();
             let eps = Tensor::from_vec(noise, mu.shape(), &device)?;
             let z = (&mu + (logvar.affine(0.5, 0.0)?.exp()? * eps)?)?;
@@ -446,13 +545,20 @@ fn run_training(
             if !value.is_finite() {
                 return Err(TrainError::Diverged { epoch, loss: value });
             }
+            let progress = steps as f64 / step_budget as f64;
+            optimizer.set_learning_rate(
+                opts.final_learning_rate
+                    + (opts.learning_rate - opts.final_learning_rate)
+                        * 0.5
+                        * (1.0 + (std::f64::consts::PI * progress.min(1.0)).cos()),
+            );
             optimizer.backward_step(&loss)?;
             train_loss += value;
             batches += 1;
             steps += 1;
         }
         let train_loss = train_loss / batches.max(1) as f64;
-        let parts = evaluate(vae, val, arch, opts.beta, &device)?;
+        let parts = evaluate(vae, val, arch, opts.beta, hide_fraction, &device)?;
         if !parts.loss.is_finite() {
             return Err(TrainError::Diverged {
                 epoch,
@@ -495,6 +601,7 @@ fn evaluate(
     set: &Batches,
     arch: &VaeConfig,
     beta: f64,
+    hide_fraction: f64,
     device: &Device,
 ) -> candle_core::Result<LossParts> {
     let values_per_window = (arch.channels * arch.window) as f64;
@@ -502,7 +609,11 @@ fn evaluate(
     let (mut sse, mut present, mut kl_sum) = (0.0, 0.0, 0.0);
     for chunk in indices.chunks(256) {
         let (x, mask) = set.gather(chunk, arch, device)?;
-        let (recon, mu, logvar) = vae.forward_mean(&x)?;
+        let hidden: Vec<Option<usize>> = chunk
+            .iter()
+            .map(|&i| validation_hidden(i, arch.channels, hide_fraction))
+            .collect();
+        let (recon, mu, logvar) = vae.forward_mean(&hide_channels(&x, &hidden)?)?;
         let err = ((recon - &x)?.sqr()? * &mask)?.sum_all()?;
         sse += f64::from(err.to_scalar::<f32>()?);
         present += f64::from(mask.sum_all()?.to_scalar::<f32>()?);

@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 use candle_core::Device;
 
 use super::init::SeededRng;
-use super::{Model, ModelError, TrainError, TrainOptions, TrainedModel, VaeConfig, fit};
+use super::{Model, ModelError, Scoring, TrainError, TrainOptions, TrainedModel, VaeConfig, fit};
 use crate::score::{Scorer, ThresholdMethod};
 use crate::telemetry::EquipmentId;
 use crate::window::{Window, WindowConfig};
@@ -155,6 +155,11 @@ fn training_learns_and_records_what_it_did() {
         m.normalisation.channels[1].floored,
         "steady temperature must get the floor"
     );
+    assert_eq!(m.scoring, Scoring::CrossChannel);
+    assert_eq!(
+        m.normalisation.machines.keys().collect::<Vec<_>>(),
+        ["pump-0", "pump-1"]
+    );
     assert_eq!(m.model_id.len(), 16);
 }
 
@@ -175,7 +180,13 @@ fn faults_score_above_threshold_and_name_their_channel() {
     for t in 0..W {
         drift.values[W + t] += 0.2; // twice the training range: the floor keeps it quiet
     }
-    let scored = scorer.score(&[&normal, &spike, &flat, &drift]).unwrap();
+    let mut offset = normal.clone();
+    for t in 0..W {
+        offset.values[2 * W + t] += 3.0; // current reads high: its cycle is intact, vibration's says otherwise
+    }
+    let scored = scorer
+        .score(&[&normal, &spike, &flat, &drift, &offset])
+        .unwrap();
     let threshold = scorer.threshold();
     assert!(
         !scored[0].is_anomaly,
@@ -187,7 +198,7 @@ fn faults_score_above_threshold_and_name_their_channel() {
         "drift {} vs {threshold}",
         scored[3].score
     );
-    for (s, channel) in [(&scored[1], 2), (&scored[2], 0)] {
+    for (s, channel) in [(&scored[1], 2), (&scored[2], 0), (&scored[4], 2)] {
         assert!(s.is_anomaly, "fault {} vs {threshold}", s.score);
         assert!(
             s.score > 3.0 * threshold,
@@ -313,6 +324,35 @@ fn short_history_trains_and_falls_back_when_nothing_is_held_out() {
         fit(too_few, &channels(), &windowing(), &opts),
         Err(TrainError::TooFewWindows { got: 4, .. })
     ));
+}
+
+#[test]
+fn a_single_channel_is_scored_by_reconstruction() {
+    // Vibration alone: hiding the only channel would leave nothing to fill it in from.
+    let one: Vec<Window> = history(200, 6)
+        .into_iter()
+        .map(|w| Window {
+            channels: 1,
+            values: w.values[..W].to_vec(),
+            mask: w.mask[..W].to_vec(),
+            ..w
+        })
+        .collect();
+    let opts = TrainOptions {
+        architecture: Some(VaeConfig::with_shape(1, W, 4)),
+        max_steps: 40,
+        ..quick_options()
+    };
+    let m = fit(&one, &["vibration".to_owned()], &windowing(), &opts).unwrap();
+    assert_eq!(m.manifest().scoring, Scoring::Reconstruction);
+    let json = serde_json::to_value(m.manifest()).unwrap();
+    assert!(json.get("scoring").is_none(), "the default is left out");
+    let bad = TrainOptions {
+        hidden_channel_fraction: 0.0,
+        ..quick_options()
+    };
+    let err = fit(&history(200, 6), &channels(), &windowing(), &bad).unwrap_err();
+    assert!(err.to_string().contains("hidden_channel_fraction"), "{err}");
 }
 
 #[test]

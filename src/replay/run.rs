@@ -13,9 +13,9 @@ use super::metrics::{DetectionMetrics, MachineRows, MetricsOptions, detection_me
 use super::points::write_points;
 use crate::alert::{AlertPolicyConfig, AlertState};
 use crate::archive::write_windows_file;
-use crate::model::{Model, select_device};
+use crate::model::{Manifest, Model, select_device};
 use crate::score::Scorer;
-use crate::telemetry::history::{HistoryOptions, read_history};
+use crate::telemetry::history::{History, HistoryOptions, read_history};
 use crate::window::WindowerStats;
 
 /// What `vaewatch replay` was asked to do.
@@ -44,6 +44,9 @@ pub struct ReplaySummary {
     pub threshold: f32,
     pub inputs: Vec<String>,
     pub machines: usize,
+    /// Machines of the input the model normalises with the fleet's statistics although it has
+    /// statistics of their own for other machines (they were not in its training data).
+    pub fleet_normalised_machines: Vec<String>,
     pub rows: usize,
     pub rows_with_score: usize,
     pub windows_scored: usize,
@@ -110,6 +113,22 @@ fn io_error(path: &Path) -> impl Fn(std::io::Error) -> ReplayError + '_ {
     }
 }
 
+/// Machines of `history` without normalisation statistics of their own in a model that has
+/// them for others; empty for a fleet-normalised model.
+fn fleet_normalised_machines(manifest: &Manifest, history: &History) -> Vec<String> {
+    let own = &manifest.normalisation.machines;
+    if own.is_empty() {
+        return Vec::new();
+    }
+    history
+        .machines
+        .iter()
+        .map(|m| m.equipment_id.as_str())
+        .filter(|id| !own.contains_key(*id))
+        .map(str::to_owned)
+        .collect()
+}
+
 /// Runs the replay and writes its files into `request.out`.
 pub fn replay(request: &ReplayRequest) -> Result<ReplaySummary, ReplayError> {
     request.alerts.validate()?;
@@ -122,6 +141,13 @@ pub fn replay(request: &ReplayRequest) -> Result<ReplaySummary, ReplayError> {
             channels: Some(manifest.channels.clone()),
         },
     )?;
+    let fleet_normalised = fleet_normalised_machines(&manifest, &history);
+    if !fleet_normalised.is_empty() {
+        tracing::warn!(
+            machines = %fleet_normalised.join(", "),
+            "the model has no normalisation of its own for these machines (not in its training data); they use the fleet's statistics and will usually score higher"
+        );
+    }
     let scorer = Scorer::new(model, request.threshold)?;
     let threshold = scorer.threshold();
     let result = replay_history(&history, &scorer, &manifest.windowing, request.alerts)?;
@@ -171,6 +197,7 @@ pub fn replay(request: &ReplayRequest) -> Result<ReplaySummary, ReplayError> {
             .map(|p| p.display().to_string())
             .collect(),
         machines: result.machines.len(),
+        fleet_normalised_machines: fleet_normalised,
         rows: result.machines.iter().map(|m| m.points.len()).sum(),
         rows_with_score: result
             .machines

@@ -12,11 +12,13 @@
 //! - `peak`: the channel's largest squared error in the window, divided by its held-out quantile
 //!   (isolated spikes, which a window mean dilutes by the window length).
 //!
-//! A channel's ratio is the larger of the two; the window score is the mean of the ratios over
-//! the channels with present values, and `channel_errors[c]` is channel `c`'s ratio divided by
-//! that count, so the shares still sum to the score and the largest share names the channel
-//! whose error is most unusual. Both scales have floors so a channel that is reconstructed
-//! almost perfectly in training does not turn sensor noise into alerts later.
+//! A channel's ratio is the larger of the two; the window score is the mean of the `top_channels`
+//! largest ratios (models trained by this version: 1, the most unusual channel), or of all the
+//! ratios of the channels with present values when `top_channels` is 0 (older models). Each
+//! `channel_errors[c]` is channel `c`'s ratio scaled so the shares sum to the score and the
+//! largest share names the channel whose error is most unusual. Both scales have floors so a
+//! channel that is reconstructed almost perfectly in training does not turn sensor noise into
+//! alerts later.
 
 use serde::{Deserialize, Serialize};
 
@@ -103,6 +105,11 @@ pub struct ChannelCalibration {
     /// How many of the largest channel ratios the score averages; 0 averages all channels.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub top_channels: usize,
+    /// Channels that barely moved in training (their normalisation scale is the floor, for the
+    /// fleet or for some machine), whose `mean_scale` is at least the larger floor they were
+    /// given (see [`ChannelCalibration::with_quiet_channels`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub quiet_channels: Vec<usize>,
 }
 
 fn is_zero(n: &usize) -> bool {
@@ -179,7 +186,26 @@ impl ChannelCalibration {
             mean_floor,
             peak_floor,
             top_channels: 0,
+            quiet_channels: Vec::new(),
         })
+    }
+
+    /// The same calibration with the mean scale of each of `channels` raised to at least
+    /// `mean_floor`. For channels that barely moved in training: the model reconstructs them
+    /// almost exactly, and with the general floor a drift of a fraction of a degree on a
+    /// temperature that held steady would become the window's most unusual error.
+    pub fn with_quiet_channels(
+        mut self,
+        channels: &[usize],
+        mean_floor: f64,
+    ) -> ChannelCalibration {
+        for &ch in channels {
+            if let Some(scale) = self.mean_scale.get_mut(ch) {
+                *scale = scale.max(mean_floor);
+            }
+        }
+        self.quiet_channels = channels.to_vec();
+        self
     }
 
     /// The same calibration, scoring the mean of the `top` largest channel ratios (0: all).
@@ -291,6 +317,28 @@ mod tests {
         let spike = errors(&[29.5], &[20.0], &[100]);
         let (s, _) = cal.score(&spike);
         assert!((s - 40.0).abs() < 1e-3, "{s}");
+    }
+
+    #[test]
+    fn quiet_channels_get_the_larger_floor_and_say_so() {
+        // Channel 0 is reconstructed almost exactly (a steady temperature), channel 1 is not.
+        let normal: Vec<ChannelErrors> = (0..100)
+            .map(|_| errors(&[0.001 * 10.0, 0.5 * 10.0], &[0.002, 1.0], &[10; 2]))
+            .collect();
+        let cal = ChannelCalibration::fit(&normal, 2, 0.995, 0.01, 0.1)
+            .unwrap()
+            .with_top_channels(1);
+        assert!((cal.mean_scale[0] - 0.01).abs() < 1e-12);
+        let plain = serde_json::to_value(&cal).unwrap();
+        assert!(plain.get("quiet_channels").is_none(), "left out when empty");
+        let quiet = cal.clone().with_quiet_channels(&[0], 0.1);
+        assert_eq!(quiet.mean_scale, vec![0.1, cal.mean_scale[1]]);
+        assert_eq!(quiet.quiet_channels, vec![0]);
+        // A drift of 0.17 scales on the steady channel: 2.8x usual with the general floor,
+        // under 1 with the quiet one.
+        let drift = errors(&[0.028 * 10.0, 0.4 * 10.0], &[0.03, 0.8], &[10; 2]);
+        assert!(cal.score(&drift).0 > 2.5);
+        assert!(quiet.score(&drift).0 < 1.0);
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //!
 //! Scores are first made per-channel comparable (`score::channel`: each channel's error over its
 //! usual held-out error, with floors `channel_mean_floor` and `channel_peak_floor`), then
-//! `threshold = quantile_q(scores) · margin`, with `q` = 0.995 and a base margin of 1.5 by
+//! `threshold = quantile_q(scores) · margin`, with `q` = 0.995 and a base margin of 2 by
 //! default. Few calibration windows make a high quantile unreliable (with under 200 windows the
 //! 0.995 quantile is essentially the maximum), so the margin grows linearly as the count falls
 //! below `full_margin_windows`, up to twice the base margin at zero. When no held-out window
@@ -40,14 +40,21 @@ pub struct ThresholdOptions {
     pub full_margin_windows: usize,
     /// Smallest threshold, in score units.
     pub min_value: f64,
-    /// Smallest usual mean squared error of a channel (normalised units squared; 0.1 is an RMS
-    /// error of about 0.3 typical spreads): on very clean data the held-out error sits at the
-    /// sensor-noise floor, and scaling by it would flag shifts too small to matter.
+    /// Smallest usual mean squared error of a channel (normalised units squared; the default
+    /// 0.01 is an RMS error of 0.1 typical spreads): on very clean data the held-out error sits
+    /// at the sensor-noise floor, and scaling by it would flag shifts too small to matter.
     pub channel_mean_floor: f64,
-    /// Smallest usual peak squared error of a channel in a window (0.25: one value off by half a
-    /// typical spread).
+    /// Smallest usual mean squared error of a channel that barely moved in training (its
+    /// normalisation was floored, for the fleet or for a machine): such a channel is
+    /// reconstructed almost exactly, and a drift of a fraction of a degree must not become an
+    /// alert (0.1: an RMS error of about 0.3 floored scales).
+    pub quiet_channel_mean_floor: f64,
+    /// Smallest usual peak squared error of a channel in a window (0.1: one value off by about
+    /// a third of a typical spread).
     pub channel_peak_floor: f64,
-    /// The window score averages this many of the largest channel ratios (0: all channels).
+    /// The window score averages this many of the largest channel ratios (0: all channels). The
+    /// default 1 scores a window by its most unusual channel: a fault in one channel counts
+    /// fully instead of being divided by the channel count.
     pub channel_top: usize,
 }
 
@@ -55,12 +62,13 @@ impl Default for ThresholdOptions {
     fn default() -> Self {
         ThresholdOptions {
             quantile: 0.995,
-            margin: 1.5,
+            margin: 2.0,
             full_margin_windows: 200,
             min_value: 0.0,
-            channel_mean_floor: 0.1,
-            channel_peak_floor: 0.25,
-            channel_top: 0,
+            channel_mean_floor: 0.01,
+            quiet_channel_mean_floor: 0.1,
+            channel_peak_floor: 0.1,
+            channel_top: 1,
         }
     }
 }
@@ -164,8 +172,8 @@ mod tests {
             "{}",
             t.quantile_score
         );
-        assert!((t.margin - 1.5).abs() < 1e-12);
-        assert!((t.value - t.quantile_score * 1.5).abs() < 1e-9);
+        assert!((t.margin - 2.0).abs() < 1e-12);
+        assert!((t.value - t.quantile_score * 2.0).abs() < 1e-9);
         assert_eq!(t.calibration_windows, 1000);
     }
 
@@ -176,9 +184,9 @@ mod tests {
             ..ThresholdOptions::default()
         };
         let cases = [
-            (ThresholdMethod::HeldOutQuantile, 50, 1.5 * 1.75),
-            (ThresholdMethod::HeldOutQuantile, 200, 1.5),
-            (ThresholdMethod::TrainingQuantile, 100, 1.5 * 1.5 * 2.0),
+            (ThresholdMethod::HeldOutQuantile, 50, 2.0 * 1.75),
+            (ThresholdMethod::HeldOutQuantile, 200, 2.0),
+            (ThresholdMethod::TrainingQuantile, 100, 2.0 * 1.5 * 2.0),
         ];
         for (method, n, expected) in cases {
             let scores = vec![1.0f32; n];
