@@ -121,13 +121,22 @@ async fn run_daemon(config: Config, until_messages: u64, drain: bool) -> DaemonR
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     if drain {
+        // Read to the end: no message for a while *and* no lag. A quiet spell alone is not the
+        // end: consumption pauses while a batch is scored, which on a loaded machine can take
+        // longer than any fixed wait. The lag is measured after each commit (every second here).
         let mut seen = metrics.messages_consumed.get();
         loop {
             tokio::time::sleep(Duration::from_millis(1500)).await;
             let now = metrics.messages_consumed.get();
-            if now == seen {
+            if now == seen && metrics.consumer_lag.get() == 0 {
                 break;
             }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "daemon did not read to the end of the topic (lag {})",
+                metrics.consumer_lag.get()
+            );
+            assert!(!task.is_finished(), "daemon stopped early");
             seen = now;
         }
     }
