@@ -10,7 +10,8 @@ trap 'rm -rf "$work"' EXIT
 
 "$vaewatch" simulate --out "$work/normal.parquet" --machines 8 --duration 24h --faults 0 --seed 1001
 rm -rf models/default.new
-"$vaewatch" train --input "$work/normal.parquet" --out models/default.new --seed 1 --quiet
+"$vaewatch" train --input "$work/normal.parquet" --out models/default.new --seed 1 --quiet \
+    --options scripts/default_model.toml
 rm -rf models/default
 mv models/default.new models/default
 "$vaewatch" model inspect models/default
