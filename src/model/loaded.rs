@@ -185,7 +185,7 @@ pub(crate) fn raw_batch(
     let (recon, mu, logvar) = vae.forward_mean(&x)?;
     let mut recon = recon.flatten_all()?.to_vec1::<f32>()?;
     if scoring == Scoring::CrossChannel && c > 1 {
-        reconstruct_each_hidden(vae, &input, windows.len(), &mut recon, device)?;
+        reconstruct_each_hidden(vae, &x, &mut recon)?;
     }
     let mu = mu.to_vec2::<f32>()?;
     let logvar = logvar.to_vec2::<f32>()?;
@@ -203,32 +203,37 @@ pub(crate) fn raw_batch(
         .collect())
 }
 
-/// Replaces each channel's rows of `recon` (`[B, C, W]` flat, from the whole windows) by that
-/// channel's reconstruction from its window with the channel hidden (its normalised values set
-/// to 0, the training center), one forward pass per channel.
-fn reconstruct_each_hidden(
-    vae: &Vae,
-    input: &[f32],
-    batch: usize,
-    recon: &mut [f32],
-    device: &Device,
-) -> candle_core::Result<()> {
-    let cfg = vae.config();
-    let (c, w) = (cfg.channels, cfg.window);
-    let mut hidden = input.to_vec();
+/// Replaces each channel's rows of `recon` (`[B, C, W]` flat, from the whole windows `x`) by that
+/// channel's reconstruction from its window with the channel hidden (see [`hide_channels`]), one
+/// forward pass per channel.
+fn reconstruct_each_hidden(vae: &Vae, x: &Tensor, recon: &mut [f32]) -> candle_core::Result<()> {
+    let (batch, c, w) = x.dims3()?;
     for ch in 0..c {
-        hidden.copy_from_slice(input);
-        for b in 0..batch {
-            hidden[b * c * w + ch * w..b * c * w + (ch + 1) * w].fill(0.0);
-        }
-        let x = Tensor::from_slice(&hidden, (batch, c, w), device)?;
-        let out = vae.forward_mean(&x)?.0.flatten_all()?.to_vec1::<f32>()?;
-        for b in 0..batch {
-            let row = b * c * w + ch * w..b * c * w + (ch + 1) * w;
-            recon[row.clone()].copy_from_slice(&out[row]);
+        let hidden = hide_channels(x, &vec![Some(ch); batch])?;
+        let filled = vae.forward_mean(&hidden)?.0.narrow(1, ch, 1)?; // [B, 1, W]
+        let filled = filled.flatten_all()?.to_vec1::<f32>()?;
+        for (b, row) in filled.chunks(w).enumerate() {
+            recon[b * c * w + ch * w..b * c * w + (ch + 1) * w].copy_from_slice(row);
         }
     }
     Ok(())
+}
+
+/// `x` (`[B, C, W]`) with channel `hidden[b]` of window `b` set to 0 (the normalised center),
+/// where given. Training compares the reconstruction with `x`, so the model learns to fill a
+/// hidden channel in from the others; cross-channel scoring hides each channel in turn.
+pub(crate) fn hide_channels(x: &Tensor, hidden: &[Option<usize>]) -> candle_core::Result<Tensor> {
+    if hidden.iter().all(Option::is_none) {
+        return Ok(x.clone());
+    }
+    let (batch, channels, _) = x.dims3()?;
+    let mut keep = vec![1f32; batch * channels];
+    for (b, ch) in hidden.iter().enumerate() {
+        if let Some(ch) = ch {
+            keep[b * channels + ch] = 0.0;
+        }
+    }
+    x.broadcast_mul(&Tensor::from_vec(keep, (batch, channels, 1), x.device())?)
 }
 
 /// Scores `windows` (shapes already checked): with a channel calibration, the mean over channels
@@ -280,8 +285,9 @@ mod tests {
             }
         }
         let filled = |input: &[f32]| {
+            let x = Tensor::from_slice(input, (batch, c, w), &Device::Cpu).unwrap();
             let mut recon = vec![f32::NAN; input.len()];
-            reconstruct_each_hidden(&vae, input, batch, &mut recon, &Device::Cpu).unwrap();
+            reconstruct_each_hidden(&vae, &x, &mut recon).unwrap();
             recon
         };
         let (ra, rb) = (filled(&a), filled(&b));

@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use super::config::VaeConfig;
 use super::error::{ModelError, TrainError};
 use super::init::{SeededRng, seeded_vae, weights_bytes};
-use super::loaded::{Model, Scoring, raw_batch};
+use super::loaded::{Model, Scoring, hide_channels, raw_batch};
 use super::manifest::{self, FORMAT_VERSION, Manifest, TrainingDataSummary, TrainingMetrics};
 use super::normalise::{FloorRule, Normalisation};
 use super::split::split_by_machine;
@@ -447,23 +447,6 @@ fn loss_terms(
         .affine(0.5, -0.5)?
         .mean(0)?;
     Ok((mse, kl))
-}
-
-/// `x` (`[B, C, W]`) with channel `hidden[b]` of window `b` set to 0 (the normalised center),
-/// where given; the loss still compares the reconstruction with `x`, so the model learns to
-/// fill a hidden channel in from the others.
-fn hide_channels(x: &Tensor, hidden: &[Option<usize>]) -> candle_core::Result<Tensor> {
-    if hidden.iter().all(Option::is_none) {
-        return Ok(x.clone());
-    }
-    let (batch, channels, _) = x.dims3()?;
-    let mut keep = vec![1f32; batch * channels];
-    for (b, ch) in hidden.iter().enumerate() {
-        if let Some(ch) = ch {
-            keep[b * channels + ch] = 0.0;
-        }
-    }
-    x.broadcast_mul(&Tensor::from_vec(keep, (batch, channels, 1), x.device())?)
 }
 
 /// Which channel the validation loss hides in window `i` of the validation set, when training
