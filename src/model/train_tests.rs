@@ -347,6 +347,19 @@ fn a_single_channel_is_scored_by_reconstruction() {
     assert_eq!(m.manifest().scoring, Scoring::Reconstruction);
     let json = serde_json::to_value(m.manifest()).unwrap();
     assert!(json.get("scoring").is_none(), "the default is left out");
+    // So a manifest written before the field existed reads back as reconstruction, same hash.
+    let back: super::Manifest = serde_json::from_value(json).unwrap();
+    assert_eq!(back.scoring, Scoring::Reconstruction);
+    let dir = tempfile::tempdir().unwrap();
+    m.save(dir.path()).unwrap();
+    let loaded = Model::load(dir.path(), &Device::Cpu).unwrap();
+    assert_eq!(loaded.model_id(), m.manifest().model_id);
+    let too_high = TrainOptions {
+        final_learning_rate: 1.0,
+        ..quick_options()
+    };
+    let err = fit(&history(200, 6), &channels(), &windowing(), &too_high).unwrap_err();
+    assert!(err.to_string().contains("final_learning_rate"), "{err}");
     let bad = TrainOptions {
         hidden_channel_fraction: 0.0,
         ..quick_options()
