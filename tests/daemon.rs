@@ -22,7 +22,7 @@ use vaewatch::score::{ScoredWindow, Scorer};
 use vaewatch::simulate::{SimulateOptions, simulate_history, telemetry_json};
 use vaewatch::telemetry::history::History;
 
-use crate::util::kafka::{bootstrap, consume, create_topic, produce, unique_name};
+use crate::util::kafka::{bootstrap, consume, create_topic, produce, unique_name, unread_messages};
 use crate::util::{bundled_model_dir, validate_alert_json};
 
 /// How long a daemon may take to read what a test produced before the test gives up: a guard
@@ -107,9 +107,11 @@ fn config(brokers: &str, topics: &Topics, group: &str, archive: &Path) -> Config
     config
 }
 
-/// Runs a daemon until it has consumed `until_messages` messages (counted from its start) and,
-/// with `drain`, until no more arrive for a while; then stops it cleanly.
-async fn run_daemon(config: Config, until_messages: u64, drain: bool) -> DaemonReport {
+/// Runs a daemon until it has consumed `until_messages` messages (counted from its start), then
+/// stops it cleanly. Callers pass what the group has left to read ([`unread_messages`]), so the
+/// daemon has read to the end of the topic when it stops: no quiet spell or lag gauge is trusted
+/// to say so (on a loaded machine consumption pauses for seconds while a batch is scored).
+async fn run_daemon(config: Config, until_messages: u64) -> DaemonReport {
     let metrics = Arc::new(Metrics::new());
     let (stop_tx, stop_rx) = watch::channel(false);
     let task = tokio::spawn(daemon::run(config, metrics.clone(), stop_rx));
@@ -122,26 +124,6 @@ async fn run_daemon(config: Config, until_messages: u64, drain: bool) -> DaemonR
         );
         assert!(!task.is_finished(), "daemon stopped early");
         tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    if drain {
-        // Read to the end: no message for a while *and* no lag. A quiet spell alone is not the
-        // end: consumption pauses while a batch is scored, which on a loaded machine can take
-        // longer than any fixed wait. The lag is measured after each commit (every second here).
-        let mut seen = metrics.messages_consumed.get();
-        loop {
-            tokio::time::sleep(Duration::from_millis(1500)).await;
-            let now = metrics.messages_consumed.get();
-            if now == seen && metrics.consumer_lag.get() == 0 {
-                break;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "daemon did not read to the end of the topic (lag {})",
-                metrics.consumer_lag.get()
-            );
-            assert!(!task.is_finished(), "daemon stopped early");
-            seen = now;
-        }
     }
     stop_tx.send(true).unwrap();
     task.await.unwrap().unwrap()
@@ -323,7 +305,7 @@ async fn daemon_alerts_and_archive_equal_replay_and_bad_input_is_dead_lettered()
 
     let archive = tempfile::tempdir().unwrap();
     let config = config(&brokers, &topics, &unique_name("group"), archive.path());
-    let report = run_daemon(config, messages.len() as u64, true).await;
+    let report = run_daemon(config, messages.len() as u64).await;
     assert_eq!(report.dead_lettered, BAD_MESSAGES.len() as u64);
 
     let (expected_windows, expected_alerts, cutoffs) = replayed(&history);
@@ -381,18 +363,15 @@ async fn stop_and_restart_mid_stream_loses_and_changes_no_window() {
     let first = run_daemon(
         config(&brokers, &topics, &group, archive.path()),
         messages.len() as u64 * 2 / 3,
-        false,
     )
     .await;
     assert!(first.commits > 0, "the first daemon committed nothing");
-    let rest = messages.len() as u64 - first.messages;
-    let second = run_daemon(
-        config(&brokers, &topics, &group, archive.path()),
-        rest,
-        true,
-    )
-    .await;
-    assert!(second.messages >= rest);
+    // The second daemon re-reads what open windows still needed (committed offsets stay behind
+    // them) and the rest of the topic.
+    let rest = unread_messages(&brokers, &group, &topics.telemetry);
+    assert!(rest >= messages.len() as u64 - first.messages);
+    let second = run_daemon(config(&brokers, &topics, &group, archive.path()), rest).await;
+    assert_eq!(second.messages, rest);
 
     let (expected_windows, expected_alerts, cutoffs) = replayed(&history);
     assert_same_archive(archived(archive.path(), &cutoffs), expected_windows);
@@ -440,7 +419,9 @@ async fn crash_mid_stream_loses_no_window_and_repeats_only_identical_ones() {
     let _ = task.await;
 
     produce(&brokers, &topics.telemetry, second_half).await;
-    run_daemon(crashing, second_half.len() as u64, true).await;
+    let rest = unread_messages(&brokers, &group, &topics.telemetry);
+    assert!(rest >= second_half.len() as u64);
+    run_daemon(crashing, rest).await;
 
     let (expected_windows, expected_alerts, cutoffs) = replayed(&history);
     // Repeated windows must be identical to the first (checked while keying), none missing.
@@ -514,7 +495,20 @@ async fn two_daemons_in_one_group_share_the_partitions_and_lose_no_window() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Partitions that moved were re-read from their committed offsets, so the count alone does
+    // not say both have read to the end. Wait for a fresh lag of 0 from each: the gauges are
+    // overwritten with -1 here, and each daemon measures again after its next commit.
+    first_metrics.consumer_lag.set(-1);
+    second_metrics.consumer_lag.set(-1);
+    while first_metrics.consumer_lag.get() != 0 || second_metrics.consumer_lag.get() != 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline + WAIT,
+            "the daemons did not read to the end (lag {} and {})",
+            first_metrics.consumer_lag.get(),
+            second_metrics.consumer_lag.get()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     stop_tx.send(true).unwrap();
     first.await.unwrap().unwrap();
     second.await.unwrap().unwrap();

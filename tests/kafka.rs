@@ -192,12 +192,34 @@ async fn lag_counts_messages_behind_the_position() {
     create_topic(&brokers, &topic, 1).await;
     let messages: Vec<(&str, &[u8])> = (0..10).map(|_| ("k", &b"x"[..])).collect();
     produce(&brokers, &topic, &messages).await;
-    let consumer = subscribed(&kafka_config(&brokers, &unique_name("group")), &topic);
+    let group = unique_name("group");
+    let consumer = subscribed(&kafka_config(&brokers, &group), &topic);
     assert_eq!(receive(&consumer, 4, WAIT).await.len(), 4);
     assert_eq!(consumer_lag(&consumer, Duration::from_secs(10)).unwrap(), 6);
+    let mut read = TopicPartitionList::new();
+    read.add_partition_offset(&topic, 0, Offset::Offset(4))
+        .unwrap();
+    consumer
+        .commit(&read, rdkafka::consumer::CommitMode::Sync)
+        .unwrap();
     close_consumer(consumer, Duration::from_secs(30))
         .await
         .unwrap();
+
+    // A partition assigned but not read yet counts from where reading will start: the group's
+    // committed offset, or the start of the partition in a group that committed nothing. A lag
+    // of 0 there would tell an operator the consumer is caught up with a backlog still unread.
+    let unread = |group: &str| {
+        let consumer =
+            create_consumer(&kafka_config(&brokers, group), DefaultConsumerContext).unwrap();
+        let mut list = TopicPartitionList::new();
+        list.add_partition_offset(&topic, 0, Offset::Stored)
+            .unwrap();
+        consumer.assign(&list).unwrap();
+        consumer_lag(&consumer, Duration::from_secs(10)).unwrap()
+    };
+    assert_eq!(unread(&group), 6, "from the committed offset");
+    assert_eq!(unread(&unique_name("group")), 10, "from the start");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

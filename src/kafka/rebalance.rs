@@ -104,8 +104,11 @@ fn topic_partitions(list: &TopicPartitionList) -> Vec<TopicPartition> {
 }
 
 /// Messages between the consumer's position and the end of each assigned partition, summed:
-/// the value of the consumer-lag gauge. Partitions without a position yet (nothing read) are
-/// left out. Blocking: one watermark request per partition, each bounded by `timeout`.
+/// the value of the consumer-lag gauge. A partition assigned but not read from yet counts from
+/// where reading will start: the group's committed offset, or the start of the partition when
+/// there is none (a consumer configured with `auto.offset.reset = latest` is over-counted until
+/// its first message). Blocking: one watermark request per partition, each bounded by
+/// `timeout`, and one committed-offsets request when some partition was not read yet.
 pub fn consumer_lag<X, C>(consumer: &C, timeout: std::time::Duration) -> KafkaResult<i64>
 where
     X: ConsumerContext,
@@ -113,13 +116,27 @@ where
 {
     let positions = consumer.position()?;
     let mut lag = 0i64;
+    let mut unread = TopicPartitionList::new();
     for element in positions.elements() {
-        let Offset::Offset(position) = element.offset() else {
-            continue;
-        };
-        let (_low, high) =
-            consumer.fetch_watermarks(element.topic(), element.partition(), timeout)?;
-        lag += (high - position).max(0);
+        if let Offset::Offset(position) = element.offset() {
+            let (_low, high) =
+                consumer.fetch_watermarks(element.topic(), element.partition(), timeout)?;
+            lag += (high - position).max(0);
+        } else {
+            unread.add_partition(element.topic(), element.partition());
+        }
+    }
+    if unread.count() > 0 {
+        let committed = consumer.committed_offsets(unread, timeout)?;
+        for element in committed.elements() {
+            let (low, high) =
+                consumer.fetch_watermarks(element.topic(), element.partition(), timeout)?;
+            let start = match element.offset() {
+                Offset::Offset(offset) => offset.max(low),
+                _ => low,
+            };
+            lag += (high - start).max(0);
+        }
     }
     Ok(lag)
 }

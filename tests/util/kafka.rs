@@ -174,3 +174,40 @@ where
     }
     messages
 }
+
+/// How many messages of `topic` a consumer of `group` still has to read: per partition, from the
+/// group's committed offset (or the start of the partition when the group committed nothing) to
+/// its end. Asked of the broker directly, without joining the group.
+pub fn unread_messages(bootstrap: &str, group: &str, topic: &str) -> u64 {
+    use rdkafka::consumer::BaseConsumer;
+    use rdkafka::{Offset, TopicPartitionList};
+    let timeout = Duration::from_secs(30);
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let metadata = consumer
+        .fetch_metadata(Some(topic), timeout)
+        .expect("topic metadata");
+    let mut list = TopicPartitionList::new();
+    for partition in metadata.topics()[0].partitions() {
+        list.add_partition(topic, partition.id());
+    }
+    let committed = consumer
+        .committed_offsets(list, timeout)
+        .expect("committed offsets");
+    let mut unread = 0;
+    for element in committed.elements() {
+        let (low, high) = consumer
+            .fetch_watermarks(topic, element.partition(), timeout)
+            .expect("watermarks");
+        let start = match element.offset() {
+            Offset::Offset(offset) => offset,
+            _ => low,
+        };
+        unread += (high - start).max(0) as u64;
+    }
+    unread
+}
