@@ -495,20 +495,6 @@ async fn two_daemons_in_one_group_share_the_partitions_and_lose_no_window() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    // Partitions that moved were re-read from their committed offsets, so the count alone does
-    // not say both have read to the end. Wait for a fresh lag of 0 from each: the gauges are
-    // overwritten with -1 here, and each daemon measures again after its next commit.
-    first_metrics.consumer_lag.set(-1);
-    second_metrics.consumer_lag.set(-1);
-    while first_metrics.consumer_lag.get() != 0 || second_metrics.consumer_lag.get() != 0 {
-        assert!(
-            tokio::time::Instant::now() < deadline + WAIT,
-            "the daemons did not read to the end (lag {} and {})",
-            first_metrics.consumer_lag.get(),
-            second_metrics.consumer_lag.get()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
     stop_tx.send(true).unwrap();
     first.await.unwrap().unwrap();
     second.await.unwrap().unwrap();
@@ -516,6 +502,12 @@ async fn two_daemons_in_one_group_share_the_partitions_and_lose_no_window() {
         second_metrics.messages_consumed.get() > 0,
         "the second daemon got no partition"
     );
+    // Partitions that moved were re-read from their committed offsets, so the count above does
+    // not say that both read to the end of the topic. A third daemon reads what the group has
+    // left: a window the rebalance lost (committed but never archived) stays missing, and what
+    // the two archived twice or the third repeats must be identical.
+    let rest = unread_messages(&brokers, &group, &topics.telemetry);
+    run_daemon(daemon_config("c"), rest).await;
 
     let (expected_windows, _, cutoffs) = replayed(&history);
     assert_same_archive(archived(archive.path(), &cutoffs), expected_windows);

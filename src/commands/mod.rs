@@ -44,13 +44,14 @@ pub fn replay_summary_text(summary: &ReplaySummary, out: &Path) -> String {
     let mut text = String::new();
     let _ = writeln!(
         text,
-        "replayed {} rows of {} machines: {} windows scored ({} above threshold {:.4}), {:.0} windows/s",
+        "replayed {} rows of {} machines: {} windows scored ({} above threshold {:.4}), {:.0} windows/s on {}",
         summary.rows,
         summary.machines,
         summary.windows_scored,
         summary.windows_above_threshold,
         summary.threshold,
         summary.windows_per_second,
+        summary.device,
     );
     let _ = writeln!(
         text,

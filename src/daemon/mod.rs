@@ -8,6 +8,8 @@
 //! Every `roll_age_secs` the archive's open files are completed (synced and renamed), the state
 //! file saved, and then, per partition, the offset committed is the oldest one still needed: the
 //! next unread message, or the first sample of a window not yet emitted, whichever is older.
+//! Consumer lag is measured beside that task, on a blocking thread every [`LAG_INTERVAL`], so the
+//! broker round trips it takes never hold up consumption.
 
 mod models;
 mod state;
@@ -18,8 +20,15 @@ pub use state::{load_state, save_state, state_file_name};
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
 
-type DaemonConsumer = StreamConsumer<CommitOnRevoke>;
 use std::time::{Duration, Instant};
+
+type DaemonConsumer = StreamConsumer<CommitOnRevoke>;
+
+/// How often the consumer-lag gauge is measured.
+pub const LAG_INTERVAL: Duration = Duration::from_secs(5);
+/// The longest one broker request of a lag measurement may take; a measurement that fails keeps
+/// the gauge's last value and is logged.
+const LAG_TIMEOUT: Duration = Duration::from_secs(10);
 
 use rdkafka::TopicPartitionList;
 use rdkafka::consumer::{Consumer, StreamConsumer};
@@ -95,7 +104,7 @@ pub async fn run(
     })?;
     let tracker: SharedTracker = Arc::new(Mutex::new(OffsetTracker::new()));
     let (context, partition_changes) = CommitOnRevoke::new(tracker.clone());
-    let consumer: DaemonConsumer = create_consumer(&config.kafka, context)?;
+    let consumer: Arc<DaemonConsumer> = Arc::new(create_consumer(&config.kafka, context)?);
     let producer = create_producer(&config.kafka)?;
     let dead_letters =
         DeadLetterPublisher::new(producer.clone(), config.kafka.dead_letter_topic.clone());
@@ -122,8 +131,16 @@ pub async fn run(
         models = daemon.models.slots.len(),
         "daemon started"
     );
+    let (lag_stop, lag_stopped) = watch::channel(false);
+    let lag_watch = tokio::spawn(watch_lag(
+        Arc::clone(&consumer),
+        Arc::clone(&daemon.metrics),
+        lag_stopped,
+    ));
     let result = daemon.run_loop(&consumer, shutdown).await;
     daemon.metrics.set_ready(false);
+    let _ = lag_stop.send(true);
+    let _ = lag_watch.await;
     let drained = match result {
         Ok(()) => daemon.make_durable_and_commit(&consumer).await,
         Err(e) => Err(e),
@@ -490,14 +507,33 @@ impl Daemon {
             self.metrics.offset_commits.inc();
             debug!(partitions = committed, "offsets committed");
         }
-        self.update_lag(consumer);
         Ok(())
     }
+}
 
-    fn update_lag(&self, consumer: &DaemonConsumer) {
-        match consumer_lag(consumer, Duration::from_millis(500)) {
-            Ok(lag) => self.metrics.consumer_lag.set(lag),
-            Err(e) => debug!(error = %e, "consumer lag unavailable"),
+/// Sets the consumer-lag gauge every [`LAG_INTERVAL`] until `stop` turns true. Each measurement
+/// runs on a blocking thread (it waits on the broker); the loop waits for the one in flight
+/// before it returns, so the consumer is not closed under it.
+async fn watch_lag(
+    consumer: Arc<DaemonConsumer>,
+    metrics: Arc<Metrics>,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = tokio::time::sleep(LAG_INTERVAL) => {}
+        }
+        if *stop.borrow() {
+            return;
+        }
+        let consumer = Arc::clone(&consumer);
+        match tokio::task::spawn_blocking(move || consumer_lag(&*consumer, LAG_TIMEOUT)).await {
+            Ok(Ok(lag)) => metrics.consumer_lag.set(lag),
+            Ok(Err(e)) => {
+                warn!(error = %e, "consumer lag not measured; the gauge keeps its last value")
+            }
+            Err(e) => warn!(error = %e, "consumer lag measurement failed"),
         }
     }
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use crate::alert::AlertPolicyConfig;
 use crate::config::Config;
 use crate::engine::Fleet;
-use crate::model::{Model, ModelError, select_device};
+use crate::model::{Model, ModelError, device_name, select_device};
 use crate::score::Scorer;
 use crate::telemetry::message::ChannelMap;
 
@@ -44,6 +44,7 @@ impl ModelSet {
     /// overrides applied to each.
     pub fn load(config: &Config, prefer_gpu: bool) -> Result<ModelSet, ModelSetError> {
         let device = select_device(prefer_gpu);
+        tracing::info!(device = device_name(&device), "models score on this device");
         let alerts = AlertPolicyConfig {
             k: config.alerts.k as usize,
             n: config.alerts.n as usize,

@@ -61,3 +61,14 @@ pub fn select_device(prefer_gpu: bool) -> Device {
     }
     Device::Cpu
 }
+
+/// A device's name for logs and summaries: `cpu`, `cuda` or `metal`.
+pub fn device_name(device: &Device) -> &'static str {
+    if device.is_cuda() {
+        "cuda"
+    } else if device.is_metal() {
+        "metal"
+    } else {
+        "cpu"
+    }
+}

@@ -13,7 +13,7 @@ use super::metrics::{DetectionMetrics, MachineRows, MetricsOptions, detection_me
 use super::points::write_points;
 use crate::alert::{AlertPolicyConfig, AlertState};
 use crate::archive::write_windows_file;
-use crate::model::{Manifest, Model, select_device};
+use crate::model::{Manifest, Model, device_name, select_device};
 use crate::score::Scorer;
 use crate::telemetry::history::{History, HistoryOptions, read_history};
 use crate::window::WindowerStats;
@@ -60,6 +60,8 @@ pub struct ReplaySummary {
     pub metrics_from: Option<String>,
     pub elapsed_seconds: f64,
     pub windows_per_second: f64,
+    /// Where the windows were scored: `cpu` or `cuda`.
+    pub device: String,
 }
 
 /// Windowing counters, as in summary.json.
@@ -133,7 +135,8 @@ fn fleet_normalised_machines(manifest: &Manifest, history: &History) -> Vec<Stri
 pub fn replay(request: &ReplayRequest) -> Result<ReplaySummary, ReplayError> {
     request.alerts.validate()?;
     let started = Instant::now();
-    let model = Model::load(&request.model_dir, &select_device(request.prefer_gpu))?;
+    let device = select_device(request.prefer_gpu);
+    let model = Model::load(&request.model_dir, &device)?;
     let manifest = model.manifest().clone();
     let history = read_history(
         &request.inputs,
@@ -217,6 +220,7 @@ pub fn replay(request: &ReplayRequest) -> Result<ReplaySummary, ReplayError> {
             .map(crate::telemetry::timestamp::format_rfc3339_ms_clamped),
         elapsed_seconds: elapsed,
         windows_per_second: all_windows.len() as f64 / elapsed.max(1e-9),
+        device: device_name(&device).to_owned(),
     };
     let summary_path = request.out.join("summary.json");
     let text = serde_json::to_string_pretty(&summary).map_err(|e| ReplayError::Io {
