@@ -34,9 +34,12 @@ def parser(doc, data_arg):
 
 
 def series_paths(work, rel):
-    """Where one series' converted history goes: (name, whole series CSV, training CSV)."""
+    """Where one series' converted history goes: (name, whole series CSV, training CSV). Both
+    files have the same stem, which vaewatch takes as the machine's name, so the model's
+    per-machine normalisation applies to the replay."""
     name = rel.replace("/", "__").rsplit(".", 1)[0]
-    return name, os.path.join(work, name + ".csv"), os.path.join(work, name + ".train.csv")
+    os.makedirs(os.path.join(work, "train"), exist_ok=True)
+    return name, os.path.join(work, name + ".csv"), os.path.join(work, "train", name + ".csv")
 
 
 def evaluate(args, totals, rel, width, metrics_from):
