@@ -70,6 +70,16 @@ impl Fleet {
         self.machines.len()
     }
 
+    /// Whether this machine has been seen (and not dropped since).
+    pub fn knows(&self, equipment_id: &EquipmentId) -> bool {
+        self.machines.contains_key(equipment_id)
+    }
+
+    /// The machines held now.
+    pub fn machine_ids(&self) -> impl Iterator<Item = &EquipmentId> {
+        self.machines.keys()
+    }
+
     fn machine(&mut self, equipment_id: &EquipmentId) -> &mut Machine {
         self.machines
             .entry(equipment_id.clone())

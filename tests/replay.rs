@@ -213,7 +213,7 @@ fn machines_the_model_has_not_seen_are_named() {
     };
     write_simulation(&bigger, &options).unwrap();
     let out = dir.path().join("replay");
-    let summary = replay(&replay_request(model, vec![bigger], out.clone())).unwrap();
+    let summary = replay(&replay_request(model.clone(), vec![bigger], out.clone())).unwrap();
     assert_eq!(summary.fleet_normalised_machines, ["pump-03"]);
     let json: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
@@ -221,6 +221,24 @@ fn machines_the_model_has_not_seen_are_named() {
         json["fleet_normalised_machines"],
         serde_json::json!(["pump-03"])
     );
+
+    // The daemon's side: the machines it holds that the model has no statistics for (a log
+    // warning and the `vaewatch_fleet_normalised_machines` gauge).
+    let mut config = vaewatch::config::Config::default();
+    config.models.default = Some(model);
+    let mut models = vaewatch::daemon::ModelSet::load(&config, false).unwrap();
+    assert!(!models.lacks_own_normalisation(0, "pump-01"));
+    assert!(models.lacks_own_normalisation(0, "pump-03"));
+    for machine in ["pump-01", "pump-03"] {
+        let id = vaewatch::telemetry::EquipmentId::try_from(machine).unwrap();
+        let sample = vaewatch::telemetry::Sample {
+            ts_ms: 1_767_571_200_000,
+            values: vec![Some(1.0); 8],
+            source: None,
+        };
+        models.slots[0].fleet.push(&id, &sample);
+    }
+    assert_eq!(models.fleet_normalised_machines(), 1);
 }
 
 #[test]

@@ -244,6 +244,9 @@ impl Daemon {
             info!(partition, "partition revoked; its machines are dropped");
             self.consumed.remove(&partition);
             self.models.drop_partition(partition);
+            self.metrics
+                .fleet_normalised_machines
+                .set(self.models.fleet_normalised_machines() as i64);
             self.pending
                 .retain(|(_, w)| !w.sources.iter().any(|s| s.partition == partition));
         }
@@ -301,6 +304,20 @@ impl Daemon {
             .unknown_channels
             .add(parsed.unknown_channels as u64);
         let mut late = Vec::new();
+        let first_sight = !self.models.slots[slot_index]
+            .fleet
+            .knows(&parsed.equipment_id);
+        if first_sight
+            && self
+                .models
+                .lacks_own_normalisation(slot_index, parsed.equipment_id.as_str())
+        {
+            warn!(
+                equipment_id = %parsed.equipment_id,
+                model_id = self.models.slots[slot_index].scorer.model().model_id(),
+                "the model has no normalisation of its own for this machine (not in its training data); it uses the fleet's statistics and will usually score higher"
+            );
+        }
         let slot = &mut self.models.slots[slot_index];
         for mut sample in parsed.samples {
             sample.source = Some(SourcePosition { partition, offset });
@@ -321,6 +338,11 @@ impl Daemon {
                     self.pending_since.get_or_insert_with(Instant::now);
                 }
             }
+        }
+        if first_sight {
+            self.metrics
+                .fleet_normalised_machines
+                .set(self.models.fleet_normalised_machines() as i64);
         }
         if let Some((ts_ms, final_up_to_ms)) = late.first() {
             let detail = format!(

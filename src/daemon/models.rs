@@ -107,6 +107,32 @@ impl ModelSet {
         self.slots.iter().map(|s| s.fleet.open_alerts()).sum()
     }
 
+    /// Whether the model of `slot` has normalisation statistics for some machines but not for
+    /// this one, which it then normalises with its fleet statistics.
+    pub fn lacks_own_normalisation(&self, slot: usize, equipment_id: &str) -> bool {
+        let own = &self.slots[slot]
+            .scorer
+            .model()
+            .manifest()
+            .normalisation
+            .machines;
+        !own.is_empty() && !own.contains_key(equipment_id)
+    }
+
+    /// How many machines held now [`Self::lacks_own_normalisation`].
+    pub fn fleet_normalised_machines(&self) -> usize {
+        self.slots
+            .iter()
+            .enumerate()
+            .map(|(i, slot)| {
+                slot.fleet
+                    .machine_ids()
+                    .filter(|id| self.lacks_own_normalisation(i, id.as_str()))
+                    .count()
+            })
+            .sum()
+    }
+
     /// Forgets the machines of a revoked partition in every model.
     pub fn drop_partition(&mut self, partition: i32) {
         for slot in &mut self.slots {

@@ -36,6 +36,10 @@ pub mod names {
     pub const DEAD_LETTERED_TOTAL: &str = "vaewatch_dead_lettered_total";
     /// Alerts currently open (gauge).
     pub const OPEN_ALERTS: &str = "vaewatch_open_alerts";
+    /// Machines held now that their model normalises with its fleet statistics although it has
+    /// statistics of their own for other machines: not in its training data, they usually score
+    /// higher (gauge).
+    pub const FLEET_NORMALISED_MACHINES: &str = "vaewatch_fleet_normalised_machines";
     /// Archive files completed (closed, synced and renamed to their final name).
     pub const ARCHIVE_FILES_TOTAL: &str = "vaewatch_archive_files_total";
     /// Scored-window rows written to completed archive files.
@@ -90,6 +94,8 @@ pub struct Metrics {
     pub consumer_lag: Gauge,
     /// [`names::OPEN_ALERTS`]
     pub open_alerts: Gauge,
+    /// [`names::FLEET_NORMALISED_MACHINES`]
+    pub fleet_normalised_machines: Gauge,
     /// [`names::ARCHIVE_FILES_TOTAL`]
     pub archive_files: Counter,
     /// [`names::ARCHIVE_ROWS_TOTAL`]
@@ -125,6 +131,7 @@ impl Metrics {
             event_to_alert_seconds: Histogram::new(EVENT_TO_ALERT_SECONDS_BUCKETS),
             consumer_lag: Gauge::default(),
             open_alerts: Gauge::default(),
+            fleet_normalised_machines: Gauge::default(),
             archive_files: Counter::default(),
             archive_rows: Counter::default(),
             offset_commits: Counter::default(),
@@ -263,6 +270,11 @@ impl Metrics {
                 self.open_alerts.get(),
             ),
             (
+                names::FLEET_NORMALISED_MACHINES,
+                "Machines scored with their model's fleet normalisation, the model having per-machine statistics for others only.",
+                self.fleet_normalised_machines.get(),
+            ),
+            (
                 names::READY,
                 "1 when the daemon is ready, else 0.",
                 i64::from(self.is_ready()),
@@ -317,6 +329,7 @@ mod tests {
         metrics.dead_lettered(DeadLetterReason::MalformedJson).inc();
         metrics.alerts_published(AlertState::Resolved).add(2);
         metrics.open_alerts.set(3);
+        metrics.fleet_normalised_machines.set(2);
         metrics.batch_size.observe(64.0);
         metrics.set_ready(true);
         let text = metrics.render();
@@ -328,6 +341,7 @@ mod tests {
             "vaewatch_alerts_published_total{state=\"resolved\"} 2",
             "vaewatch_alerts_published_total{state=\"opened\"} 0",
             "vaewatch_open_alerts 3",
+            "vaewatch_fleet_normalised_machines 2",
             "vaewatch_ready 1",
             "# TYPE vaewatch_batch_size histogram",
             "vaewatch_batch_size_bucket{le=\"32\"} 0",
@@ -345,7 +359,7 @@ mod tests {
     fn every_family_has_help_and_type_once() {
         let text = Metrics::new().render();
         let types: Vec<&str> = text.lines().filter(|l| l.starts_with("# TYPE")).collect();
-        assert_eq!(types.len(), 16);
+        assert_eq!(types.len(), 17);
         for line in &types {
             let name = line.split(' ').nth(2).unwrap();
             assert!(name.starts_with("vaewatch_"));
