@@ -528,6 +528,153 @@ fn http_get(addr: std::net::SocketAddr, path: &str) -> Option<String> {
     Some(response)
 }
 
+/// A loopback address with a port free right now, for a daemon's metrics endpoint.
+fn free_loopback_address() -> std::net::SocketAddr {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    std::net::SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+/// Writes a `vaewatch run` config file into `dir` and returns its path.
+fn config_file(
+    dir: &Path,
+    brokers: &str,
+    topics: &Topics,
+    group: &str,
+    archive: &Path,
+    listen: std::net::SocketAddr,
+) -> std::path::PathBuf {
+    let path = dir.join(format!("vaewatch-{}.toml", listen.port()));
+    std::fs::write(
+        &path,
+        format!(
+            "[kafka]\nbrokers = \"{brokers}\"\ngroup_id = \"{group}\"\ntelemetry_topic = \"{}\"\n\
+             alert_topic = \"{}\"\ndead_letter_topic = \"{}\"\n\n\
+             [kafka.consumer]\n\"session.timeout.ms\" = \"6000\"\n\n[models]\ndefault = \"{}\"\n\n\
+             [archive]\ndir = \"{}\"\nroll_age_secs = 1\n\n[metrics]\nlisten = \"{listen}\"\n",
+            topics.telemetry,
+            topics.alerts,
+            topics.dead_letters,
+            bundled_model_dir().display(),
+            archive.display(),
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// Starts the `vaewatch run` binary with its log (stderr) going to `log`.
+fn spawn_vaewatch_run(config: &Path, log: &Path) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_vaewatch"))
+        .args(["run", "--config"])
+        .arg(config)
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap()
+}
+
+/// The value of an unlabelled metric on the endpoint; `None` while it does not answer.
+fn metric_value(listen: std::net::SocketAddr, name: &str) -> Option<f64> {
+    let text = http_get(listen, "/metrics")?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// Polls a running `vaewatch run` until `done` holds for its metrics endpoint; fails the test
+/// when the process exits first or [`WAIT`] passes.
+async fn wait_for_process(
+    child: &mut std::process::Child,
+    log: &Path,
+    what: &str,
+    mut done: impl FnMut() -> bool,
+) {
+    let deadline = std::time::Instant::now() + WAIT;
+    while !done() {
+        if let Some(exit) = child.try_wait().unwrap() {
+            let log = std::fs::read_to_string(log).unwrap_or_default();
+            panic!("the daemon exited ({exit}) before {what}; log:\n{log}");
+        }
+        assert!(std::time::Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn process_killed_with_sigkill_loses_no_window() {
+    let brokers = bootstrap();
+    let topics = topics(&brokers).await;
+    let history = plant();
+    let messages = messages(&history);
+    let refs = as_refs(&messages);
+    let (first_half, second_half) = refs.split_at(refs.len() / 2);
+    produce(&brokers, &topics.telemetry, first_half).await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("archive");
+    let group = unique_name("group");
+    // The first process reads the first half and commits at least once; then SIGKILL: no
+    // drain, no final commit, no state save, no consumer close, archive files left open.
+    let listen = free_loopback_address();
+    let config = config_file(dir.path(), &brokers, &topics, &group, &archive, listen);
+    let log = dir.path().join("first.log");
+    let mut first = spawn_vaewatch_run(&config, &log);
+    let half = first_half.len() as f64;
+    wait_for_process(
+        &mut first,
+        &log,
+        "reading the first half and committing",
+        || {
+            metric_value(listen, "vaewatch_messages_consumed_total").unwrap_or(0.0) >= half
+                && metric_value(listen, "vaewatch_offset_commits_total").unwrap_or(0.0) >= 1.0
+        },
+    )
+    .await;
+    first.kill().unwrap();
+    let killed = first.wait().unwrap();
+    assert!(!killed.success(), "{killed}");
+
+    produce(&brokers, &topics.telemetry, second_half).await;
+    // The killed member holds its partitions until its session times out; the next process
+    // then reads from the last commit to the end.
+    let rest = unread_messages(&brokers, &group, &topics.telemetry) as f64;
+    assert!(rest >= second_half.len() as f64);
+    let listen = free_loopback_address();
+    let config = config_file(dir.path(), &brokers, &topics, &group, &archive, listen);
+    let log = dir.path().join("second.log");
+    let mut second = spawn_vaewatch_run(&config, &log);
+    wait_for_process(&mut second, &log, "reading to the end of the topic", || {
+        metric_value(listen, "vaewatch_messages_consumed_total").unwrap_or(0.0) >= rest
+    })
+    .await;
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &second.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = second.wait().unwrap();
+    assert!(exit.success(), "exit status {exit}");
+
+    let (expected_windows, expected_alerts, cutoffs) = replayed(&history);
+    // Windows archived by the killed process in files it completed, and those the second one
+    // repeated, must be identical; none may be missing.
+    assert_same_archive(archived(&archive, &cutoffs), expected_windows);
+    let alerts = alert_events(&brokers, &topics.alerts, expected_alerts.len() * 2).await;
+    let mut unique: Vec<AlertEvent> = Vec::new();
+    for alert in alerts.into_iter().filter(|a| before_cutoff(a, &cutoffs)) {
+        match unique.iter().find(|u| {
+            (&u.alert_id, u.state, &u.event_time)
+                == (&alert.alert_id, alert.state, &alert.event_time)
+        }) {
+            Some(first) => assert_eq!(first.window_end, alert.window_end),
+            None => unique.push(alert),
+        }
+    }
+    assert_same_alerts(&unique, &expected_alerts);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_serves_metrics_and_exits_cleanly_on_sigterm() {
     let brokers = bootstrap();
@@ -537,34 +684,16 @@ async fn run_serves_metrics_and_exits_cleanly_on_sigterm() {
     produce(&brokers, &topics.telemetry, &as_refs(&messages[..600])).await;
 
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let listen = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-    let config_path = dir.path().join("vaewatch.toml");
-    std::fs::write(
-        &config_path,
-        format!(
-            "[kafka]\nbrokers = \"{brokers}\"\ngroup_id = \"{}\"\ntelemetry_topic = \"{}\"\n\
-             alert_topic = \"{}\"\ndead_letter_topic = \"{}\"\n\n[models]\ndefault = \"{}\"\n\n\
-             [archive]\ndir = \"{}\"\nroll_age_secs = 1\n\n[metrics]\nlisten = \"{listen}\"\n",
-            unique_name("group"),
-            topics.telemetry,
-            topics.alerts,
-            topics.dead_letters,
-            bundled_model_dir().display(),
-            dir.path().join("archive").display(),
-        ),
-    )
-    .unwrap();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_vaewatch"))
-        .args(["run", "--config"])
-        .arg(&config_path)
-        .stderr(std::fs::File::create(dir.path().join("daemon.log")).unwrap())
-        .spawn()
-        .unwrap();
+    let listen = free_loopback_address();
+    let config_path = config_file(
+        dir.path(),
+        &brokers,
+        &topics,
+        &unique_name("group"),
+        &dir.path().join("archive"),
+        listen,
+    );
+    let mut child = spawn_vaewatch_run(&config_path, &dir.path().join("daemon.log"));
 
     // Ready, then consuming: the samples counter reaches what was produced.
     let deadline = std::time::Instant::now() + WAIT;
