@@ -179,15 +179,3 @@ fn empty_and_ragged_input_renders() {
     assert!(page.contains("No rows."));
     assert!(page.contains("detection metrics not computed"));
 }
-
-/// Writes a sample page to `$TMPDIR/vaewatch-sample-report.html` to look at in a browser:
-/// `cargo test --lib replay::report::tests::write_sample_report -- --ignored`.
-#[test]
-#[ignore]
-fn write_sample_report() {
-    let page = render_report(&synthetic_input(3, 20_000));
-    let path = std::env::temp_dir().join("vaewatch-sample-report.html");
-    std::fs::write(&path, &page).unwrap();
-    assert!(page.len() > 10_000);
-    println!("wrote {}", path.display());
-}
