@@ -534,8 +534,9 @@ impl Daemon {
 }
 
 /// Sets the consumer-lag gauge every [`LAG_INTERVAL`] until `stop` turns true. Each measurement
-/// runs on a blocking thread (it waits on the broker); the loop waits for the one in flight
-/// before it returns, so the consumer is not closed under it.
+/// runs on a blocking thread (it waits on the broker) holding its own reference to the consumer;
+/// a stop does not wait for one in flight (with the broker unreachable it can take a timeout
+/// per partition): the consumer is then closed when that measurement ends.
 async fn watch_lag(
     consumer: Arc<DaemonConsumer>,
     metrics: Arc<Metrics>,
@@ -550,7 +551,12 @@ async fn watch_lag(
             return;
         }
         let consumer = Arc::clone(&consumer);
-        match tokio::task::spawn_blocking(move || consumer_lag(&*consumer, LAG_TIMEOUT)).await {
+        let measuring = tokio::task::spawn_blocking(move || consumer_lag(&*consumer, LAG_TIMEOUT));
+        let outcome = tokio::select! {
+            _ = stop.changed() => return,
+            outcome = measuring => outcome,
+        };
+        match outcome {
             Ok(Ok(lag)) => metrics.consumer_lag.set(lag),
             Ok(Err(e)) => {
                 warn!(error = %e, "consumer lag not measured; the gauge keeps its last value")
