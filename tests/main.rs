@@ -3,6 +3,7 @@
 mod archive;
 mod daemon;
 mod demo;
+mod deploy;
 mod kafka;
 mod metrics;
 mod replay;
