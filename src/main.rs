@@ -110,6 +110,28 @@ enum ModelCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Windows per second the model scores (synthetic windows, the daemon's scoring path);
+    /// prints JSON. `scripts/bench_scoring.py` compares it with PyTorch and ONNX Runtime.
+    Bench(BenchArgs),
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    /// The model directory.
+    model_dir: PathBuf,
+    /// Windows to score in the timed run.
+    #[arg(long, default_value_t = 8192)]
+    windows: usize,
+    /// Windows per scoring call.
+    #[arg(long, default_value_t = 256)]
+    batch: usize,
+    /// `reconstruction` (one forward pass, comparable with a plain forward elsewhere),
+    /// `cross_channel` or `model` (the model's own mode).
+    #[arg(long, default_value = "model")]
+    scoring: String,
+    /// Score on the CPU even when a GPU is available (CPU threads: RAYON_NUM_THREADS).
+    #[arg(long)]
+    cpu: bool,
 }
 
 #[derive(Args)]
@@ -282,7 +304,29 @@ fn run(command: Command) -> Result<()> {
             print!("{}", commands::inspect::inspect(&model_dir, json)?);
             Ok(())
         }
+        Command::Model(ModelCommand::Bench(args)) => bench(args),
     }
+}
+
+fn bench(args: BenchArgs) -> Result<()> {
+    let scoring = match args.scoring.as_str() {
+        "model" => None,
+        "reconstruction" => Some(vaewatch::model::Scoring::Reconstruction),
+        "cross_channel" => Some(vaewatch::model::Scoring::CrossChannel),
+        other => {
+            anyhow::bail!("--scoring {other}: expected reconstruction, cross_channel or model")
+        }
+    };
+    let report = commands::bench::bench(&commands::bench::BenchRequest {
+        model_dir: args.model_dir,
+        windows: args.windows,
+        batch: args.batch,
+        scoring,
+        prefer_gpu: !args.cpu,
+        seed: 1,
+    })?;
+    println!("{}", serde_json::to_string(&report)?);
+    Ok(())
 }
 
 fn train(args: TrainArgs) -> Result<()> {

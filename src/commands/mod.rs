@@ -1,6 +1,7 @@
 //! What the `vaewatch` commands do, behind the command line: each function takes plain options
 //! and returns what the command prints or writes. `main.rs` only parses arguments.
 
+pub mod bench;
 pub mod inspect;
 pub mod train;
 

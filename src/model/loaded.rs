@@ -101,6 +101,13 @@ impl Model {
         &self.device
     }
 
+    /// Scores with `scoring` from now on instead of the manifest's mode, for measurements and
+    /// experiments (`vaewatch model bench`); `model_id` stays that of the files. Cross-channel
+    /// scoring of a model not trained with hidden channels gives meaningless errors.
+    pub fn set_scoring(&mut self, scoring: Scoring) {
+        self.manifest.scoring = scoring;
+    }
+
     /// Scores `windows` (each `[C, W]` raw units, as the windower makes them), in batches.
     /// Returns one `WindowScore` per window, in order. A window whose shape differs from the
     /// model's, or that has no present value, is an error for the whole call (the windower
