@@ -9,6 +9,11 @@ use clap::{Args, Parser, Subcommand};
 use vaewatch::alert::AlertPolicyConfig;
 use vaewatch::commands;
 
+/// mimalloc keeps freed memory for reuse: with the system allocator every large tensor of a
+/// scoring batch was a fresh mapping, and page faults took about a third of the scoring time.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "vaewatch",
