@@ -1,7 +1,9 @@
 //! The daemon against a real Apache Kafka (see `util::kafka`): simulated telemetry with faults in,
 //! alert events and archive rows out, equal to what `replay` gives for the same input; bad
 //! messages dead-lettered while the daemon keeps going; a stop and restart mid-stream that loses
-//! and changes no window and keeps the open alert's id.
+//! and changes no window and keeps the open alert's id; a crash (task aborted) and a SIGKILL of
+//! the `vaewatch run` process that lose no window and repeat only identical ones; two daemons
+//! sharing a group through a rebalance; the binary's metrics endpoint and SIGTERM exit.
 
 use std::collections::BTreeMap;
 use std::path::Path;
