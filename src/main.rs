@@ -46,6 +46,28 @@ enum Command {
     /// Subscribers of the alert topic.
     #[command(subcommand)]
     Alerts(AlertsCommand),
+    /// A bare consumer with the daemon's client settings: reads N messages of a topic, does
+    /// nothing with them and prints messages/s as JSON (the reference of scripts/bench_daemon.sh).
+    BenchConsumer(BenchConsumerArgs),
+}
+
+#[derive(Args)]
+struct BenchConsumerArgs {
+    /// Kafka bootstrap servers.
+    #[arg(long, env = "VAEWATCH_KAFKA_BROKERS")]
+    brokers: String,
+    /// The topic to read from its start.
+    #[arg(long)]
+    topic: String,
+    /// Messages to read.
+    #[arg(long)]
+    messages: u64,
+    /// Give up when no message comes for this many seconds.
+    #[arg(long, default_value_t = 30)]
+    idle_secs: u64,
+    /// librdkafka consumer setting KEY=VALUE (TLS, SASL); repeatable.
+    #[arg(long = "property")]
+    properties: Vec<String>,
 }
 
 #[derive(Subcommand)]
@@ -310,7 +332,30 @@ fn run(command: Command) -> Result<()> {
             Ok(())
         }
         Command::Model(ModelCommand::Bench(args)) => bench(args),
+        Command::BenchConsumer(args) => bench_consumer(args),
     }
+}
+
+fn bench_consumer(args: BenchConsumerArgs) -> Result<()> {
+    let mut kafka = vaewatch::config::KafkaConfig {
+        brokers: args.brokers,
+        group_id: format!(
+            "vaewatch-bench-consumer-{}-{}",
+            std::process::id(),
+            chrono::Utc::now().timestamp_millis()
+        ),
+        ..vaewatch::config::KafkaConfig::default()
+    };
+    kafka.consumer.extend(parse_properties(&args.properties)?);
+    let runtime = tokio::runtime::Runtime::new()?;
+    let report = runtime.block_on(commands::consume_bench::consume(
+        &kafka,
+        &args.topic,
+        args.messages,
+        std::time::Duration::from_secs(args.idle_secs.max(1)),
+    ))?;
+    println!("{}", serde_json::to_string(&report)?);
+    Ok(())
 }
 
 fn bench(args: BenchArgs) -> Result<()> {

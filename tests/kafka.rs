@@ -356,3 +356,34 @@ async fn commit_and_resume_on_the_mock_cluster() {
         .await
         .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_consumer_reads_the_messages_asked_for_or_says_how_many_came() {
+    let brokers = bootstrap();
+    let topic = unique_name("bench");
+    create_topic(&brokers, &topic, 2).await;
+    let messages: Vec<(&str, &[u8])> = (0..25).map(|_| ("k", &b"twelve bytes"[..])).collect();
+    produce(&brokers, &topic, &messages).await;
+    let run = |count: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_vaewatch"))
+            .args(["bench-consumer", "--brokers", &brokers, "--topic", &topic])
+            .args(["--messages", count, "--idle-secs", "5", "--log", "warn"])
+            .output()
+            .unwrap()
+    };
+    let all = run("25");
+    assert!(
+        all.status.success(),
+        "{}",
+        String::from_utf8_lossy(&all.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&all.stdout).unwrap();
+    assert_eq!(report["messages"], 25);
+    assert_eq!(report["bytes"], 25 * 12);
+    assert!(report["messages_per_second"].as_f64().unwrap().is_finite());
+
+    let more = run("30");
+    assert!(!more.status.success());
+    let stderr = String::from_utf8_lossy(&more.stderr);
+    assert!(stderr.contains("read 25 of 30 messages"), "{stderr}");
+}

@@ -2,6 +2,7 @@
 //! and returns what the command prints or writes. `main.rs` only parses arguments.
 
 pub mod bench;
+pub mod consume_bench;
 pub mod inspect;
 pub mod train;
 
