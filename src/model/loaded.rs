@@ -189,11 +189,17 @@ pub(crate) fn raw_batch(
         norm.apply_into(window, out);
     }
     let x = Tensor::from_slice(&input, (windows.len(), c, w), device)?;
-    let (recon, mu, logvar) = vae.forward_mean(&x)?;
-    let mut recon = recon.flatten_all()?.to_vec1::<f32>()?;
-    if scoring == Scoring::CrossChannel && c > 1 {
+    let (recon, mu, logvar) = if scoring == Scoring::CrossChannel && c > 1 {
+        // Every channel's rows come from its own hidden pass: the whole window is only encoded
+        // (for its latent), not decoded.
+        let (mu, logvar) = vae.encode(&x)?;
+        let mut recon = vec![0f32; input.len()];
         reconstruct_each_hidden(vae, &x, &mut recon)?;
-    }
+        (recon, mu, logvar)
+    } else {
+        let (recon, mu, logvar) = vae.forward_mean(&x)?;
+        (recon.flatten_all()?.to_vec1::<f32>()?, mu, logvar)
+    };
     let mu = mu.to_vec2::<f32>()?;
     let logvar = logvar.to_vec2::<f32>()?;
     Ok(windows
