@@ -110,13 +110,12 @@ impl ModelSet {
     /// Whether the model of `slot` has normalisation statistics for some machines but not for
     /// this one, which it then normalises with its fleet statistics.
     pub fn lacks_own_normalisation(&self, slot: usize, equipment_id: &str) -> bool {
-        let own = &self.slots[slot]
+        self.slots[slot]
             .scorer
             .model()
             .manifest()
             .normalisation
-            .machines;
-        !own.is_empty() && !own.contains_key(equipment_id)
+            .lacks_own(equipment_id)
     }
 
     /// How many machines held now [`Self::lacks_own_normalisation`].

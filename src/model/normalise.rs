@@ -166,6 +166,13 @@ impl Normalisation {
             .collect()
     }
 
+    /// Whether `machine` is normalised with the fleet's statistics although other machines have
+    /// their own: it was not in the training data (or had too little history there) and will
+    /// usually score higher than the machines that have.
+    pub fn lacks_own(&self, machine: &str) -> bool {
+        !self.machines.is_empty() && !self.machines.contains_key(machine)
+    }
+
     /// The statistics `window` is normalised with: its machine's own, or the fleet's.
     pub fn for_machine(&self, machine: &str) -> &[ChannelNorm] {
         self.machines
@@ -369,6 +376,13 @@ mod tests {
         assert!(fleet.center > 53.5 && fleet.center < 103.5);
         assert_eq!(norm.for_machine("brief"), norm.channels.as_slice());
         assert_eq!(norm.for_machine("never-seen"), norm.channels.as_slice());
+        assert!(norm.lacks_own("never-seen") && norm.lacks_own("brief"));
+        assert!(!norm.lacks_own("big"));
+        let fleet_only = Normalisation::fit(&all, &names(1), FloorRule::default()).unwrap();
+        assert!(
+            !fleet_only.lacks_own("never-seen"),
+            "a fleet model lacks nothing"
+        );
         // Each pump at its own median reads about 0; the fleet's statistics keep the rating.
         let at_median = |norm: &Normalisation, w: &Window| {
             let mut out = vec![0f32; 64];

@@ -118,15 +118,11 @@ fn io_error(path: &Path) -> impl Fn(std::io::Error) -> ReplayError + '_ {
 /// Machines of `history` without normalisation statistics of their own in a model that has
 /// them for others; empty for a fleet-normalised model.
 fn fleet_normalised_machines(manifest: &Manifest, history: &History) -> Vec<String> {
-    let own = &manifest.normalisation.machines;
-    if own.is_empty() {
-        return Vec::new();
-    }
     history
         .machines
         .iter()
         .map(|m| m.equipment_id.as_str())
-        .filter(|id| !own.contains_key(*id))
+        .filter(|id| manifest.normalisation.lacks_own(id))
         .map(str::to_owned)
         .collect()
 }
