@@ -94,6 +94,10 @@ fn train_then_replay_writes_every_output() {
     let out = dir.path().join("replay");
     let summary = replay(&replay_request(model.clone(), vec![history], out.clone())).unwrap();
     assert!(summary.fleet_normalised_machines.is_empty());
+    assert_eq!(
+        summary.device, "cpu",
+        "asked for the CPU, and summary.json says where it scored"
+    );
 
     // points.parquet: one row per input row, score null only during warm-up.
     let batches = parquet_rows(&out.join("points.parquet"));
