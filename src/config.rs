@@ -8,10 +8,14 @@ mod models;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 
 pub use env::ENV_PREFIX;
+
+use crate::alert::AlertPolicyConfig;
+pub use crate::archive::ArchiveConfig;
 pub use models::{ModelOverride, ModelsConfig, glob_match};
 
 /// Why a configuration cannot be used. None of these is worth retrying without a change.
@@ -59,15 +63,17 @@ pub struct Config {
     pub windowing: WindowingConfig,
     /// How windows are grouped into batches for the scorer.
     pub batching: BatchingConfig,
-    /// The alert policy's hysteresis.
-    pub alerts: AlertsConfig,
-    /// The scored-window archive.
+    /// The alert policy's hysteresis: an alert opens when `k` of the last `n` windows score above
+    /// the threshold and resolves after `m` consecutive windows below it.
+    pub alerts: AlertPolicyConfig,
+    /// The scored-window archive: Parquet files under `dir`, partitioned by date.
     pub archive: ArchiveConfig,
     /// The Prometheus metrics and health endpoint.
     pub metrics: MetricsConfig,
     /// After SIGTERM/SIGINT, how long the daemon may take to flush, archive and commit before it
-    /// gives up and exits, in seconds.
-    pub shutdown_timeout_secs: u64,
+    /// gives up and exits (a duration: `30s`, `2m`).
+    #[serde(deserialize_with = "crate::duration::deserialize")]
+    pub shutdown_timeout: Duration,
 }
 
 impl Default for Config {
@@ -77,10 +83,10 @@ impl Default for Config {
             models: ModelsConfig::default(),
             windowing: WindowingConfig::default(),
             batching: BatchingConfig::default(),
-            alerts: AlertsConfig::default(),
+            alerts: AlertPolicyConfig::default(),
             archive: ArchiveConfig::default(),
             metrics: MetricsConfig::default(),
-            shutdown_timeout_secs: 30,
+            shutdown_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -126,6 +132,15 @@ impl Default for KafkaConfig {
     }
 }
 
+/// Keys that took a number in a unit named by their suffix and now take a duration as the
+/// command line writes it: (section, old key, new key).
+pub const RENAMED_KEYS: &[(Option<&str>, &str, &str)] = &[
+    (None, "shutdown_timeout_secs", "shutdown_timeout"),
+    (Some("windowing"), "allowed_lateness_ms", "allowed_lateness"),
+    (Some("batching"), "max_delay_ms", "max_delay"),
+    (Some("archive"), "roll_age_secs", "roll_age"),
+];
+
 /// librdkafka keys that vaewatch sets itself: its delivery guarantee depends on them.
 const MANAGED_CONSUMER_KEYS: &[&str] = &[
     "bootstrap.servers",
@@ -140,82 +155,39 @@ const MANAGED_PRODUCER_KEYS: &[&str] = &["bootstrap.servers", "enable.idempotenc
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct WindowingConfig {
-    /// How far behind a machine's newest sample a sample may arrive and still be put in order, in
-    /// milliseconds. Unset: each model's own value.
-    pub allowed_lateness_ms: Option<i64>,
+    /// How far behind a machine's newest sample a sample may arrive and still be put in order (a
+    /// duration: `5s`, `500ms`, `0s`). Unset: each model's own value.
+    #[serde(deserialize_with = "crate::duration::deserialize_option")]
+    pub allowed_lateness: Option<Duration>,
 }
 
 impl WindowingConfig {
     /// Applies the overrides to a model's windowing settings.
     pub fn apply_to(&self, window: &mut crate::window::WindowConfig) {
-        if let Some(lateness) = self.allowed_lateness_ms {
-            window.allowed_lateness_ms = lateness;
+        if let Some(lateness) = self.allowed_lateness {
+            window.allowed_lateness_ms = i64::try_from(lateness.as_millis()).unwrap_or(i64::MAX);
         }
     }
 }
 
 /// `[batching]`: a batch goes to the scorer when it is full or when its oldest window has waited
-/// `max_delay_ms`, whichever comes first.
+/// `max_delay`, whichever comes first.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BatchingConfig {
     /// Most windows in one scoring batch.
     pub max_batch_size: usize,
-    /// Longest time a window waits for its batch to fill, in milliseconds.
-    pub max_delay_ms: u64,
+    /// Longest time a window waits for its batch to fill (a duration: `50ms`; `0s` scores at
+    /// once).
+    #[serde(deserialize_with = "crate::duration::deserialize")]
+    pub max_delay: Duration,
 }
 
 impl Default for BatchingConfig {
     fn default() -> Self {
         BatchingConfig {
             max_batch_size: 256,
-            max_delay_ms: 50,
-        }
-    }
-}
-
-/// `[alerts]`: an alert opens when `k` of the last `n` windows score above the threshold and
-/// resolves after `m` consecutive windows below it.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct AlertsConfig {
-    /// Windows above threshold, among the last `n`, that open an alert.
-    pub k: u32,
-    /// Length of the look-back used for opening, in windows.
-    pub n: u32,
-    /// Consecutive windows below threshold that resolve an open alert.
-    pub m: u32,
-}
-
-impl Default for AlertsConfig {
-    fn default() -> Self {
-        AlertsConfig { k: 3, n: 5, m: 5 }
-    }
-}
-
-/// `[archive]`: scored windows go to Parquet files under `dir`, partitioned by date.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ArchiveConfig {
-    /// Root directory of the archive; created when missing.
-    pub dir: PathBuf,
-    /// A file is closed and a new one started once it reaches this size, in bytes.
-    pub roll_size_bytes: u64,
-    /// A file is closed once it has been open this long, in seconds, so data and offset commits
-    /// never wait longer than this.
-    pub roll_age_secs: u64,
-    /// First part of this daemon's file names (and of its state file). Daemons that share `dir`
-    /// need distinct prefixes: each removes only its own unfinished files on start.
-    pub file_prefix: String,
-}
-
-impl Default for ArchiveConfig {
-    fn default() -> Self {
-        ArchiveConfig {
-            dir: PathBuf::from("archive"),
-            roll_size_bytes: 128 * 1024 * 1024,
-            roll_age_secs: 60,
-            file_prefix: "part".to_string(),
+            max_delay: Duration::from_millis(50),
         }
     }
 }
@@ -237,12 +209,28 @@ impl Default for MetricsConfig {
 }
 
 impl Config {
-    /// Parses a TOML document. Applies no environment override and does not validate.
+    /// Parses a TOML document. Applies no environment override and does not validate. A key
+    /// that was renamed is refused with its new name.
     pub fn from_toml_str(text: &str, origin: &Path) -> Result<Config, ConfigError> {
-        toml::from_str(text).map_err(|source| ConfigError::Parse {
+        let parse_error = |source| ConfigError::Parse {
             path: origin.to_path_buf(),
             source: Box::new(source),
-        })
+        };
+        let table: toml::Table = toml::from_str(text).map_err(parse_error)?;
+        for (section, old, new) in RENAMED_KEYS {
+            let holder = match section {
+                Some(section) => table.get(*section).and_then(toml::Value::as_table),
+                None => Some(&table),
+            };
+            if holder.is_some_and(|t| t.contains_key(*old)) {
+                let key = section.map_or(old.to_string(), |s| format!("{s}.{old}"));
+                return Err(ConfigError::invalid(
+                    &key,
+                    format!("it was renamed: write {new} as a duration, e.g. {new} = \"30s\""),
+                ));
+            }
+        }
+        toml::from_str(text).map_err(parse_error)
     }
 
     /// Reads `path`, applies the `VAEWATCH_*` variables of this process's environment, and
@@ -300,64 +288,26 @@ impl Config {
             }
         }
         self.models.validate()?;
-        if let Some(lateness) = self.windowing.allowed_lateness_ms
-            && lateness < 0
-        {
-            return Err(ConfigError::invalid(
-                "windowing.allowed_lateness_ms",
-                format!("{lateness} is negative"),
-            ));
-        }
         if self.batching.max_batch_size == 0 {
             return Err(ConfigError::invalid(
                 "batching.max_batch_size",
                 "it must be at least 1",
             ));
         }
-        let alerts = &self.alerts;
-        if alerts.k == 0 || alerts.k > alerts.n {
+        if let Err(e) = self.alerts.validate() {
+            let key = if e.m == 0 { "alerts.m" } else { "alerts.k" };
+            return Err(ConfigError::invalid(key, e.to_string()));
+        }
+        if let Err(e) = self.archive.validate() {
             return Err(ConfigError::invalid(
-                "alerts.k",
-                format!(
-                    "it must be between 1 and n = {}, got {}",
-                    alerts.n, alerts.k
-                ),
+                &format!("archive.{}", e.key),
+                e.reason,
             ));
         }
-        if alerts.m == 0 {
-            return Err(ConfigError::invalid("alerts.m", "it must be at least 1"));
-        }
-        if self.archive.dir.as_os_str().is_empty() {
-            return Err(ConfigError::invalid("archive.dir", "it is empty"));
-        }
-        if self.archive.roll_size_bytes < 1024 {
+        if self.shutdown_timeout < Duration::from_secs(1) {
             return Err(ConfigError::invalid(
-                "archive.roll_size_bytes",
-                format!("{} is below 1024 bytes", self.archive.roll_size_bytes),
-            ));
-        }
-        if self.archive.file_prefix.is_empty()
-            || !self
-                .archive
-                .file_prefix
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        {
-            return Err(ConfigError::invalid(
-                "archive.file_prefix",
-                "use ASCII letters, digits, '-' or '_'",
-            ));
-        }
-        if self.archive.roll_age_secs == 0 {
-            return Err(ConfigError::invalid(
-                "archive.roll_age_secs",
-                "it must be at least 1",
-            ));
-        }
-        if self.shutdown_timeout_secs == 0 {
-            return Err(ConfigError::invalid(
-                "shutdown_timeout_secs",
-                "it must be at least 1",
+                "shutdown_timeout",
+                "it must be at least 1s",
             ));
         }
         Ok(())
@@ -400,7 +350,7 @@ mod properties {
         Boolean(bool),
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
         deserializer: D,
     ) -> Result<BTreeMap<String, String>, D::Error> {
         let raw = BTreeMap::<String, Scalar>::deserialize(deserializer)?;

@@ -11,14 +11,20 @@ use std::time::{Duration, Instant};
 
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::FutureProducer;
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 
 use crate::alert::{AlertEvent, AlertState};
 use crate::config::Config;
-use crate::daemon::{self, DaemonReport};
-use crate::metrics::{Metrics, MetricsServer};
+use crate::daemon::DaemonReport;
 use crate::publish::{Pacing, PublishReport, acknowledged, enqueue, publish_plant};
+use crate::serve::{BindFallback, ServeError, serve};
 use crate::simulate::{Plant, SimulateOptions};
+
+/// Where the demo's archive and state go unless told: a new folder under the system temp dir,
+/// named after the process.
+pub fn default_out_dir() -> PathBuf {
+    std::env::temp_dir().join(format!("vaewatch-demo-{}", std::process::id()))
+}
 
 /// What the demo runs.
 #[derive(Debug, Clone)]
@@ -60,13 +66,11 @@ pub enum DemoError {
     #[error(transparent)]
     Publish(#[from] crate::publish::PublishError),
     #[error(transparent)]
-    Daemon(#[from] daemon::DaemonError),
+    Serve(#[from] ServeError),
     #[error(transparent)]
     Client(#[from] crate::kafka::ClientError),
     #[error(transparent)]
     Tail(#[from] crate::tail::TailError),
-    #[error("cannot serve metrics: {0}")]
-    Metrics(#[from] crate::metrics::ServerError),
     #[error("a demo task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
 }
@@ -108,22 +112,17 @@ pub async fn run_demo(
     config.kafka.dead_letter_topic = DEAD_LETTER_TOPIC.into();
     config.models.default = Some(options.model_dir.clone());
     config.archive.dir = options.out_dir.join("archive");
-    config.archive.roll_age_secs = 5;
-    config.shutdown_timeout_secs = 10;
+    config.archive.roll_age = std::time::Duration::from_secs(5);
+    config.shutdown_timeout = std::time::Duration::from_secs(10);
+    config.metrics.listen = options.metrics_listen;
 
-    let metrics = Arc::new(Metrics::new());
-    let server = match MetricsServer::bind(options.metrics_listen, metrics.clone()).await {
-        Ok(server) => server,
-        Err(_) => {
-            MetricsServer::bind(SocketAddr::from(([127, 0, 0, 1], 0)), metrics.clone()).await?
-        }
-    };
-    let metrics_url = format!("http://{}/metrics", server.local_addr()?);
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let mut server_stop = stop_rx.clone();
-    let server_task = tokio::spawn(server.serve(async move {
-        let _ = server_stop.wait_for(|s| *s).await;
-    }));
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let serving = serve(config.clone(), BindFallback::AnyLoopbackPort, async move {
+        let _ = stop_rx.await;
+    })
+    .await?;
+    let metrics = serving.metrics().clone();
+    let metrics_url = format!("http://{}/metrics", serving.local_addr());
 
     print(&format!(
         "vaewatch demo: {} machines, {} s of plant time at {}x speed, {} faults injected; model {}",
@@ -136,12 +135,6 @@ pub async fn run_demo(
     print(&format!(
         "metrics at {metrics_url}; archive in {}",
         config.archive.dir.display()
-    ));
-
-    let daemon_task = tokio::spawn(daemon::run(
-        config.clone(),
-        metrics.clone(),
-        stop_rx.clone(),
     ));
 
     let alert_printer = print.clone();
@@ -186,13 +179,12 @@ pub async fn run_demo(
     while metrics.messages_consumed.get() < expected && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let _ = stop_tx.send(true);
-    let report = daemon_task.await??;
+    let _ = stop_tx.send(());
+    let report = serving.wait().await?;
     // The last alerts were acknowledged before the daemon returned; give the tail a moment.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let _ = tail_stop_tx.send(true);
     tail_task.await??;
-    let _ = server_task.await;
     let alerts = alerts.lock().map(|a| a.clone()).unwrap_or_default();
     Ok(DemoSummary {
         published,

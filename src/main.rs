@@ -1,13 +1,17 @@
 //! The `vaewatch` binary: parses the command line and calls the library.
 
+use std::future::Future;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
-use clap::{Args, Parser, Subcommand};
+use anyhow::Result;
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use vaewatch::alert::AlertPolicyConfig;
-use vaewatch::commands;
+use vaewatch::commands::{self, parse_duration_ms, values::parse_time_ms};
+use vaewatch::model::Scoring;
+use vaewatch::publish::Pacing;
 
 /// mimalloc keeps freed memory for reuse: with the system allocator every large tensor of a
 /// scoring batch was a fresh mapping, and page faults took about a third of the scoring time.
@@ -62,9 +66,10 @@ struct BenchConsumerArgs {
     /// Messages to read.
     #[arg(long)]
     messages: u64,
-    /// Give up when no message comes for this many seconds.
-    #[arg(long, default_value_t = 30)]
-    idle_secs: u64,
+    /// Give up when no message comes for this long, e.g. `30s` (`--idle-secs N` still reads N
+    /// seconds).
+    #[arg(long, alias = "idle-secs", default_value = "30s", value_parser = parse_duration_ms)]
+    idle: i64,
     /// librdkafka consumer setting KEY=VALUE (TLS, SASL); repeatable.
     #[arg(long = "property")]
     properties: Vec<String>,
@@ -105,8 +110,8 @@ struct RunArgs {
 #[derive(Args)]
 struct DemoArgs {
     /// Wall-clock length, e.g. `60s`, `2m`.
-    #[arg(long, default_value = "60s")]
-    duration: String,
+    #[arg(long, default_value = "60s", value_parser = parse_duration_ms)]
+    duration: i64,
     /// Simulated seconds per second.
     #[arg(long, default_value_t = 60.0)]
     speedup: f64,
@@ -124,7 +129,7 @@ struct DemoArgs {
     out: Option<PathBuf>,
     /// Address of the metrics endpoint.
     #[arg(long, default_value = "127.0.0.1:9464")]
-    metrics_listen: std::net::SocketAddr,
+    metrics_listen: SocketAddr,
 }
 
 #[derive(Subcommand)]
@@ -154,8 +159,8 @@ struct BenchArgs {
     batch: usize,
     /// `reconstruction` (one forward pass, comparable with a plain forward elsewhere),
     /// `cross_channel` or `model` (the model's own mode).
-    #[arg(long, default_value = "model")]
-    scoring: String,
+    #[arg(long, value_enum, default_value_t = ScoringArg::Model)]
+    scoring: ScoringArg,
     /// Score on the CPU even when a GPU is available (CPU threads: RAYON_NUM_THREADS).
     #[arg(long)]
     cpu: bool,
@@ -185,11 +190,11 @@ struct TrainArgs {
     #[arg(long)]
     include_labelled: bool,
     /// Train only on rows at or after this time (RFC 3339 or epoch ms).
-    #[arg(long)]
-    from: Option<String>,
+    #[arg(long, value_parser = parse_time_ms)]
+    from: Option<i64>,
     /// Train only on rows before this time (RFC 3339 or epoch ms).
-    #[arg(long)]
-    until: Option<String>,
+    #[arg(long, value_parser = parse_time_ms)]
+    until: Option<i64>,
     /// Random seed (training is deterministic for a given seed).
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -221,11 +226,12 @@ struct ReplayArgs {
     #[command(flatten)]
     alerts: AlertArgs,
     /// Count metrics only from this time on (RFC 3339 or epoch ms), e.g. after the training data.
-    #[arg(long)]
-    metrics_from: Option<String>,
-    /// An alert up to this many seconds after a labelled event still detects it.
-    #[arg(long, default_value_t = 0)]
-    event_tolerance_secs: i64,
+    #[arg(long, value_parser = parse_time_ms)]
+    metrics_from: Option<i64>,
+    /// An alert up to this long after a labelled event still detects it, e.g. `5m`
+    /// (`--event-tolerance-secs N` still reads N seconds).
+    #[arg(long, alias = "event-tolerance-secs", value_parser = parse_duration_ms)]
+    event_tolerance: Option<i64>,
     /// Skip report.html.
     #[arg(long)]
     no_report: bool,
@@ -281,20 +287,158 @@ struct SimulateArgs {
     #[arg(long, default_value_t = 4)]
     machines: usize,
     /// Length of the run, e.g. `3h`, `90m`, `600s`.
-    #[arg(long, default_value = "3h")]
-    duration: String,
+    #[arg(long, default_value = "3h", value_parser = parse_duration_ms)]
+    duration: i64,
     /// Time between samples of one machine, e.g. `1s`, `100ms`.
-    #[arg(long, default_value = "1s")]
-    period: String,
+    #[arg(long, default_value = "1s", value_parser = parse_duration_ms)]
+    period: i64,
     /// Number of faults over the plant.
     #[arg(long)]
     faults: Option<usize>,
     /// Fault-free time at the start of the run, e.g. `24h` (default: 40 % of the run).
-    #[arg(long)]
-    fault_free: Option<String>,
+    #[arg(long, value_parser = parse_duration_ms)]
+    fault_free: Option<i64>,
     /// Random seed; the same seed gives the same plant.
     #[arg(long, default_value_t = 7)]
     seed: u64,
+}
+
+/// `--scoring` of `model bench`.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ScoringArg {
+    Reconstruction,
+    #[value(name = "cross_channel")]
+    CrossChannel,
+    Model,
+}
+
+impl ScoringArg {
+    /// The mode to time; `None` keeps the model's own.
+    fn scoring(self) -> Option<Scoring> {
+        match self {
+            ScoringArg::Reconstruction => Some(Scoring::Reconstruction),
+            ScoringArg::CrossChannel => Some(Scoring::CrossChannel),
+            ScoringArg::Model => None,
+        }
+    }
+}
+
+impl TrainArgs {
+    fn into_request(self) -> Result<commands::train::TrainRequest> {
+        let flags = commands::train::TrainFlags {
+            seed: self.seed,
+            progress: !self.quiet,
+            max_epochs: self.max_epochs,
+        };
+        Ok(commands::train::TrainRequest {
+            options: commands::train::train_options(self.options.as_deref(), &flags)?,
+            inputs: self.inputs,
+            out: self.out,
+            channels: self.channels,
+            sample_period_ms: self.sample_period,
+            window: self.window,
+            stride: self.stride,
+            include_labelled: self.include_labelled,
+            from_ms: self.from,
+            until_ms: self.until,
+        })
+    }
+}
+
+impl ReplayArgs {
+    fn into_request(self) -> vaewatch::replay::ReplayRequest {
+        vaewatch::replay::ReplayRequest {
+            model_dir: self.model,
+            inputs: self.inputs,
+            out: self.out,
+            threshold: self.threshold,
+            alerts: self.alerts.config(),
+            metrics_from_ms: self.metrics_from,
+            event_tolerance_ms: self.event_tolerance.unwrap_or(0),
+            report: !self.no_report,
+            prefer_gpu: !self.cpu,
+        }
+    }
+}
+
+impl SimulateArgs {
+    fn into_request(self) -> Result<commands::simulate::SimulateRequest> {
+        use commands::simulate::{KafkaSink, SimulateSink};
+        let sink = match (self.out, self.brokers, self.topic) {
+            (Some(out), _, _) => SimulateSink::File(out),
+            (None, Some(brokers), Some(topic)) => SimulateSink::Kafka(KafkaSink {
+                brokers,
+                topic,
+                pacing: match (self.rate, self.speedup) {
+                    (Some(rate), _) => Pacing::Rate(rate),
+                    (None, Some(speedup)) => Pacing::Speedup(speedup),
+                    (None, None) => Pacing::Unpaced,
+                },
+                properties: commands::values::parse_properties(&self.properties)?,
+            }),
+            _ => anyhow::bail!("give --out FILE, or --brokers and --topic to publish to Kafka"),
+        };
+        Ok(commands::simulate::SimulateRequest {
+            machines: self.machines,
+            duration_ms: self.duration,
+            period_ms: self.period,
+            faults: self.faults,
+            fault_free_ms: self.fault_free,
+            seed: self.seed,
+            sink,
+        })
+    }
+}
+
+impl DemoArgs {
+    fn into_options(self) -> vaewatch::demo::DemoOptions {
+        vaewatch::demo::DemoOptions {
+            duration_ms: self.duration,
+            speedup: self.speedup,
+            machines: self.machines,
+            seed: self.seed,
+            model_dir: self.model,
+            out_dir: self.out.unwrap_or_else(vaewatch::demo::default_out_dir),
+            metrics_listen: self.metrics_listen,
+        }
+    }
+}
+
+impl TailArgs {
+    fn into_request(self) -> Result<commands::tail::TailRequest> {
+        Ok(commands::tail::TailRequest {
+            properties: commands::values::parse_properties(&self.properties)?,
+            brokers: self.brokers,
+            topic: self.topic,
+            from_beginning: self.from_beginning,
+            json: self.json,
+        })
+    }
+}
+
+impl BenchArgs {
+    fn into_request(self) -> commands::bench::BenchRequest {
+        commands::bench::BenchRequest {
+            model_dir: self.model_dir,
+            windows: self.windows,
+            batch: self.batch,
+            scoring: self.scoring.scoring(),
+            prefer_gpu: !self.cpu,
+            seed: 1,
+        }
+    }
+}
+
+impl BenchConsumerArgs {
+    fn into_request(self) -> Result<commands::consume_bench::BenchConsumerRequest> {
+        Ok(commands::consume_bench::BenchConsumerRequest {
+            properties: commands::values::parse_properties(&self.properties)?,
+            brokers: self.brokers,
+            topic: self.topic,
+            messages: self.messages,
+            idle: std::time::Duration::from_millis(self.idle.unsigned_abs()),
+        })
+    }
 }
 
 fn main() -> ExitCode {
@@ -321,330 +465,58 @@ fn main() -> ExitCode {
 
 fn run(command: Command) -> Result<()> {
     match command {
-        Command::Train(args) => train(args),
-        Command::Replay(args) => replay(args),
-        Command::Simulate(args) => simulate(args),
-        Command::Run(args) => daemon(args),
-        Command::Demo(args) => demo(args),
-        Command::Alerts(AlertsCommand::Tail(args)) => tail(args),
+        Command::Train(args) => {
+            let request = args.into_request()?;
+            let report = commands::train::train(&request)?;
+            println!("{}", commands::train::train_text(&report, &request.out));
+        }
+        Command::Replay(args) => {
+            let request = args.into_request();
+            let summary = vaewatch::replay::replay(&request)?;
+            println!("{}", commands::replay::summary_text(&summary, &request.out));
+        }
+        Command::Simulate(args) => {
+            let outcome = block_on(commands::simulate::simulate(args.into_request()?))??;
+            println!("{}", commands::simulate::outcome_text(&outcome));
+        }
+        Command::Run(args) => {
+            let request = commands::run::RunRequest {
+                config: args.config,
+            };
+            block_on(commands::run::run(&request))??;
+        }
+        Command::Demo(args) => {
+            let options = args.into_options();
+            let summary = block_on(vaewatch::demo::run_demo(&options, |line| {
+                println!("{line}")
+            }))??;
+            println!("{}", vaewatch::demo::summary_text(&summary));
+        }
+        Command::Alerts(AlertsCommand::Tail(args)) => {
+            let request = args.into_request()?;
+            block_on(commands::tail::tail(
+                &request,
+                |line| println!("{line}"),
+                |other| eprintln!("{other}"),
+            ))??;
+        }
         Command::Model(ModelCommand::Inspect { model_dir, json }) => {
             print!("{}", commands::inspect::inspect(&model_dir, json)?);
-            Ok(())
         }
-        Command::Model(ModelCommand::Bench(args)) => bench(args),
-        Command::BenchConsumer(args) => bench_consumer(args),
-    }
-}
-
-fn bench_consumer(args: BenchConsumerArgs) -> Result<()> {
-    let mut kafka = vaewatch::config::KafkaConfig {
-        brokers: args.brokers,
-        group_id: format!(
-            "vaewatch-bench-consumer-{}-{}",
-            std::process::id(),
-            chrono::Utc::now().timestamp_millis()
-        ),
-        ..vaewatch::config::KafkaConfig::default()
-    };
-    kafka.consumer.extend(parse_properties(&args.properties)?);
-    let runtime = tokio::runtime::Runtime::new()?;
-    let report = runtime.block_on(commands::consume_bench::consume(
-        &kafka,
-        &args.topic,
-        args.messages,
-        std::time::Duration::from_secs(args.idle_secs.max(1)),
-    ))?;
-    println!("{}", serde_json::to_string(&report)?);
-    Ok(())
-}
-
-fn bench(args: BenchArgs) -> Result<()> {
-    let scoring = match args.scoring.as_str() {
-        "model" => None,
-        "reconstruction" => Some(vaewatch::model::Scoring::Reconstruction),
-        "cross_channel" => Some(vaewatch::model::Scoring::CrossChannel),
-        other => {
-            anyhow::bail!("--scoring {other}: expected reconstruction, cross_channel or model")
+        Command::Model(ModelCommand::Bench(args)) => {
+            let report = commands::bench::bench(&args.into_request())?;
+            println!("{}", serde_json::to_string(&report)?);
         }
-    };
-    let report = commands::bench::bench(&commands::bench::BenchRequest {
-        model_dir: args.model_dir,
-        windows: args.windows,
-        batch: args.batch,
-        scoring,
-        prefer_gpu: !args.cpu,
-        seed: 1,
-    })?;
-    println!("{}", serde_json::to_string(&report)?);
-    Ok(())
-}
-
-fn train(args: TrainArgs) -> Result<()> {
-    let mut options = match &args.options {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("--options: cannot read {}", path.display()))?;
-            toml::from_str::<vaewatch::model::TrainOptions>(&text)
-                .with_context(|| format!("--options: {} is not valid", path.display()))?
+        Command::BenchConsumer(args) => {
+            let request = args.into_request()?;
+            let report = block_on(commands::consume_bench::bench_consumer(&request))??;
+            println!("{}", serde_json::to_string(&report)?);
         }
-        None => vaewatch::model::TrainOptions::default(),
-    };
-    options.seed = args.seed;
-    options.progress = !args.quiet;
-    if let Some(epochs) = args.max_epochs {
-        options.max_epochs = epochs;
-    }
-    let request = commands::train::TrainRequest {
-        inputs: args.inputs,
-        out: args.out.clone(),
-        channels: args.channels,
-        sample_period_ms: args.sample_period,
-        window: args.window,
-        stride: args.stride,
-        include_labelled: args.include_labelled,
-        from_ms: parse_time_arg("--from", args.from.as_deref())?,
-        until_ms: parse_time_arg("--until", args.until.as_deref())?,
-        options,
-    };
-    let report = commands::train::train(&request)?;
-    println!(
-        "model {} written to {} ({} training windows, window {} x {} ms, stride {}, threshold {:.4})",
-        report.model_id,
-        args.out.display(),
-        report.training_windows,
-        report.windowing.window,
-        report.windowing.sample_period_ms,
-        report.windowing.stride,
-        report.trained.manifest().threshold.value,
-    );
-    if report.labelled_rows_left_out > 0 {
-        println!(
-            "{} rows labelled anomalous were left out of training",
-            report.labelled_rows_left_out
-        );
     }
     Ok(())
 }
 
-fn replay(args: ReplayArgs) -> Result<()> {
-    let metrics_from_ms = parse_time_arg("--metrics-from", args.metrics_from.as_deref())?;
-    let request = vaewatch::replay::ReplayRequest {
-        model_dir: args.model,
-        inputs: args.inputs,
-        out: args.out.clone(),
-        threshold: args.threshold,
-        alerts: args.alerts.config(),
-        metrics_from_ms,
-        event_tolerance_ms: args.event_tolerance_secs.saturating_mul(1000),
-        report: !args.no_report,
-        prefer_gpu: !args.cpu,
-    };
-    let summary = vaewatch::replay::replay(&request)?;
-    println!("{}", commands::replay_summary_text(&summary, &args.out));
-    Ok(())
-}
-
-fn parse_time_arg(flag: &str, text: Option<&str>) -> Result<Option<i64>> {
-    text.map(|text| {
-        vaewatch::telemetry::timestamp::parse_history_ts_ms(text)
-            .with_context(|| format!("{flag}: cannot read {text:?} as a time"))
-    })
-    .transpose()
-}
-
-fn simulate(args: SimulateArgs) -> Result<()> {
-    let duration_ms = commands::parse_duration_ms(&args.duration).context("--duration")?;
-    let period_ms = commands::parse_duration_ms(&args.period).context("--period")?;
-    let mut options = vaewatch::simulate::SimulateOptions {
-        machines: args.machines,
-        duration_ms,
-        sample_period_ms: period_ms,
-        seed: args.seed,
-        ..Default::default()
-    };
-    if let Some(faults) = args.faults {
-        options.faults = faults;
-    }
-    if let Some(fault_free) = &args.fault_free {
-        let fault_free_ms = commands::parse_duration_ms(fault_free).context("--fault-free")?;
-        if fault_free_ms >= duration_ms {
-            anyhow::bail!(
-                "--fault-free {fault_free} must be shorter than --duration {}",
-                args.duration
-            );
-        }
-        options.fault_free_fraction = fault_free_ms as f64 / duration_ms as f64;
-    }
-    if let Some(out) = &args.out {
-        let summary = vaewatch::simulate::write_simulation(out, &options)?;
-        println!(
-            "{} rows of {} machines written to {} ({} rows inside {} faults)",
-            summary.rows,
-            summary.machines,
-            out.display(),
-            summary.labelled_rows,
-            summary.faults.len()
-        );
-        for fault in &summary.faults {
-            println!(
-                "  fault {:<18} machine {:>2} from {} to {}",
-                fault.kind.as_str(),
-                fault.machine + 1,
-                vaewatch::telemetry::timestamp::format_rfc3339_ms_clamped(fault.start_ms),
-                vaewatch::telemetry::timestamp::format_rfc3339_ms_clamped(fault.end_ms)
-            );
-        }
-        return Ok(());
-    }
-    let (Some(brokers), Some(topic)) = (&args.brokers, &args.topic) else {
-        anyhow::bail!("give --out FILE, or --brokers and --topic to publish to Kafka");
-    };
-    let pacing = match (args.rate, args.speedup) {
-        (Some(rate), _) => vaewatch::publish::Pacing::Rate(rate),
-        (None, Some(speedup)) => vaewatch::publish::Pacing::Speedup(speedup),
-        (None, None) => vaewatch::publish::Pacing::Unpaced,
-    };
-    let runtime = tokio::runtime::Runtime::new()?;
-    runtime.block_on(async {
-        let mut kafka = vaewatch::config::KafkaConfig {
-            brokers: brokers.clone(),
-            ..Default::default()
-        };
-        kafka.producer.extend(parse_properties(&args.properties)?);
-        let producer = vaewatch::kafka::create_producer(&kafka)?;
-        let mut plant = vaewatch::simulate::Plant::new(&options)?;
-        let report = vaewatch::publish::publish_plant(
-            &producer,
-            topic,
-            &mut plant,
-            options.start_ms,
-            pacing,
-            || false,
-        )
-        .await?;
-        println!(
-            "{} telemetry messages published to {topic} ({} inside faults)",
-            report.messages, report.fault_messages
-        );
-        anyhow::Ok(())
-    })
-}
-
-fn parse_properties(pairs: &[String]) -> Result<Vec<(String, String)>> {
-    pairs
-        .iter()
-        .map(|pair| {
-            pair.split_once('=')
-                .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
-                .with_context(|| format!("--property {pair:?}: expected KEY=VALUE"))
-        })
-        .collect()
-}
-
-fn daemon(args: RunArgs) -> Result<()> {
-    let config = vaewatch::config::Config::load(&args.config)?;
-    let runtime = tokio::runtime::Runtime::new()?;
-    runtime.block_on(async {
-        let metrics = std::sync::Arc::new(vaewatch::metrics::Metrics::new());
-        let server =
-            vaewatch::metrics::MetricsServer::bind(config.metrics.listen, metrics.clone()).await?;
-        tracing::info!(address = %server.local_addr()?, "metrics and health endpoint listening");
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let mut server_stop = stop_rx.clone();
-        let server_task = tokio::spawn(server.serve(async move {
-            let _ = server_stop.wait_for(|s| *s).await;
-        }));
-        tokio::spawn(async move {
-            wait_for_signal().await;
-            tracing::info!("stop signal received: draining");
-            let _ = stop_tx.send(true);
-        });
-        let report = vaewatch::daemon::run(config, metrics, stop_rx).await?;
-        let _ = server_task.await;
-        tracing::info!(
-            messages = report.messages,
-            windows = report.windows_scored,
-            alerts = report.alerts_published,
-            "stopped cleanly"
-        );
-        anyhow::Ok(())
-    })
-}
-
-/// Resolves on SIGTERM or SIGINT.
-async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
-}
-
-fn demo(args: DemoArgs) -> Result<()> {
-    let duration_ms = commands::parse_duration_ms(&args.duration).context("--duration")?;
-    let out_dir = match args.out {
-        Some(dir) => dir,
-        None => std::env::temp_dir().join(format!("vaewatch-demo-{}", std::process::id())),
-    };
-    let options = vaewatch::demo::DemoOptions {
-        duration_ms,
-        speedup: args.speedup,
-        machines: args.machines,
-        seed: args.seed,
-        model_dir: args.model,
-        out_dir,
-        metrics_listen: args.metrics_listen,
-    };
-    let runtime = tokio::runtime::Runtime::new()?;
-    let summary = runtime.block_on(vaewatch::demo::run_demo(&options, |line| {
-        println!("{line}")
-    }))?;
-    println!("{}", vaewatch::demo::summary_text(&summary));
-    Ok(())
-}
-
-fn tail(args: TailArgs) -> Result<()> {
-    let properties = parse_properties(&args.properties)?;
-    let runtime = tokio::runtime::Runtime::new()?;
-    runtime.block_on(async {
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        tokio::spawn(async move {
-            wait_for_signal().await;
-            let _ = stop_tx.send(true);
-        });
-        let json = args.json;
-        vaewatch::tail::tail_alerts(
-            &args.brokers,
-            &args.topic,
-            args.from_beginning,
-            &properties,
-            stop_rx,
-            |event| {
-                if json {
-                    if let Ok(line) = serde_json::to_string(event) {
-                        println!("{line}");
-                    }
-                } else {
-                    println!("{}", vaewatch::tail::format_alert_line(event));
-                }
-            },
-            |other| eprintln!("{other}"),
-        )
-        .await?;
-        anyhow::Ok(())
-    })
+/// Runs `future` to its end on a new multi-threaded tokio runtime: the one runtime of a command.
+fn block_on<F: Future>(future: F) -> Result<F::Output> {
+    Ok(tokio::runtime::Runtime::new()?.block_on(future))
 }

@@ -183,7 +183,7 @@ fn files_appear_only_under_final_names_after_flush() {
 fn rolls_by_size() {
     let dir = tempfile::tempdir().unwrap();
     let mut writer = ArchiveWriter::open(ArchiveConfig {
-        max_file_bytes: 20_000,
+        roll_size_bytes: 20_000,
         ..config(dir.path())
     })
     .unwrap();
@@ -207,7 +207,7 @@ fn rolls_by_size() {
 fn rolls_by_age_with_explicit_times() {
     let dir = tempfile::tempdir().unwrap();
     let mut writer = ArchiveWriter::open(ArchiveConfig {
-        max_file_age_ms: 60_000,
+        roll_age: std::time::Duration::from_secs(60),
         ..config(dir.path())
     })
     .unwrap();

@@ -17,15 +17,16 @@ use vaewatch::alert::{AlertEvent, AlertPolicyConfig, AlertState};
 use vaewatch::archive::read_archive_dir;
 use vaewatch::config::Config;
 use vaewatch::daemon::{self, DaemonReport};
+use vaewatch::engine::{Engine, ModelSet};
 use vaewatch::metrics::Metrics;
 use vaewatch::model::{Model, select_device};
 use vaewatch::replay::replay_history;
 use vaewatch::score::{ScoredWindow, Scorer};
-use vaewatch::simulate::{SimulateOptions, simulate_history, telemetry_json};
+use vaewatch::simulate::{SimulateOptions, simulate_history};
 use vaewatch::telemetry::history::History;
 
 use crate::util::kafka::{bootstrap, consume, create_topic, produce, unique_name, unread_messages};
-use crate::util::{bundled_model_dir, validate_alert_json};
+use crate::util::{bundled_model_dir, telemetry_messages, validate_alert_json};
 
 /// How long a daemon may take to read what a test produced before the test gives up: a guard
 /// against hangs, not a timing assertion. Generous because the suite runs several daemons at
@@ -47,26 +48,7 @@ fn plant() -> History {
 
 /// The history as telemetry messages, in time order across machines.
 fn messages(history: &History) -> Vec<(String, Vec<u8>)> {
-    let mut records: Vec<(i64, String, Vec<u8>)> = Vec::new();
-    for machine in &history.machines {
-        for row in &machine.rows {
-            let record = vaewatch::simulate::PlantRecord {
-                equipment_id: machine.equipment_id.clone(),
-                ts_ms: row.ts_ms,
-                values: row.values.clone(),
-                label: row.label == Some(true),
-                fault_kind: None,
-            };
-            let json = telemetry_json(&record, &history.channels).unwrap();
-            records.push((
-                row.ts_ms,
-                machine.equipment_id.to_string(),
-                json.into_bytes(),
-            ));
-        }
-    }
-    records.sort_by_key(|(ts, _, _)| *ts);
-    records.into_iter().map(|(_, k, v)| (k, v)).collect()
+    telemetry_messages(history)
 }
 
 /// The plant's telemetry messages as (key, payload) references.
@@ -104,8 +86,8 @@ fn config(brokers: &str, topics: &Topics, group: &str, archive: &Path) -> Config
     config.kafka.dead_letter_topic = topics.dead_letters.clone();
     config.models.default = Some(bundled_model_dir());
     config.archive.dir = archive.to_path_buf();
-    config.archive.roll_age_secs = 1;
-    config.shutdown_timeout_secs = 10;
+    config.archive.roll_age = Duration::from_secs(1);
+    config.shutdown_timeout = Duration::from_secs(10);
     config
 }
 
@@ -139,8 +121,14 @@ fn replayed(history: &History) -> (Vec<ScoredWindow>, Vec<AlertEvent>, Cutoffs) 
     let model = Model::load(&bundled_model_dir(), &select_device(false)).unwrap();
     let windowing = model.manifest().windowing.clone();
     let scorer = Scorer::new(model, None).unwrap();
-    let result =
-        replay_history(history, &scorer, &windowing, AlertPolicyConfig::default()).unwrap();
+    let models = ModelSet::single(
+        bundled_model_dir(),
+        scorer,
+        windowing.clone(),
+        AlertPolicyConfig::default(),
+    )
+    .unwrap();
+    let result = replay_history(history, &mut Engine::new(models)).unwrap();
     let cutoffs: Cutoffs = history
         .machines
         .iter()
@@ -566,7 +554,7 @@ fn config_file(
             "[kafka]\nbrokers = \"{brokers}\"\ngroup_id = \"{group}\"\ntelemetry_topic = \"{}\"\n\
              alert_topic = \"{}\"\ndead_letter_topic = \"{}\"\n\n\
              [kafka.consumer]\n\"session.timeout.ms\" = \"6000\"\n\n[models]\ndefault = \"{}\"\n\n\
-             [archive]\ndir = \"{}\"\nroll_age_secs = 1\n\n[metrics]\nlisten = \"{listen}\"\n",
+             [archive]\ndir = \"{}\"\nroll_age = \"1s\"\n\n[metrics]\nlisten = \"{listen}\"\n",
             topics.telemetry,
             topics.alerts,
             topics.dead_letters,

@@ -33,7 +33,7 @@ fn systemd_unit_runs_the_daemon_and_outwaits_its_drain() {
     assert!(String::from_utf8_lossy(&help.stdout).contains("--config"));
 
     let stop: u64 = unit_values(&text, "TimeoutStopSec")[0].parse().unwrap();
-    let drain = Config::default().shutdown_timeout_secs;
+    let drain = Config::default().shutdown_timeout.as_secs();
     assert!(
         stop > drain,
         "systemd would SIGKILL after {stop} s, before the {drain} s drain ends"

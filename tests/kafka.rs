@@ -11,11 +11,11 @@ use rdkafka::mocking::MockCluster;
 use rdkafka::{Message, Offset, TopicPartitionList};
 use std::sync::{Arc, Mutex};
 use vaewatch::config::KafkaConfig;
+use vaewatch::telemetry::RejectReason;
 
 use vaewatch::kafka::{
-    CommitOnRevoke, DeadLetter, DeadLetterPublisher, DeadLetterReason, OffsetTracker,
-    PartitionChange, close_consumer, commit_durable, consumer_lag, create_consumer,
-    create_producer, lock_tracker,
+    CommitOnRevoke, DeadLetter, DeadLetterPublisher, OffsetTracker, PartitionChange,
+    close_consumer, commit_durable, consumer_lag, create_consumer, create_producer, lock_tracker,
 };
 
 use crate::util::kafka::{bootstrap, create_topic, produce, receive, unique_name};
@@ -156,7 +156,7 @@ async fn dead_letters_carry_the_original_message_and_the_reason() {
     assert_eq!(received.len(), 1);
     let letter = DeadLetter::from_message(
         &received[0],
-        DeadLetterReason::MalformedJson,
+        RejectReason::MalformedJson,
         "EOF while parsing a value at line 1 column 34",
     );
     let publisher = DeadLetterPublisher::new(create_producer(&kafka).unwrap(), &dead_letter_topic);

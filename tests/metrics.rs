@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use vaewatch::kafka::DeadLetterReason;
 use vaewatch::metrics::{Metrics, MetricsServer};
+use vaewatch::telemetry::RejectReason;
 
 async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
     let mut stream = TcpStream::connect(addr).await.unwrap();
@@ -41,7 +41,7 @@ async fn scrape_health_and_readiness() {
     }));
 
     metrics.messages_consumed.add(3);
-    metrics.dead_lettered(DeadLetterReason::Oversize).inc();
+    metrics.dead_lettered(RejectReason::Oversize).inc();
     metrics.inference_seconds.observe(0.004);
 
     let (status, body) = get(addr, "/metrics").await;

@@ -10,9 +10,10 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use vaewatch::alert::AlertPolicyConfig;
 use vaewatch::archive::read_scored_windows;
 use vaewatch::commands::train::{TrainRequest, train};
-use vaewatch::model::{TrainOptions, VaeConfig};
+use vaewatch::model::VaeConfig;
 use vaewatch::replay::{ReplayRequest, replay};
 use vaewatch::simulate::{SimulateOptions, write_simulation};
+use vaewatch::train::TrainOptions;
 
 use crate::util::validate_alert_json;
 
@@ -230,9 +231,10 @@ fn machines_the_model_has_not_seen_are_named() {
     // warning and the `vaewatch_fleet_normalised_machines` gauge).
     let mut config = vaewatch::config::Config::default();
     config.models.default = Some(model);
-    let mut models = vaewatch::daemon::ModelSet::load(&config, false).unwrap();
+    let models = vaewatch::engine::ModelSet::load(&config, false).unwrap();
     assert!(!models.lacks_own_normalisation(0, "pump-01"));
     assert!(models.lacks_own_normalisation(0, "pump-03"));
+    let mut engine = vaewatch::engine::Engine::new(models);
     for machine in ["pump-01", "pump-03"] {
         let id = vaewatch::telemetry::EquipmentId::try_from(machine).unwrap();
         let sample = vaewatch::telemetry::Sample {
@@ -240,9 +242,10 @@ fn machines_the_model_has_not_seen_are_named() {
             values: vec![Some(1.0); 8],
             source: None,
         };
-        models.slots[0].fleet.push(&id, &sample);
+        let ingested = engine.ingest(&id, &[sample]);
+        assert_eq!(ingested.new_fleet_normalised_machine, machine == "pump-03");
     }
-    assert_eq!(models.fleet_normalised_machines(), 1);
+    assert_eq!(engine.fleet_normalised_machines().len(), 1);
 }
 
 #[test]

@@ -16,9 +16,10 @@ use crate::telemetry::timestamp::format_rfc3339_ms_clamped as format_rfc3339_ms;
 /// Channels listed in an alert's `top_channels`.
 pub const TOP_CHANNELS: usize = 3;
 
-/// Hysteresis settings. Defaults: open on 3 of the last 5 windows, resolve after 5 below.
+/// Hysteresis settings; the daemon's `[alerts]` section and replay's `--alert-k/n/m`. Defaults:
+/// open on 3 of the last 5 windows, resolve after 5 below.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct AlertPolicyConfig {
     /// Windows above threshold, among the last `n`, that open an episode.
     pub k: usize,

@@ -4,13 +4,15 @@
 //! partitioned by date and commits Kafka offsets only once the files holding their windows are
 //! durable. A file appears under its final name only when it is complete.
 
+mod config;
 mod file;
 mod schema;
 mod writer;
 
+pub use config::{ArchiveConfig, InvalidArchiveConfig};
 pub use file::{read_archive_dir, read_scored_windows, write_windows_file};
 pub use schema::{archive_schema, describe_schema, from_record_batch, to_record_batch};
-pub use writer::{ArchiveConfig, ArchiveWriter, DurableReport};
+pub use writer::{ArchiveWriter, DurableReport};
 
 use std::path::PathBuf;
 
@@ -30,7 +32,7 @@ pub enum ArchiveError {
     #[error("window end {window_end_ms} ms is outside the calendar")]
     WindowEndOutOfRange { window_end_ms: i64 },
     #[error("invalid archive config: {0}")]
-    Config(String),
+    Config(#[from] InvalidArchiveConfig),
     #[error("archive file is malformed: {reason}")]
     Malformed { reason: String },
     #[error("io error on {path}: {source}")]
@@ -50,6 +52,19 @@ pub enum ArchiveError {
 }
 
 impl ArchiveError {
+    /// Whether trying again can succeed: IO and Parquet failures (a full or flaky disk) and the
+    /// writer they poisoned, yes; a bad config or a window the schema cannot hold, no.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            ArchiveError::Io { .. } | ArchiveError::Parquet { .. } | ArchiveError::Poisoned => true,
+            ArchiveError::LatentDim { .. }
+            | ArchiveError::WindowEndOutOfRange { .. }
+            | ArchiveError::Config(_)
+            | ArchiveError::Malformed { .. }
+            | ArchiveError::Arrow(_) => false,
+        }
+    }
+
     pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> ArchiveError {
         let path = path.into();
         move |source| ArchiveError::Io { path, source }

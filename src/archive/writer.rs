@@ -15,58 +15,12 @@ use std::fs::{self, File};
 use std::path::PathBuf;
 
 use parquet::arrow::ArrowWriter;
-use serde::{Deserialize, Serialize};
 
 use super::ArchiveError;
+use super::config::{ArchiveConfig, is_name_char};
 use super::file::{TMP_SUFFIX, collect_files, finish_file, sync_dir, writer_properties};
 use super::schema::{archive_schema, batch_from_refs, check_latent_dim};
 use crate::score::ScoredWindow;
-
-/// How the daemon's archive is laid out and rolled.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ArchiveConfig {
-    /// Root directory of the archive; created when missing.
-    pub dir: PathBuf,
-    /// A file is completed once its size (bytes written plus the buffered row group's estimate)
-    /// reaches this many bytes.
-    pub max_file_bytes: u64,
-    /// A file is completed once it has been open this many ms (checked on `append`/`maybe_roll`).
-    pub max_file_age_ms: i64,
-    /// First part of every file name. Daemons sharing one directory need distinct prefixes: each
-    /// deletes only its own leftover files on start.
-    pub file_prefix: String,
-}
-
-impl Default for ArchiveConfig {
-    fn default() -> Self {
-        ArchiveConfig {
-            dir: PathBuf::from("archive"),
-            max_file_bytes: 128 * 1024 * 1024,
-            max_file_age_ms: 10 * 60 * 1000,
-            file_prefix: "part".to_owned(),
-        }
-    }
-}
-
-impl ArchiveConfig {
-    /// Checks the values without touching the disk.
-    pub fn validate(&self) -> Result<(), String> {
-        if self.max_file_bytes == 0 {
-            return Err("archive max_file_bytes must be positive".to_owned());
-        }
-        if self.max_file_age_ms <= 0 {
-            return Err("archive max_file_age_ms must be positive".to_owned());
-        }
-        if self.file_prefix.is_empty() || !self.file_prefix.chars().all(is_name_char) {
-            return Err(format!(
-                "archive file_prefix {:?} must be non-empty ASCII letters, digits, '-' or '_'",
-                self.file_prefix
-            ));
-        }
-        Ok(())
-    }
-}
 
 /// Files completed by one call, and how many rows they hold.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -113,12 +67,20 @@ pub struct ArchiveWriter {
     leftovers_removed: Vec<PathBuf>,
 }
 
+impl std::fmt::Debug for ArchiveWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ArchiveWriter")
+            .field("config", &self.config)
+            .field("next_seq", &self.next_seq)
+            .field("poisoned", &self.poisoned)
+            .finish_non_exhaustive()
+    }
+}
+
 impl ArchiveWriter {
     /// Opens (and creates) the archive directory and deletes this prefix's leftover `.tmp` files.
     pub fn open(config: ArchiveConfig) -> Result<ArchiveWriter, ArchiveError> {
-        config
-            .validate()
-            .map_err(|reason| ArchiveError::Malformed { reason })?;
+        config.validate()?;
         fs::create_dir_all(&config.dir).map_err(ArchiveError::io(&config.dir))?;
         let leftover_start = format!(".{}-", config.file_prefix);
         let leftover_end = format!(".parquet{TMP_SUFFIX}");
@@ -188,15 +150,15 @@ impl ArchiveWriter {
         self.maybe_roll(now_ms)
     }
 
-    /// Completes the files that reached `max_file_bytes` or have been open `max_file_age_ms`.
+    /// Completes the files that reached `roll_size_bytes` or have been open `roll_age`.
     pub fn maybe_roll(&mut self, now_ms: i64) -> Result<DurableReport, ArchiveError> {
         self.check_usable()?;
         let due: Vec<FileKey> = self
             .open
             .iter()
             .filter(|(_, f)| {
-                f.size_estimate() >= self.config.max_file_bytes
-                    || now_ms.saturating_sub(f.opened_ms) >= self.config.max_file_age_ms
+                f.size_estimate() >= self.config.roll_size_bytes
+                    || now_ms.saturating_sub(f.opened_ms) >= self.config.roll_age_ms()
             })
             .map(|(k, _)| k.clone())
             .collect();
@@ -310,10 +272,6 @@ impl ArchiveWriter {
     }
 }
 
-fn is_name_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || c == '-' || c == '_'
-}
-
 /// A model id as a directory name: other characters than letters, digits, '-', '_' and '.'
 /// become '_', and a name made only of dots becomes '_'.
 fn path_safe(model_id: &str) -> String {
@@ -355,20 +313,5 @@ mod tests {
         assert_eq!(utc_date(1_795_675_464_123).unwrap(), "2026-11-26");
         assert_eq!(utc_compact(1_795_675_464_123), "20261126T064424123Z");
         assert!(utc_date(i64::MAX).is_err());
-    }
-
-    #[test]
-    fn config_validation() {
-        assert!(ArchiveConfig::default().validate().is_ok());
-        let bad = ArchiveConfig {
-            file_prefix: "a/b".into(),
-            ..ArchiveConfig::default()
-        };
-        assert!(bad.validate().is_err());
-        let bad = ArchiveConfig {
-            max_file_age_ms: 0,
-            ..ArchiveConfig::default()
-        };
-        assert!(bad.validate().is_err());
     }
 }

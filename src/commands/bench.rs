@@ -1,6 +1,6 @@
 //! `vaewatch model bench`: how many windows a second a model scores, on synthetic windows drawn
 //! around its normalisation centers, with the scoring path the daemon and replay use
-//! ([`Model::score`]: normalise, forward pass on the posterior mean, masked per-channel errors,
+//! ([`crate::score::score_windows`]: normalise, forward pass on the posterior mean, masked per-channel errors,
 //! the window score). `scripts/bench_scoring.py` runs it beside PyTorch and ONNX Runtime on the
 //! same architecture, weights and thread count and prints the ratios.
 
@@ -67,13 +67,13 @@ pub fn bench(request: &BenchRequest) -> Result<BenchReport, BenchError> {
     }
     let windows = synthetic_windows(&model, request.batch.min(request.windows) * 2, request.seed)?;
     let pool: Vec<&Window> = windows.iter().collect();
-    model.score(&pool[..request.batch.min(pool.len())])?;
+    crate::score::score_windows(&model, &pool[..request.batch.min(pool.len())])?;
     let started = Instant::now();
     let mut done = 0;
     while done < request.windows {
         let n = request.batch.min(request.windows - done);
         let start = done % (pool.len() - n + 1);
-        model.score(&pool[start..start + n])?;
+        crate::score::score_windows(&model, &pool[start..start + n])?;
         done += n;
     }
     let seconds = started.elapsed().as_secs_f64();

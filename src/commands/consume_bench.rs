@@ -10,6 +10,21 @@ use serde::Serialize;
 use crate::config::KafkaConfig;
 use crate::kafka::{ClientError, create_consumer};
 
+/// What `vaewatch bench-consumer` was asked to read.
+#[derive(Debug, Clone)]
+pub struct BenchConsumerRequest {
+    /// Kafka bootstrap servers.
+    pub brokers: String,
+    /// The topic, read from its start.
+    pub topic: String,
+    /// Messages to read.
+    pub messages: u64,
+    /// Give up when no message comes for this long (at least 1 s).
+    pub idle: Duration,
+    /// librdkafka consumer settings (TLS, SASL).
+    pub properties: Vec<(String, String)>,
+}
+
 /// What one read of the topic measured.
 #[derive(Debug, Clone, Serialize)]
 pub struct ConsumeReport {
@@ -33,6 +48,30 @@ pub enum ConsumeBenchError {
         wanted: u64,
         waited: Duration,
     },
+}
+
+/// Reads the topic with the daemon's default client settings, the request's properties on top
+/// and a consumer group of its own, then reports the rate. Must run inside a tokio runtime.
+pub async fn bench_consumer(
+    request: &BenchConsumerRequest,
+) -> Result<ConsumeReport, ConsumeBenchError> {
+    let mut kafka = KafkaConfig {
+        brokers: request.brokers.clone(),
+        group_id: format!(
+            "vaewatch-bench-consumer-{}-{}",
+            std::process::id(),
+            chrono::Utc::now().timestamp_millis()
+        ),
+        ..KafkaConfig::default()
+    };
+    kafka.consumer.extend(request.properties.iter().cloned());
+    consume(
+        &kafka,
+        &request.topic,
+        request.messages,
+        request.idle.max(Duration::from_secs(1)),
+    )
+    .await
 }
 
 /// Reads `messages` messages of `topic` from the start with a fresh consumer group of the

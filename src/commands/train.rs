@@ -1,13 +1,14 @@
 //! `vaewatch train`: history files → per-machine windows → a fitted model directory.
 //!
 //! Chooses the sample period and the window from the data when not given, windows each machine's
-//! normal rows with the same windower the daemon uses, and hands the windows to `model::fit`.
+//! normal rows with the same windower the daemon uses, and hands the windows to `train::fit`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use crate::model::{self, TrainOptions, TrainedModel};
+use crate::model;
 use crate::telemetry::Sample;
 use crate::telemetry::history::{History, HistoryError, HistoryOptions, read_history};
+use crate::train::{self, TrainOptions, TrainedModel};
 use crate::window::{
     Window, WindowConfig, Windower, infer_sample_period_ms, windowing_for_history,
 };
@@ -67,9 +68,64 @@ pub enum TrainCommandError {
         machines: usize,
     },
     #[error(transparent)]
-    Train(#[from] model::TrainError),
+    Train(#[from] train::TrainError),
     #[error(transparent)]
     Model(#[from] model::ModelError),
+}
+
+/// The flags of `vaewatch train` that win over the `--options` file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TrainFlags {
+    /// Random seed; always given (the flag has a default), so it always wins.
+    pub seed: u64,
+    /// Show a progress bar.
+    pub progress: bool,
+    /// Most epochs, when given.
+    pub max_epochs: Option<usize>,
+}
+
+/// Why the `--options` file could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainOptionsError {
+    #[error("--options: cannot read {}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("--options: {} is not valid", path.display())]
+    Invalid {
+        path: PathBuf,
+        #[source]
+        source: toml::de::Error,
+    },
+}
+
+/// The training options: those of the TOML `file` (see docs/training.md), or the defaults
+/// without one, with `flags` on top.
+pub fn train_options(
+    file: Option<&Path>,
+    flags: &TrainFlags,
+) -> Result<TrainOptions, TrainOptionsError> {
+    let mut options = match file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|source| TrainOptionsError::Read {
+                path: path.to_owned(),
+                source,
+            })?;
+            toml::from_str::<TrainOptions>(&text).map_err(|source| TrainOptionsError::Invalid {
+                path: path.to_owned(),
+                source,
+            })?
+        }
+        None => TrainOptions::default(),
+    };
+    options.seed = flags.seed;
+    options.progress = flags.progress;
+    if let Some(epochs) = flags.max_epochs {
+        options.max_epochs = epochs;
+    }
+    Ok(options)
 }
 
 /// Reads the history, trains and writes the model directory to `request.out`.
@@ -95,7 +151,7 @@ pub fn train(request: &TrainRequest) -> Result<TrainReport, TrainCommandError> {
             machines: history.machines.len(),
         });
     }
-    let trained = model::fit(&windows, &history.channels, &windowing, &request.options)?;
+    let trained = train::fit(&windows, &history.channels, &windowing, &request.options)?;
     let model_id = trained.save(&request.out)?;
     Ok(TrainReport {
         model_id,
@@ -104,6 +160,27 @@ pub fn train(request: &TrainRequest) -> Result<TrainReport, TrainCommandError> {
         labelled_rows_left_out,
         trained,
     })
+}
+
+/// What `vaewatch train` prints when it is done; `out` is the model directory written.
+pub fn train_text(report: &TrainReport, out: &Path) -> String {
+    let mut text = format!(
+        "model {} written to {} ({} training windows, window {} x {} ms, stride {}, threshold {:.4})",
+        report.model_id,
+        out.display(),
+        report.training_windows,
+        report.windowing.window,
+        report.windowing.sample_period_ms,
+        report.windowing.stride,
+        report.trained.manifest().threshold.value,
+    );
+    if report.labelled_rows_left_out > 0 {
+        text.push_str(&format!(
+            "\n{} rows labelled anomalous were left out of training",
+            report.labelled_rows_left_out
+        ));
+    }
+    text
 }
 
 /// The scoring windowing for this history: inferred, then overridden by the request.
@@ -211,4 +288,59 @@ pub fn training_windows(
         windows.extend(windower.finish());
     }
     (windows, left_out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FLAGS: TrainFlags = TrainFlags {
+        seed: 5,
+        progress: false,
+        max_epochs: None,
+    };
+
+    #[test]
+    fn flags_win_over_the_options_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("train.toml");
+        std::fs::write(&path, "seed = 9\nmax_epochs = 3\nprogress = true\n").unwrap();
+        let options = train_options(Some(&path), &FLAGS).unwrap();
+        assert_eq!((options.seed, options.progress), (5, false));
+        assert_eq!(options.max_epochs, 3, "the file's, no flag given");
+        let flags = TrainFlags {
+            max_epochs: Some(7),
+            ..FLAGS
+        };
+        assert_eq!(train_options(Some(&path), &flags).unwrap().max_epochs, 7);
+    }
+
+    #[test]
+    fn no_options_file_means_the_defaults() {
+        let options = train_options(None, &FLAGS).unwrap();
+        assert_eq!(
+            options,
+            TrainOptions {
+                seed: 5,
+                progress: false,
+                ..TrainOptions::default()
+            }
+        );
+    }
+
+    #[test]
+    fn a_bad_options_file_names_the_flag_and_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing.toml");
+        let error = train_options(Some(&missing), &FLAGS).unwrap_err();
+        assert!(matches!(error, TrainOptionsError::Read { .. }), "{error:?}");
+        assert!(error.to_string().starts_with("--options: cannot read "));
+        let invalid = dir.path().join("invalid.toml");
+        std::fs::write(&invalid, "no_such_option = 1\n").unwrap();
+        let error = train_options(Some(&invalid), &FLAGS).unwrap_err();
+        assert!(
+            matches!(error, TrainOptionsError::Invalid { .. }),
+            "{error:?}"
+        );
+    }
 }

@@ -2,7 +2,8 @@
 //! variable `VAEWATCH_SECTION_KEY` (upper case), and top-level keys `VAEWATCH_KEY`; a set variable
 //! wins over the file. `VAEWATCH_KAFKA_PROPERTY_<NAME>` sets the librdkafka setting whose name is
 //! `<NAME>` in lower case with `_` read as `.` (`VAEWATCH_KAFKA_PROPERTY_SASL_PASSWORD` sets
-//! `sasl.password`), so secrets need not be written into the file. Other `VAEWATCH_*` variables
+//! `sasl.password`), so secrets need not be written into the file. Durations are written as on
+//! the command line (`30s`); the names of keys renamed to durations are refused with the new name. Other `VAEWATCH_*` variables
 //! are ignored here (the local Kafka runner uses some).
 
 use std::path::PathBuf;
@@ -20,6 +21,14 @@ where
     T::Err: std::fmt::Display,
 {
     value.trim().parse().map_err(|e: T::Err| ConfigError::Env {
+        name: name.to_string(),
+        value: value.to_string(),
+        reason: e.to_string(),
+    })
+}
+
+fn duration(name: &str, value: &str) -> Result<std::time::Duration, ConfigError> {
+    crate::duration::parse_duration_or_zero(value).map_err(|e| ConfigError::Env {
         name: name.to_string(),
         value: value.to_string(),
         reason: e.to_string(),
@@ -57,20 +66,31 @@ impl Config {
                 "KAFKA_ALERT_TOPIC" => self.kafka.alert_topic = value.clone(),
                 "KAFKA_DEAD_LETTER_TOPIC" => self.kafka.dead_letter_topic = value.clone(),
                 "MODELS_DEFAULT" => self.models.default = Some(PathBuf::from(v)),
-                "WINDOWING_ALLOWED_LATENESS_MS" => {
-                    self.windowing.allowed_lateness_ms = Some(parse(&name, v)?)
+                "WINDOWING_ALLOWED_LATENESS" => {
+                    self.windowing.allowed_lateness = Some(duration(&name, v)?)
                 }
                 "BATCHING_MAX_BATCH_SIZE" => self.batching.max_batch_size = parse(&name, v)?,
-                "BATCHING_MAX_DELAY_MS" => self.batching.max_delay_ms = parse(&name, v)?,
+                "BATCHING_MAX_DELAY" => self.batching.max_delay = duration(&name, v)?,
                 "ALERTS_K" => self.alerts.k = parse(&name, v)?,
                 "ALERTS_N" => self.alerts.n = parse(&name, v)?,
                 "ALERTS_M" => self.alerts.m = parse(&name, v)?,
                 "ARCHIVE_DIR" => self.archive.dir = PathBuf::from(v),
                 "ARCHIVE_ROLL_SIZE_BYTES" => self.archive.roll_size_bytes = parse(&name, v)?,
-                "ARCHIVE_ROLL_AGE_SECS" => self.archive.roll_age_secs = parse(&name, v)?,
+                "ARCHIVE_ROLL_AGE" => self.archive.roll_age = duration(&name, v)?,
                 "ARCHIVE_FILE_PREFIX" => self.archive.file_prefix = v.to_string(),
                 "METRICS_LISTEN" => self.metrics.listen = parse(&name, v)?,
-                "SHUTDOWN_TIMEOUT_SECS" => self.shutdown_timeout_secs = parse(&name, v)?,
+                "SHUTDOWN_TIMEOUT" => self.shutdown_timeout = duration(&name, v)?,
+                "WINDOWING_ALLOWED_LATENESS_MS"
+                | "BATCHING_MAX_DELAY_MS"
+                | "ARCHIVE_ROLL_AGE_SECS"
+                | "SHUTDOWN_TIMEOUT_SECS" => {
+                    let new = &name[..name.rfind('_').unwrap_or(name.len())];
+                    return Err(ConfigError::Env {
+                        reason: format!("it was renamed: set {new} to a duration, e.g. 30s"),
+                        name,
+                        value,
+                    });
+                }
                 _ => {}
             }
         }

@@ -26,7 +26,10 @@ fn example_config_parses_and_validates() {
     let config = Config::from_toml_str(&text, &path).unwrap();
     config.validate().unwrap();
     assert_eq!(config.kafka.group_id, "vaewatch-line-3");
-    assert_eq!(config.windowing.allowed_lateness_ms, Some(5000));
+    assert_eq!(
+        config.windowing.allowed_lateness,
+        Some(Duration::from_secs(5))
+    );
     assert_eq!(
         config.kafka.consumer_properties().get("session.timeout.ms"),
         Some(&"45000".to_string())
@@ -47,7 +50,7 @@ fn missing_keys_take_the_defaults() {
     assert_eq!(config.alerts, defaults.alerts);
     assert_eq!(config.archive, defaults.archive);
     assert_eq!(config.metrics.listen.to_string(), "127.0.0.1:9464");
-    assert_eq!(config.shutdown_timeout_secs, 30);
+    assert_eq!(config.shutdown_timeout, Duration::from_secs(30));
     config.validate().unwrap();
 }
 
@@ -56,7 +59,7 @@ fn unknown_keys_are_rejected() {
     for text in [
         "[kafka]\nbrokers = \"b\"\nbroker = \"typo\"\n",
         "[alerts]\nkk = 3\n",
-        "shutdown_timeout = 3\n",
+        "shutdown_timeout_s = 3\n",
         "[models]\n[[models.overrides]]\nequipment = \"a\"\ndir = \"d\"\nmodel = \"x\"\n",
     ] {
         let err = Config::from_toml_str(text, Path::new("t.toml")).unwrap_err();
@@ -110,10 +113,6 @@ fn validation_names_the_bad_key() {
             "group.id",
         ),
         (|c| c.models.default = None, "models.default"),
-        (
-            |c| c.windowing.allowed_lateness_ms = Some(-1),
-            "windowing.allowed_lateness_ms",
-        ),
         (|c| c.batching.max_batch_size = 0, "batching.max_batch_size"),
         (|c| c.alerts.k = 6, "alerts.k"),
         (|c| c.alerts.k = 0, "alerts.k"),
@@ -123,8 +122,8 @@ fn validation_names_the_bad_key() {
             |c| c.archive.roll_size_bytes = 10,
             "archive.roll_size_bytes",
         ),
-        (|c| c.archive.roll_age_secs = 0, "archive.roll_age_secs"),
-        (|c| c.shutdown_timeout_secs = 0, "shutdown_timeout_secs"),
+        (|c| c.archive.roll_age = Duration::ZERO, "archive.roll_age"),
+        (|c| c.shutdown_timeout = Duration::ZERO, "shutdown_timeout"),
         (
             |c| {
                 let entry = ModelOverride {
@@ -153,8 +152,10 @@ fn environment_overrides_the_file() {
             ("VAEWATCH_KAFKA_GROUP_ID", "g2"),
             ("VAEWATCH_ALERTS_K", "2"),
             ("VAEWATCH_METRICS_LISTEN", "0.0.0.0:9000"),
-            ("VAEWATCH_SHUTDOWN_TIMEOUT_SECS", "5"),
-            ("VAEWATCH_WINDOWING_ALLOWED_LATENESS_MS", "250"),
+            ("VAEWATCH_SHUTDOWN_TIMEOUT", "5s"),
+            ("VAEWATCH_WINDOWING_ALLOWED_LATENESS", "250ms"),
+            ("VAEWATCH_ARCHIVE_ROLL_AGE", "2m"),
+            ("VAEWATCH_BATCHING_MAX_DELAY", "0s"),
             ("VAEWATCH_MODELS_DEFAULT", "/models/b"),
             ("VAEWATCH_KAFKA_PROPERTY_SASL_PASSWORD", "secret"),
             ("VAEWATCH_KAFKA_HOME", "/not/a/config/key"),
@@ -165,8 +166,13 @@ fn environment_overrides_the_file() {
     assert_eq!(config.kafka.group_id, "g2");
     assert_eq!(config.alerts.k, 2);
     assert_eq!(config.metrics.listen.to_string(), "0.0.0.0:9000");
-    assert_eq!(config.shutdown_timeout_secs, 5);
-    assert_eq!(config.windowing.allowed_lateness_ms, Some(250));
+    assert_eq!(config.shutdown_timeout, Duration::from_secs(5));
+    assert_eq!(
+        config.windowing.allowed_lateness,
+        Some(Duration::from_millis(250))
+    );
+    assert_eq!(config.archive.roll_age, Duration::from_secs(120));
+    assert_eq!(config.batching.max_delay, Duration::ZERO);
     assert_eq!(
         config.models.default.as_deref(),
         Some(Path::new("/models/b"))
@@ -261,9 +267,64 @@ fn windowing_overrides_replace_only_what_is_set() {
     assert_eq!(unchanged, model);
     let mut overridden = model.clone();
     let windowing = WindowingConfig {
-        allowed_lateness_ms: Some(250),
+        allowed_lateness: Some(Duration::from_millis(250)),
     };
     windowing.apply_to(&mut overridden);
     assert_eq!(overridden.allowed_lateness_ms, 250);
     assert_eq!(overridden.window, model.window);
+}
+
+#[test]
+fn durations_read_as_on_the_command_line() {
+    let text = "shutdown_timeout = \"1m\"\n[kafka]\nbrokers = \"b\"\n[models]\ndefault = \"m\"\n";
+    let mut config = Config::from_toml_str(text, Path::new("t.toml")).unwrap();
+    assert_eq!(config.shutdown_timeout, Duration::from_secs(60));
+    let text = "[archive]\nroll_age = 90\n[batching]\nmax_delay = \"20ms\"\n\
+                [windowing]\nallowed_lateness = \"0s\"\n";
+    let sections = Config::from_toml_str(text, Path::new("t.toml")).unwrap();
+    assert_eq!(sections.archive.roll_age, Duration::from_secs(90));
+    assert_eq!(sections.batching.max_delay, Duration::from_millis(20));
+    assert_eq!(sections.windowing.allowed_lateness, Some(Duration::ZERO));
+    config.archive.roll_age = Duration::from_millis(500);
+    assert!(
+        config
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("archive.roll_age")
+    );
+}
+
+#[test]
+fn renamed_keys_are_refused_with_their_new_name() {
+    for (text, new) in [
+        ("shutdown_timeout_secs = 30\n", "shutdown_timeout"),
+        (
+            "[windowing]\nallowed_lateness_ms = 5000\n",
+            "allowed_lateness",
+        ),
+        ("[batching]\nmax_delay_ms = 50\n", "max_delay"),
+        ("[archive]\nroll_age_secs = 60\n", "roll_age"),
+    ] {
+        let err = Config::from_toml_str(text, Path::new("t.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("renamed") && err.contains(new),
+            "{text}: {err}"
+        );
+    }
+    for name in [
+        "VAEWATCH_SHUTDOWN_TIMEOUT_SECS",
+        "VAEWATCH_WINDOWING_ALLOWED_LATENESS_MS",
+        "VAEWATCH_BATCHING_MAX_DELAY_MS",
+        "VAEWATCH_ARCHIVE_ROLL_AGE_SECS",
+    ] {
+        let err = minimal()
+            .apply_env(env(&[(name, "30")]))
+            .unwrap_err()
+            .to_string();
+        let new = &name[..name.rfind('_').unwrap()];
+        assert!(err.contains(&format!("set {new} ")), "{name}: {err}");
+    }
 }

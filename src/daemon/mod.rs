@@ -3,18 +3,16 @@
 //!
 //! One task owns the consumer and every stage. Messages are parsed and windowed as they arrive;
 //! complete windows wait in a batch that goes to the scorer (on a blocking thread) when it is full
-//! or its oldest window has waited `max_delay_ms`. Scored windows feed the alert policies (events
+//! or its oldest window has waited `max_delay`. Scored windows feed the alert policies (events
 //! are sent with the idempotent producer and their acknowledgements awaited) and the archive.
-//! Every `roll_age_secs` the archive's open files are completed (synced and renamed), the state
+//! Every `roll_age` the archive's open files are completed (synced and renamed), the state
 //! file saved, and then, per partition, the offset committed is the oldest one still needed: the
 //! next unread message, or the first sample of a window not yet emitted, whichever is older.
 //! Consumer lag is measured beside that task, on a blocking thread every [`LAG_INTERVAL`], so the
 //! broker round trips it takes never hold up consumption.
 
-mod models;
 mod state;
 
-pub use models::{ModelSet, ModelSetError};
 pub use state::{load_state, save_state, state_file_name};
 
 use std::collections::{BTreeMap, HashSet};
@@ -39,19 +37,17 @@ use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
 use crate::alert::AlertEvent;
-use crate::archive::{ArchiveConfig as ArchiveWriterConfig, ArchiveWriter};
+use crate::archive::ArchiveWriter;
 use crate::config::Config;
+use crate::engine::{Engine, ModelSet, ModelSetError, Outcome};
 use crate::kafka::{
-    CommitOnRevoke, DeadLetter, DeadLetterPublisher, DeadLetterReason, OffsetTracker,
-    PartitionChange, SharedTracker, close_consumer, commit_durable, consumer_lag, create_consumer,
-    create_producer, lock_tracker,
+    CommitOnRevoke, DeadLetter, DeadLetterPublisher, OffsetTracker, PartitionChange, SharedTracker,
+    close_consumer, commit_durable, consumer_lag, create_consumer, create_producer, lock_tracker,
 };
 use crate::metrics::Metrics;
 use crate::publish::{acknowledged, enqueue};
 use crate::score::ScoredWindow;
-use crate::telemetry::SourcePosition;
-use crate::telemetry::message::{MessageLimits, ParsedMessage, Rejection, parse_message};
-use crate::window::{RejectedSample, Window};
+use crate::telemetry::{Refusal, RejectReason, SourcePosition};
 
 /// What one run of the daemon did, for logs and tests.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -65,7 +61,8 @@ pub struct DaemonReport {
 }
 
 /// Why the daemon stopped with an error. None of these commits anything it should not: after
-/// one, a restart resumes from the last commit.
+/// one, a restart resumes from the last commit. [`DaemonError::is_retryable`] says whether a
+/// restart with the same config and models can succeed.
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
     #[error("invalid config: {0}")]
@@ -80,12 +77,37 @@ pub enum DaemonError {
     Archive(#[from] crate::archive::ArchiveError),
     #[error(transparent)]
     State(#[from] state::StateError),
-    #[error("scoring failed: {0}")]
-    Score(String),
-    #[error("alert not acknowledged by kafka, not committing: {0}")]
-    AlertDelivery(String),
+    #[error(transparent)]
+    Score(#[from] crate::engine::ScoreError),
+    #[error("the scoring thread failed")]
+    ScoringTask(#[source] tokio::task::JoinError),
+    #[error("alert event cannot be encoded")]
+    AlertEncode(#[source] serde_json::Error),
+    #[error("alert not acknowledged by kafka, not committing")]
+    AlertDelivery(#[source] crate::publish::PublishError),
     #[error("dead letter not acknowledged by kafka, not committing: {0}")]
     DeadLetter(#[from] Box<crate::kafka::DeadLetterError>),
+}
+
+impl DaemonError {
+    /// Whether running again with the same config and models can succeed: true for what the
+    /// network, the broker or the disk caused (a restart resumes from the last commit), false
+    /// for what needs a person first (the config, a model, a scoring bug).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            DaemonError::Config(_)
+            | DaemonError::Models(_)
+            | DaemonError::Score(_)
+            | DaemonError::ScoringTask(_)
+            | DaemonError::AlertEncode(_) => false,
+            DaemonError::Archive(e) => e.is_retryable(),
+            DaemonError::Client(_)
+            | DaemonError::Kafka(_)
+            | DaemonError::State(_)
+            | DaemonError::AlertDelivery(_)
+            | DaemonError::DeadLetter(_) => true,
+        }
+    }
 }
 
 /// Runs the daemon until `shutdown` turns true, then drains, commits and returns.
@@ -96,12 +118,7 @@ pub async fn run(
 ) -> Result<DaemonReport, DaemonError> {
     config.validate()?;
     let models = ModelSet::load(&config, true).map_err(Box::new)?;
-    let archive = ArchiveWriter::open(ArchiveWriterConfig {
-        dir: config.archive.dir.clone(),
-        max_file_bytes: config.archive.roll_size_bytes,
-        max_file_age_ms: (config.archive.roll_age_secs as i64).saturating_mul(1000),
-        file_prefix: config.archive.file_prefix.clone(),
-    })?;
+    let archive = ArchiveWriter::open(config.archive.clone())?;
     let tracker: SharedTracker = Arc::new(Mutex::new(OffsetTracker::new()));
     let (context, partition_changes) = CommitOnRevoke::new(tracker.clone());
     let consumer: Arc<DaemonConsumer> = Arc::new(create_consumer(&config.kafka, context)?);
@@ -113,14 +130,13 @@ pub async fn run(
         state: state::load_state(&config.archive.dir, &config.archive.file_prefix)?,
         config,
         metrics,
-        models,
+        engine: Engine::new(models),
         archive,
         producer,
         dead_letters,
         tracker,
         partition_changes,
         consumed: BTreeMap::new(),
-        pending: Vec::new(),
         pending_since: None,
         report: DaemonReport::default(),
     };
@@ -128,7 +144,7 @@ pub async fn run(
     daemon.metrics.set_ready(true);
     info!(
         topic = %daemon.config.kafka.telemetry_topic,
-        models = daemon.models.slots.len(),
+        models = daemon.engine.models().slots.len(),
         "daemon started"
     );
     let (lag_stop, lag_stopped) = watch::channel(false);
@@ -145,11 +161,8 @@ pub async fn run(
         Ok(()) => daemon.make_durable_and_commit(&consumer).await,
         Err(e) => Err(e),
     };
-    let _ = rdkafka::producer::Producer::flush(
-        &daemon.producer,
-        Duration::from_secs(daemon.config.shutdown_timeout_secs.max(1)),
-    );
-    let timeout = Duration::from_secs(daemon.config.shutdown_timeout_secs.max(1));
+    let _ = rdkafka::producer::Producer::flush(&daemon.producer, daemon.config.shutdown_timeout);
+    let timeout = daemon.config.shutdown_timeout;
     if let Err(e) = close_consumer(consumer, timeout).await {
         warn!(error = %e, "consumer did not close cleanly");
     }
@@ -161,7 +174,7 @@ pub async fn run(
 struct Daemon {
     config: Config,
     metrics: Arc<Metrics>,
-    models: ModelSet,
+    engine: Engine,
     archive: ArchiveWriter,
     producer: FutureProducer,
     dead_letters: DeadLetterPublisher,
@@ -169,8 +182,7 @@ struct Daemon {
     partition_changes: UnboundedReceiver<PartitionChange>,
     /// Per partition, the last offset read and handled.
     consumed: BTreeMap<i32, i64>,
-    /// Windows waiting for the scorer, with the index of their model.
-    pending: Vec<(usize, Window)>,
+    /// When the oldest window waiting in the engine for the scorer started waiting.
     pending_since: Option<Instant>,
     state: state::DaemonState,
     report: DaemonReport,
@@ -178,11 +190,7 @@ struct Daemon {
 
 impl Daemon {
     fn restore_state(&mut self) {
-        for slot in &mut self.models.slots {
-            if let Some(saved) = self.state.remove(slot.scorer.model().model_id()) {
-                slot.fleet.restore(saved);
-            }
-        }
+        self.engine.restore(&mut self.state);
     }
 
     async fn run_loop(
@@ -190,8 +198,8 @@ impl Daemon {
         consumer: &DaemonConsumer,
         mut shutdown: watch::Receiver<bool>,
     ) -> Result<(), DaemonError> {
-        let roll_every = Duration::from_secs(self.config.archive.roll_age_secs.max(1));
-        let max_delay = Duration::from_millis(self.config.batching.max_delay_ms);
+        let roll_every = self.config.archive.roll_age.max(Duration::from_secs(1));
+        let max_delay = self.config.batching.max_delay;
         let mut last_durable = Instant::now();
         loop {
             if *shutdown.borrow() {
@@ -215,7 +223,7 @@ impl Daemon {
                 _ = tokio::time::sleep_until(wake) => {}
             }
             self.handle_revocations();
-            let full = self.pending.len() >= self.config.batching.max_batch_size;
+            let full = self.engine.pending_windows() >= self.config.batching.max_batch_size;
             let waited = self.pending_since.is_some_and(|s| s.elapsed() >= max_delay);
             if full || waited {
                 self.score_pending().await?;
@@ -243,135 +251,49 @@ impl Daemon {
         for partition in revoked {
             info!(partition, "partition revoked; its machines are dropped");
             self.consumed.remove(&partition);
-            self.models.drop_partition(partition);
+            self.engine.drop_partition(partition);
             self.metrics
                 .fleet_normalised_machines
-                .set(self.models.fleet_normalised_machines() as i64);
-            self.pending
-                .retain(|(_, w)| !w.sources.iter().any(|s| s.partition == partition));
+                .set(self.engine.fleet_normalised_machines().len() as i64);
         }
     }
 
-    /// Parses, routes and windows one message; bad input goes to the dead-letter topic.
+    /// Parses, routes and windows one message through the engine; what it refuses goes to the
+    /// dead-letter topic.
     async fn handle_message(&mut self, message: &OwnedMessage) -> Result<(), DaemonError> {
         self.metrics.messages_consumed.inc();
         self.report.messages += 1;
         let partition = message.partition();
         let offset = message.offset();
-        let now_ms = chrono::Utc::now().timestamp_millis();
-        let limits = MessageLimits::default();
         let Some(payload) = message.payload() else {
-            self.dead_letter(
-                message,
-                DeadLetterReason::InvalidMessage,
-                "message has no payload".into(),
-            )
-            .await?;
-            return self.done(partition, offset);
-        };
-        let Some(first_slot) = self.models.slots.first() else {
-            return self.done(partition, offset);
-        };
-        // Parse with the first model's channels to learn the machine, then again with its own
-        // model's channels when that is another model.
-        let parsed = parse_message(
-            message.key(),
-            payload,
-            &first_slot.channels,
-            &limits,
-            now_ms,
-        );
-        let Some(parsed) = self.parsed_or_dead_lettered(message, parsed).await? else {
-            return self.done(partition, offset);
-        };
-        let Some(slot_index) = self.models.route(parsed.equipment_id.as_str()) else {
-            let detail = format!("no model covers equipment {}", parsed.equipment_id);
-            self.dead_letter(message, DeadLetterReason::NoModel, detail)
-                .await?;
-            return self.done(partition, offset);
-        };
-        let parsed = if slot_index == 0 {
-            parsed
-        } else {
-            let channels = &self.models.slots[slot_index].channels;
-            let reparsed = parse_message(message.key(), payload, channels, &limits, now_ms);
-            let Some(reparsed) = self.parsed_or_dead_lettered(message, reparsed).await? else {
-                return self.done(partition, offset);
+            let refusal = Refusal {
+                reason: RejectReason::InvalidMessage,
+                detail: "message has no payload".into(),
             };
-            reparsed
+            self.dead_letter(message, refusal).await?;
+            return self.done(partition, offset);
         };
-        self.metrics
-            .unknown_channels
-            .add(parsed.unknown_channels as u64);
-        let mut late = Vec::new();
-        let first_sight = !self.models.slots[slot_index]
-            .fleet
-            .knows(&parsed.equipment_id);
-        if first_sight
-            && self
-                .models
-                .lacks_own_normalisation(slot_index, parsed.equipment_id.as_str())
-        {
-            warn!(
-                equipment_id = %parsed.equipment_id,
-                model_id = self.models.slots[slot_index].scorer.model().model_id(),
-                "the model has no normalisation of its own for this machine (not in its training data); it uses the fleet's statistics and will usually score higher"
-            );
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        let source = Some(SourcePosition { partition, offset });
+        let ingested = self
+            .engine
+            .ingest_message(message.key(), payload, source, now_ms);
+        self.metrics.unknown_channels.add(ingested.unknown_channels);
+        self.metrics.samples.add(ingested.samples);
+        self.report.samples += ingested.samples;
+        self.metrics.duplicate_samples.add(ingested.duplicates);
+        if ingested.windows > 0 {
+            self.pending_since.get_or_insert_with(Instant::now);
         }
-        let slot = &mut self.models.slots[slot_index];
-        for mut sample in parsed.samples {
-            sample.source = Some(SourcePosition { partition, offset });
-            self.metrics.samples.inc();
-            self.report.samples += 1;
-            let outcome = slot.fleet.push(&parsed.equipment_id, &sample);
-            match outcome.rejected {
-                Some(RejectedSample::Late {
-                    ts_ms,
-                    final_up_to_ms,
-                }) => late.push((ts_ms, final_up_to_ms)),
-                Some(RejectedSample::Duplicate { .. }) => self.metrics.duplicate_samples.inc(),
-                _ => {}
-            }
-            for window in outcome.windows {
-                if slot.fleet.is_new(&window) {
-                    self.pending.push((slot_index, window));
-                    self.pending_since.get_or_insert_with(Instant::now);
-                }
-            }
-        }
-        if first_sight {
+        if ingested.new_fleet_normalised_machine {
             self.metrics
                 .fleet_normalised_machines
-                .set(self.models.fleet_normalised_machines() as i64);
+                .set(self.engine.fleet_normalised_machines().len() as i64);
         }
-        if let Some((ts_ms, final_up_to_ms)) = late.first() {
-            let detail = format!(
-                "{} sample(s) later than the allowed lateness; first at {} while windows are final up to {}",
-                late.len(),
-                crate::telemetry::timestamp::format_rfc3339_ms_clamped(*ts_ms),
-                crate::telemetry::timestamp::format_rfc3339_ms_clamped(*final_up_to_ms)
-            );
-            self.dead_letter(message, DeadLetterReason::LateSample, detail)
-                .await?;
+        if let Some(refusal) = ingested.refusal {
+            self.dead_letter(message, refusal).await?;
         }
         self.done(partition, offset)
-    }
-
-    /// The parsed message, or `None` after dead-lettering a rejected one.
-    async fn parsed_or_dead_lettered(
-        &mut self,
-        message: &OwnedMessage,
-        parsed: Result<ParsedMessage, Rejection>,
-    ) -> Result<Option<ParsedMessage>, DaemonError> {
-        match parsed {
-            Ok(parsed) => Ok(Some(parsed)),
-            Err(rejection) => {
-                let reason = dead_letter_reason(&rejection);
-                self.dead_letter(message, reason, rejection.to_string())
-                    .await?;
-                Ok(None)
-            }
-        }
     }
 
     fn done(&mut self, partition: i32, offset: i64) -> Result<(), DaemonError> {
@@ -383,9 +305,9 @@ impl Daemon {
     async fn dead_letter(
         &mut self,
         message: &OwnedMessage,
-        reason: DeadLetterReason,
-        detail: String,
+        refusal: Refusal,
     ) -> Result<(), DaemonError> {
+        let Refusal { reason, detail } = refusal;
         warn!(
             partition = message.partition(),
             offset = message.offset(),
@@ -400,53 +322,39 @@ impl Daemon {
         Ok(())
     }
 
-    /// Scores the waiting windows, publishes the alerts they cause (acknowledged) and appends them
-    /// to the archive.
+    /// Scores the waiting windows in batches of at most `max_batch_size`, publishes the alerts
+    /// they cause (acknowledged) and appends them to the archive.
     async fn score_pending(&mut self) -> Result<(), DaemonError> {
         self.pending_since = None;
-        if self.pending.is_empty() {
-            return Ok(());
-        }
-        let pending = std::mem::take(&mut self.pending);
-        let mut by_model: BTreeMap<usize, Vec<Window>> = BTreeMap::new();
-        for (slot, window) in pending {
-            by_model.entry(slot).or_default().push(window);
-        }
-        let now_ms = chrono::Utc::now().timestamp_millis();
-        let mut deliveries = Vec::new();
-        for (slot_index, windows) in by_model {
-            let scorer = Arc::clone(&self.models.slots[slot_index].scorer);
+        while self.engine.pending_windows() > 0 {
+            let batch = self.engine.take_batch(self.config.batching.max_batch_size);
             let started = Instant::now();
-            let batch_size = windows.len();
-            let scored = tokio::task::spawn_blocking(move || {
-                let refs: Vec<&Window> = windows.iter().collect();
-                scorer.score(&refs)
-            })
-            .await
-            .map_err(|e| DaemonError::Score(e.to_string()))?
-            .map_err(|e| DaemonError::Score(e.to_string()))?;
+            let batch_size = batch.len();
+            let scored = tokio::task::spawn_blocking(move || batch.score())
+                .await
+                .map_err(DaemonError::ScoringTask)??;
             self.metrics.batch_size.observe(batch_size as f64);
             self.metrics
                 .inference_seconds
                 .observe(started.elapsed().as_secs_f64());
-            self.metrics.windows_scored.add(scored.len() as u64);
-            self.report.windows_scored += scored.len() as u64;
-            let fleet = &mut self.models.slots[slot_index].fleet;
-            let mut archived: Vec<ScoredWindow> = Vec::with_capacity(scored.len());
-            for window in scored {
-                if let Some(event) = fleet.observe(&window) {
-                    deliveries.push(event);
-                }
+            let outcomes = self.engine.complete(scored);
+            self.metrics.windows_scored.add(outcomes.len() as u64);
+            self.report.windows_scored += outcomes.len() as u64;
+            let mut deliveries = Vec::new();
+            let mut archived: Vec<ScoredWindow> = Vec::with_capacity(outcomes.len());
+            for Outcome { window, event, .. } in outcomes {
+                deliveries.extend(event);
                 archived.push(window);
             }
+            let now_ms = chrono::Utc::now().timestamp_millis();
             let report = self.archive.append(&archived, now_ms)?;
             self.metrics.archive_rows.add(report.rows);
             self.metrics.archive_files.add(report.files.len() as u64);
+            self.publish_alerts(deliveries).await?;
         }
-        self.publish_alerts(deliveries).await?;
         self.metrics
             .open_alerts
-            .set(self.models.open_alerts() as i64);
+            .set(self.engine.open_alerts() as i64);
         Ok(())
     }
 
@@ -454,18 +362,17 @@ impl Daemon {
         let topic = self.config.kafka.alert_topic.clone();
         let mut sends = Vec::with_capacity(events.len());
         for event in &events {
-            let payload = serde_json::to_string(event)
-                .map_err(|e| DaemonError::AlertDelivery(e.to_string()))?;
+            let payload = serde_json::to_string(event).map_err(DaemonError::AlertEncode)?;
             let delivery = enqueue(&self.producer, &topic, &event.equipment_id, &payload)
                 .await
-                .map_err(|e| DaemonError::AlertDelivery(e.to_string()))?;
+                .map_err(DaemonError::AlertDelivery)?;
             sends.push(delivery);
         }
         let now_ms = chrono::Utc::now().timestamp_millis();
         for (event, delivery) in events.iter().zip(sends) {
             acknowledged(delivery)
                 .await
-                .map_err(|e| DaemonError::AlertDelivery(e.to_string()))?;
+                .map_err(DaemonError::AlertDelivery)?;
             self.metrics.alerts_published(event.state).inc();
             self.report.alerts_published += 1;
             if let Some(end_ms) = crate::telemetry::timestamp::parse_rfc3339_ms(&event.window_end) {
@@ -495,12 +402,7 @@ impl Daemon {
         let report = self.archive.flush_durable()?;
         self.metrics.archive_rows.add(report.rows);
         self.metrics.archive_files.add(report.files.len() as u64);
-        let state: state::DaemonState = self
-            .models
-            .slots
-            .iter()
-            .map(|s| (s.scorer.model().model_id().to_owned(), s.fleet.state()))
-            .collect();
+        let state: state::DaemonState = self.engine.state();
         state::save_state(
             &self.config.archive.dir,
             &self.config.archive.file_prefix,
@@ -515,7 +417,7 @@ impl Daemon {
             if !assigned.contains(&partition) {
                 continue;
             }
-            let durable_last = match self.models.retained_offset(partition) {
+            let durable_last = match self.engine.retained_offset(partition) {
                 Some(retained) => last.min(retained - 1),
                 None => last,
             };
@@ -566,20 +468,32 @@ async fn watch_lag(
     }
 }
 
-fn dead_letter_reason(rejection: &Rejection) -> DeadLetterReason {
-    match rejection {
-        Rejection::MalformedJson(_) => DeadLetterReason::MalformedJson,
-        Rejection::NonFinite(_) => DeadLetterReason::NonFiniteValue,
-        Rejection::AbsurdTimestamp(_) => DeadLetterReason::AbsurdTimestamp,
-        Rejection::Oversize(_) => DeadLetterReason::Oversize,
-        Rejection::KeyMismatch(_) => DeadLetterReason::KeyMismatch,
-        Rejection::WrongType(_) | Rejection::MissingField(_) | Rejection::InvalidEquipmentId(_) => {
-            DeadLetterReason::InvalidMessage
-        }
-    }
-}
-
 /// The partitions of a list, for logs.
 pub fn partitions_of(list: &TopicPartitionList) -> Vec<i32> {
     list.elements().iter().map(|e| e.partition()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_say_whether_a_restart_can_succeed() {
+        let config = DaemonError::Config(crate::config::ConfigError::Invalid {
+            key: "kafka.brokers".into(),
+            reason: "it is empty".into(),
+        });
+        assert!(!config.is_retryable());
+        let disk = DaemonError::Archive(crate::archive::ArchiveError::Io {
+            path: "archive".into(),
+            source: std::io::Error::other("no space left on device"),
+        });
+        assert!(disk.is_retryable());
+        let schema = DaemonError::Archive(crate::archive::ArchiveError::WindowEndOutOfRange {
+            window_end_ms: i64::MAX,
+        });
+        assert!(!schema.is_retryable());
+        let broker = DaemonError::AlertDelivery(crate::publish::PublishError::Canceled);
+        assert!(broker.is_retryable());
+    }
 }

@@ -24,7 +24,7 @@ pub struct StateError {
 }
 
 /// The state of every model's fleet, keyed by model id.
-pub type DaemonState = BTreeMap<String, FleetState>;
+pub(super) type DaemonState = BTreeMap<String, FleetState>;
 
 /// Reads the state file; an absent file is an empty state.
 pub fn load_state(dir: &Path, prefix: &str) -> Result<DaemonState, StateError> {

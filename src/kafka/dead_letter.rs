@@ -2,7 +2,6 @@
 //! original key and payload, and headers saying why and where they came from, so an operator can
 //! inspect, fix and replay them. The reasons are a fixed set (they label a metric).
 
-use std::fmt;
 use std::time::Duration;
 
 use rdkafka::Message;
@@ -10,13 +9,15 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
+use crate::telemetry::RejectReason;
+
 /// Longest `vaewatch.detail` header value, in bytes; longer details are cut at a character
 /// boundary.
 pub const MAX_DETAIL_BYTES: usize = 1024;
 
 /// Header names carried by every dead letter.
 pub mod header_names {
-    /// One of [`super::DeadLetterReason::as_str`].
+    /// One of [`crate::telemetry::RejectReason::as_str`].
     pub const REASON: &str = "vaewatch.reason";
     /// Human-readable detail (the parse error, the offending value).
     pub const DETAIL: &str = "vaewatch.detail";
@@ -28,65 +29,10 @@ pub mod header_names {
     pub const SOURCE_OFFSET: &str = "vaewatch.source.offset";
 }
 
-/// Why a message was dead-lettered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum DeadLetterReason {
-    /// Not UTF-8 or not JSON.
-    MalformedJson,
-    /// JSON, but not a telemetry message v1 (missing field, wrong type, bad equipment id).
-    InvalidMessage,
-    /// A channel value is NaN or infinite.
-    NonFiniteValue,
-    /// A timestamp far outside any plausible range.
-    AbsurdTimestamp,
-    /// Larger than the accepted message size.
-    Oversize,
-    /// The message key differs from the `equipment_id` inside it.
-    KeyMismatch,
-    /// A sample later than the allowed lateness of its machine's windower.
-    LateSample,
-    /// No configured model covers the machine.
-    NoModel,
-}
-
-impl DeadLetterReason {
-    /// Every reason, in the order metrics list them.
-    pub const ALL: [DeadLetterReason; 8] = [
-        DeadLetterReason::MalformedJson,
-        DeadLetterReason::InvalidMessage,
-        DeadLetterReason::NonFiniteValue,
-        DeadLetterReason::AbsurdTimestamp,
-        DeadLetterReason::Oversize,
-        DeadLetterReason::KeyMismatch,
-        DeadLetterReason::LateSample,
-        DeadLetterReason::NoModel,
-    ];
-
-    /// The stable snake_case name used in the `vaewatch.reason` header and the metric label.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DeadLetterReason::MalformedJson => "malformed_json",
-            DeadLetterReason::InvalidMessage => "invalid_message",
-            DeadLetterReason::NonFiniteValue => "non_finite_value",
-            DeadLetterReason::AbsurdTimestamp => "absurd_timestamp",
-            DeadLetterReason::Oversize => "oversize",
-            DeadLetterReason::KeyMismatch => "key_mismatch",
-            DeadLetterReason::LateSample => "late_sample",
-            DeadLetterReason::NoModel => "no_model",
-        }
-    }
-}
-
-impl fmt::Display for DeadLetterReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
 /// One rejected message, ready to publish.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeadLetter {
-    pub reason: DeadLetterReason,
+    pub reason: RejectReason,
     /// What exactly was wrong; cut to [`MAX_DETAIL_BYTES`] when published.
     pub detail: String,
     pub source_topic: String,
@@ -102,7 +48,7 @@ impl DeadLetter {
     /// A dead letter for a consumed message, copying its key, payload and position.
     pub fn from_message<M: Message>(
         message: &M,
-        reason: DeadLetterReason,
+        reason: RejectReason,
         detail: impl Into<String>,
     ) -> Self {
         DeadLetter {
@@ -178,6 +124,15 @@ pub struct DeadLetterPublisher {
     queue_timeout: Duration,
 }
 
+impl std::fmt::Debug for DeadLetterPublisher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeadLetterPublisher")
+            .field("topic", &self.topic)
+            .field("queue_timeout", &self.queue_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
 impl DeadLetterPublisher {
     /// A publisher to `topic`. A send waits at most 30 s for room in the producer's queue.
     pub fn new(producer: FutureProducer, topic: impl Into<String>) -> Self {
@@ -225,7 +180,7 @@ mod tests {
 
     fn letter(detail: &str) -> DeadLetter {
         DeadLetter {
-            reason: DeadLetterReason::NonFiniteValue,
+            reason: RejectReason::NonFiniteValue,
             detail: detail.to_string(),
             source_topic: "telemetry".to_string(),
             source_partition: 3,
@@ -269,14 +224,5 @@ mod tests {
         let detail = header_value(&headers, header_names::DETAIL).unwrap();
         assert!(detail.len() <= MAX_DETAIL_BYTES);
         assert!(detail.len() >= MAX_DETAIL_BYTES - 1);
-    }
-
-    #[test]
-    fn reason_names_are_distinct_snake_case() {
-        let names: Vec<&str> = DeadLetterReason::ALL.iter().map(|r| r.as_str()).collect();
-        for (i, name) in names.iter().enumerate() {
-            assert!(name.chars().all(|c| c.is_ascii_lowercase() || c == '_'));
-            assert!(!names[..i].contains(name));
-        }
     }
 }

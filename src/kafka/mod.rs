@@ -52,7 +52,7 @@ pub use client::{
     ClientError, consumer_client_config, create_consumer, create_producer, producer_client_config,
 };
 pub use dead_letter::{
-    DeadLetter, DeadLetterError, DeadLetterPublisher, DeadLetterReason, MAX_DETAIL_BYTES, headers,
+    DeadLetter, DeadLetterError, DeadLetterPublisher, MAX_DETAIL_BYTES, header_names, headers,
 };
 pub use offsets::{OffsetCommit, OffsetTracker, commit_durable, partition_list};
 pub use rebalance::{

@@ -42,6 +42,12 @@ pub struct CommitOnRevoke {
     changes: UnboundedSender<PartitionChange>,
 }
 
+impl std::fmt::Debug for CommitOnRevoke {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CommitOnRevoke").finish_non_exhaustive()
+    }
+}
+
 impl CommitOnRevoke {
     /// A context sharing `tracker`, and the receiver of its assignment changes.
     pub fn new(tracker: SharedTracker) -> (Self, UnboundedReceiver<PartitionChange>) {

@@ -12,7 +12,7 @@ pub use primitives::{Counter, Gauge, Histogram};
 pub use server::{MetricsServer, ServerError};
 
 use crate::alert::AlertState;
-use crate::kafka::DeadLetterReason;
+use crate::telemetry::RejectReason;
 use primitives::{write_header, write_histogram, write_sample};
 
 /// Metric names. Counters end in `_total`; units are in the name (`_seconds`, `_messages`).
@@ -106,7 +106,7 @@ pub struct Metrics {
     pub unknown_channels: Counter,
     /// [`names::DUPLICATE_SAMPLES_TOTAL`]
     pub duplicate_samples: Counter,
-    /// [`names::DEAD_LETTERED_TOTAL`], indexed like [`DeadLetterReason::ALL`].
+    /// [`names::DEAD_LETTERED_TOTAL`], indexed like [`RejectReason::ALL`].
     dead_lettered: Vec<Counter>,
     /// [`names::ALERTS_PUBLISHED_TOTAL`], indexed like `ALERT_STATES`.
     alerts_published: [Counter; 3],
@@ -137,7 +137,7 @@ impl Metrics {
             offset_commits: Counter::default(),
             unknown_channels: Counter::default(),
             duplicate_samples: Counter::default(),
-            dead_lettered: DeadLetterReason::ALL
+            dead_lettered: RejectReason::ALL
                 .iter()
                 .map(|_| Counter::default())
                 .collect(),
@@ -147,9 +147,9 @@ impl Metrics {
     }
 
     /// The dead-letter counter of one reason.
-    pub fn dead_lettered(&self, reason: DeadLetterReason) -> &Counter {
+    pub fn dead_lettered(&self, reason: RejectReason) -> &Counter {
         // ALL lists every variant, so the position always exists; index 0 is a safe fallback.
-        let index = DeadLetterReason::ALL
+        let index = RejectReason::ALL
             .iter()
             .position(|r| *r == reason)
             .unwrap_or(0);
@@ -232,7 +232,7 @@ impl Metrics {
             "counter",
             "Messages sent to the dead-letter topic, by reason.",
         );
-        for (reason, counter) in DeadLetterReason::ALL.iter().zip(&self.dead_lettered) {
+        for (reason, counter) in RejectReason::ALL.iter().zip(&self.dead_lettered) {
             let labels = [("reason", reason.as_str())];
             write_sample(
                 &mut out,
@@ -326,7 +326,7 @@ mod tests {
     fn render_lists_every_family_with_type_and_values() {
         let metrics = Metrics::new();
         metrics.messages_consumed.add(7);
-        metrics.dead_lettered(DeadLetterReason::MalformedJson).inc();
+        metrics.dead_lettered(RejectReason::MalformedJson).inc();
         metrics.alerts_published(AlertState::Resolved).add(2);
         metrics.open_alerts.set(3);
         metrics.fleet_normalised_machines.set(2);

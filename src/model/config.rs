@@ -48,9 +48,9 @@ pub enum InvalidVaeConfig {
 }
 
 /// Stride of every encoder and decoder layer.
-pub const STRIDE: usize = 2;
+pub(super) const STRIDE: usize = 2;
 /// Kernel size of every decoder transposed convolution.
-pub const DECONV_KERNEL: usize = 4;
+pub(super) const DECONV_KERNEL: usize = 4;
 
 impl Default for VaeConfig {
     /// The reference architecture: C = 8, W = 128, latent 16, encoder [32, 64, 64] with kernels

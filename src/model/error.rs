@@ -1,13 +1,7 @@
-//! Errors of loading, saving and running a model (`ModelError`) and of training one
-//! (`TrainError`). None of them is worth retrying as is: they name a bad model directory, a
-//! window that does not fit the model, or training data that cannot make a model.
+//! Errors of loading, saving and running a model (`ModelError`). None of them is worth retrying
+//! as is: they name a bad model directory or a window that does not fit the model.
 
 use std::path::PathBuf;
-
-use crate::score::channel::ChannelCalibrationError;
-use crate::score::threshold::ThresholdError;
-
-use super::normalise::NormaliseError;
 
 /// Why a model could not be loaded, saved or run.
 #[derive(Debug, thiserror::Error)]
@@ -62,38 +56,4 @@ pub enum ModelError {
         model_id: String,
         source: candle_core::Error,
     },
-}
-
-/// Why training could not produce a model.
-#[derive(Debug, thiserror::Error)]
-pub enum TrainError {
-    #[error("no windows to train on")]
-    NoWindows,
-    #[error("training needs at least {need} windows, got {got}")]
-    TooFewWindows { got: usize, need: usize },
-    #[error(
-        "window of {equipment_id} ending at {end_ms} has {channels} channels of {len} samples, expected {expected_channels} of {expected_len}"
-    )]
-    WindowShape {
-        equipment_id: String,
-        end_ms: i64,
-        channels: usize,
-        len: usize,
-        expected_channels: usize,
-        expected_len: usize,
-    },
-    #[error("training options are invalid: {0}")]
-    InvalidOptions(String),
-    #[error("normalisation: {0}")]
-    Normalise(#[from] NormaliseError),
-    #[error("threshold calibration: {0}")]
-    Threshold(#[from] ThresholdError),
-    #[error(transparent)]
-    ChannelCalibration(#[from] ChannelCalibrationError),
-    #[error("training diverged: loss is {loss} at epoch {epoch}")]
-    Diverged { epoch: usize, loss: f64 },
-    #[error("tensor computation failed: {0}")]
-    Compute(#[from] candle_core::Error),
-    #[error(transparent)]
-    Model(#[from] ModelError),
 }

@@ -9,9 +9,10 @@ use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::VarBuilder;
 
 use super::config::VaeConfig;
-use super::loaded::{Scoring, score_batch};
+use super::manifest::Scoring;
 use super::normalise::{ChannelNorm, FloorRule, Normalisation};
 use super::vae::Vae;
+use crate::score::windows::score_batch;
 use crate::telemetry::EquipmentId;
 use crate::window::Window;
 

@@ -13,12 +13,10 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::calibration::{ChannelCalibration, ThresholdCalibration};
 use super::config::VaeConfig;
 use super::error::ModelError;
-use super::loaded::Scoring;
 use super::normalise::Normalisation;
-use crate::score::channel::ChannelCalibration;
-use crate::score::threshold::ThresholdCalibration;
 use crate::window::WindowConfig;
 
 /// Manifest format written by this version.
@@ -29,6 +27,31 @@ pub const WEIGHTS_FILE: &str = "model.safetensors";
 pub const MANIFEST_FILE: &str = "manifest.json";
 /// Hex characters of SHA-256 kept in `model_id`.
 pub const MODEL_ID_LEN: usize = 16;
+
+/// Which reconstruction a window's per-channel errors are measured on; recorded in the manifest
+/// (absent there means `reconstruction`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scoring {
+    /// The window reconstructed from itself: a channel's error is how far its own reconstruction
+    /// is off. A channel that moves in a way the model knows (a sensor offset the size of a load
+    /// change) can be reconstructed from its own values even when the other channels say it
+    /// should not have moved.
+    #[default]
+    Reconstruction,
+    /// Each channel reconstructed from the window with that channel hidden (one extra forward
+    /// pass per channel): its error says how well the other channels explain it, so offsets,
+    /// stuck sensors and broken relations between channels count fully. Needs a model trained
+    /// with hidden channels (`TrainOptions::hidden_channel_fraction`) and at least 2 channels.
+    CrossChannel,
+}
+
+impl Scoring {
+    /// True for the default, which the manifest leaves out.
+    pub fn is_reconstruction(&self) -> bool {
+        *self == Scoring::Reconstruction
+    }
+}
 
 /// What a model directory says about its model.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

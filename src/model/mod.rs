@@ -1,7 +1,8 @@
-//! The model stage: a 1-D convolutional VAE (candle) that reconstructs normalised `[C, W]`
-//! windows, its model directory (weights + manifest), per-channel normalisation and training.
-//! Windows come from `window::Windower`; scores go to `score::Scorer` and on to alerts and the
-//! archive.
+//! The model layer: a 1-D convolutional VAE (candle) that reconstructs normalised `[C, W]`
+//! windows, and its file format (the model directory: weights + manifest, with the per-channel
+//! normalisation and the calibration it records). Depends on no other stage but `window` (the
+//! shape of its input) and `stats`. Scoring windows is `score`, on top of it; training is
+//! `train`, on top of both.
 //!
 //! # Public API
 //!
@@ -12,12 +13,9 @@
 //!   ([`ConvTranspose1dK4S2`]): candle's own conv1d backward gave wrong kernel gradients and its
 //!   transposed conv has no backward. Checked layer by layer, end to end and in the gradients
 //!   against PyTorch (`scripts/torch_reference.py`, `testdata/torch/`).
-//! - [`fit`]`(windows, channels, windowing, opts) -> TrainedModel`: normalisation, training with
-//!   early stopping, threshold calibration on held-out windows; runs on the CPU, deterministic
-//!   for a seed. [`TrainedModel::save`] writes a model directory; [`TrainedModel::model`] gives
-//!   a ready [`Model`] without going to disk.
 //! - [`Model::load`]`(dir, device)`: reads and verifies a model directory (the `model_id` hash);
-//!   [`Model::score`]`(&[&Window]) -> Vec<WindowScore>` scores a batch deterministically.
+//!   `score::score_windows(&model, &[&Window]) -> Vec<WindowScore>` scores a batch
+//!   deterministically; `train::fit` makes a model.
 //! - [`Manifest`]: what a model directory records; [`Normalisation`] with its [`FloorRule`].
 //! - [`select_device`]: CUDA when built with the `cuda` feature and a GPU is present, else CPU.
 //!
@@ -26,27 +24,25 @@
 //! (`score::channel`); `channel_errors[c]` is channel `c`'s share and they sum to the score.
 //! Models without a channel calibration score the plain mean squared error.
 
+mod calibration;
 mod config;
 mod error;
 #[cfg(test)]
 mod golden_tests;
-mod init;
+pub(crate) mod init;
 mod loaded;
 pub mod manifest;
 pub mod normalise;
-mod split;
-mod train;
-#[cfg(test)]
-mod train_tests;
 mod vae;
 
+pub use calibration::{ChannelCalibration, ThresholdCalibration, ThresholdMethod};
 pub use candle_core::Device;
 pub use config::{InvalidVaeConfig, VaeConfig};
-pub use error::{ModelError, TrainError};
-pub use loaded::{Model, Scoring};
-pub use manifest::{Manifest, TrainingDataSummary, TrainingMetrics};
+pub use error::ModelError;
+pub use loaded::Model;
+pub(crate) use loaded::hide_channels;
+pub use manifest::{Manifest, Scoring, TrainingDataSummary, TrainingMetrics};
 pub use normalise::{ChannelNorm, FloorRule, Normalisation};
-pub use train::{TrainOptions, TrainedModel, fit};
 pub use vae::{Conv1dS, ConvTranspose1dK4S2, Vae, conv1d_unfold_cl};
 
 /// The device to run models on: the first CUDA GPU when `prefer_gpu` is set, the crate was built

@@ -82,7 +82,7 @@ pub(crate) fn to_channels_first(x: &Tensor) -> Result<Tensor> {
 }
 
 /// `Conv1d` (PyTorch layout, weight `[Cout, Cin, K]`, bias `[Cout]`) computed by
-/// [`conv1d_unfold`].
+/// `conv1d_unfold`.
 #[derive(Debug, Clone)]
 pub struct Conv1dS {
     weight: Tensor,

@@ -10,7 +10,7 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
 use parquet::arrow::ArrowWriter;
 
-use super::engine::MachineReplay;
+use super::drive::MachineReplay;
 
 /// Rows per record batch written.
 const BATCH_ROWS: usize = 65_536;
@@ -106,7 +106,7 @@ pub fn write_points(
 
 fn to_batch(
     schema: &SchemaRef,
-    rows: &[(&str, &super::engine::PointResult)],
+    rows: &[(&str, &super::drive::PointResult)],
     with_label: bool,
 ) -> Result<RecordBatch, arrow::error::ArrowError> {
     let mut columns: Vec<ArrayRef> = vec![

@@ -1,14 +1,14 @@
 //! Turns replay results into the report's plain input: spans of alert episodes and labelled
 //! anomalies, per-row channels and scores, latent points.
 
-use super::engine::{MachineReplay, ReplayResult};
+use super::drive::{MachineReplay, ReplayResult};
 use super::report::{LatentPoint, MachineReport, ReportInput, render_report};
-use super::run::ReplaySummary;
+use super::summary::ReplaySummary;
 use crate::model::Manifest;
 use crate::telemetry::history::{History, MachineHistory};
 
 /// Renders `report.html` for a finished replay.
-pub fn render(
+pub(super) fn render(
     history: &History,
     result: &ReplayResult,
     summary: &ReplaySummary,

@@ -6,17 +6,16 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use serde::Serialize;
-
-use super::engine::{ReplayResult, replay_history};
+use super::drive::{ReplayResult, replay_history};
 use super::metrics::{DetectionMetrics, MachineRows, MetricsOptions, detection_metrics};
 use super::points::write_points;
+use super::summary::ReplaySummary;
 use crate::alert::{AlertPolicyConfig, AlertState};
 use crate::archive::write_windows_file;
-use crate::model::{Manifest, Model, device_name, select_device};
+use crate::engine::{Engine, ModelSet, ModelSetError, ScoreError};
+use crate::model::{Model, device_name, select_device};
 use crate::score::Scorer;
-use crate::telemetry::history::{History, HistoryOptions, read_history};
-use crate::window::WindowerStats;
+use crate::telemetry::history::{HistoryOptions, read_history};
 
 /// What `vaewatch replay` was asked to do.
 #[derive(Debug, Clone)]
@@ -37,53 +36,6 @@ pub struct ReplayRequest {
     pub prefer_gpu: bool,
 }
 
-/// `summary.json`.
-#[derive(Debug, Clone, Serialize)]
-pub struct ReplaySummary {
-    pub model_id: String,
-    pub threshold: f32,
-    pub inputs: Vec<String>,
-    pub machines: usize,
-    /// Machines of the input the model normalises with the fleet's statistics although it has
-    /// statistics of their own for other machines (they were not in its training data).
-    pub fleet_normalised_machines: Vec<String>,
-    pub rows: usize,
-    pub rows_with_score: usize,
-    pub windows_scored: usize,
-    pub windows_above_threshold: usize,
-    pub windowing: WindowingCounts,
-    pub alerts_opened: usize,
-    pub alerts_updated: usize,
-    pub alerts_resolved: usize,
-    /// With a `label` column: detection metrics, with alert-open rows as the predictions.
-    pub metrics: Option<DetectionMetrics>,
-    pub metrics_from: Option<String>,
-    pub elapsed_seconds: f64,
-    pub windows_per_second: f64,
-    /// Where the windows were scored: `cpu` or `cuda`.
-    pub device: String,
-}
-
-/// Windowing counters, as in summary.json.
-#[derive(Debug, Clone, Serialize)]
-pub struct WindowingCounts {
-    pub duplicate_samples: u64,
-    pub late_samples: u64,
-    pub gap_restarts: u64,
-    pub sparse_windows_skipped: u64,
-}
-
-impl From<WindowerStats> for WindowingCounts {
-    fn from(s: WindowerStats) -> Self {
-        WindowingCounts {
-            duplicate_samples: s.duplicates,
-            late_samples: s.late,
-            gap_restarts: s.restarts,
-            sparse_windows_skipped: s.sparse_windows,
-        }
-    }
-}
-
 /// Why a replay failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ReplayError {
@@ -93,6 +45,10 @@ pub enum ReplayError {
     History(#[from] crate::telemetry::history::HistoryError),
     #[error(transparent)]
     Threshold(#[from] crate::score::InvalidThreshold),
+    #[error(transparent)]
+    Models(#[from] ModelSetError),
+    #[error(transparent)]
+    Score(#[from] ScoreError),
     #[error(transparent)]
     Archive(#[from] crate::archive::ArchiveError),
     #[error(transparent)]
@@ -115,18 +71,6 @@ fn io_error(path: &Path) -> impl Fn(std::io::Error) -> ReplayError + '_ {
     }
 }
 
-/// Machines of `history` without normalisation statistics of their own in a model that has
-/// them for others; empty for a fleet-normalised model.
-fn fleet_normalised_machines(manifest: &Manifest, history: &History) -> Vec<String> {
-    history
-        .machines
-        .iter()
-        .map(|m| m.equipment_id.as_str())
-        .filter(|id| manifest.normalisation.lacks_own(id))
-        .map(str::to_owned)
-        .collect()
-}
-
 /// Runs the replay and writes its files into `request.out`.
 pub fn replay(request: &ReplayRequest) -> Result<ReplaySummary, ReplayError> {
     request.alerts.validate()?;
@@ -140,16 +84,22 @@ pub fn replay(request: &ReplayRequest) -> Result<ReplaySummary, ReplayError> {
             channels: Some(manifest.channels.clone()),
         },
     )?;
-    let fleet_normalised = fleet_normalised_machines(&manifest, &history);
-    if !fleet_normalised.is_empty() {
-        tracing::warn!(
-            machines = %fleet_normalised.join(", "),
-            "the model has no normalisation of its own for these machines (not in its training data); they use the fleet's statistics and will usually score higher"
-        );
-    }
     let scorer = Scorer::new(model, request.threshold)?;
     let threshold = scorer.threshold();
-    let result = replay_history(&history, &scorer, &manifest.windowing, request.alerts)?;
+    let model_id = scorer.model().model_id().to_owned();
+    let models = ModelSet::single(
+        request.model_dir.clone(),
+        scorer,
+        manifest.windowing.clone(),
+        request.alerts,
+    )?;
+    let mut engine = Engine::new(models);
+    let result = replay_history(&history, &mut engine)?;
+    let fleet_normalised: Vec<String> = engine
+        .fleet_normalised_machines()
+        .iter()
+        .map(|id| id.to_string())
+        .collect();
 
     fs::create_dir_all(&request.out).map_err(io_error(&request.out))?;
     let with_label = history
@@ -188,7 +138,7 @@ pub fn replay(request: &ReplayRequest) -> Result<ReplaySummary, ReplayError> {
             .count()
     };
     let summary = ReplaySummary {
-        model_id: scorer.model().model_id().to_owned(),
+        model_id,
         threshold,
         inputs: request
             .inputs

@@ -1,5 +1,5 @@
 //! Per-channel calibration of reconstruction errors: how unusual each channel's error is for that
-//! channel. Sits between the model's raw errors (`model::Model` computes them per window) and the
+//! channel. Sits between the raw errors (`score::windows` computes them per window) and the
 //! window score the threshold and the alert policy read.
 //!
 //! A channel that is hard to reconstruct during normal load transients has large normal errors;
@@ -20,9 +20,9 @@
 //! channel that is reconstructed almost perfectly in training does not turn sensor noise into
 //! alerts later.
 
-use serde::{Deserialize, Serialize};
+pub use crate::model::ChannelCalibration;
 
-use crate::model::normalise::quantile_sorted;
+use crate::stats::quantile_sorted;
 
 /// A window's raw reconstruction errors per channel, on normalised values.
 #[derive(Debug, Clone, PartialEq)]
@@ -85,35 +85,6 @@ impl ChannelErrors {
         let score = (self.sum_sq.iter().sum::<f64>() / present) as f32;
         (score, shares)
     }
-}
-
-/// Per-channel scales of the errors on held-out normal windows; stored in the manifest.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ChannelCalibration {
-    /// Quantile of the held-out errors each scale was taken at.
-    pub quantile: f64,
-    /// Per channel: quantile of the window's mean squared error (normalised units squared),
-    /// at least `mean_floor`.
-    pub mean_scale: Vec<f64>,
-    /// Per channel: quantile of the window's largest squared error, at least `peak_floor`.
-    pub peak_scale: Vec<f64>,
-    /// Smallest `mean_scale`.
-    pub mean_floor: f64,
-    /// Smallest `peak_scale`.
-    pub peak_floor: f64,
-    /// How many of the largest channel ratios the score averages; 0 averages all channels.
-    #[serde(default, skip_serializing_if = "is_zero")]
-    pub top_channels: usize,
-    /// Channels that barely moved in training (their normalisation scale is the floor, for the
-    /// fleet or for some machine), whose `mean_scale` is at least the larger floor they were
-    /// given (see [`ChannelCalibration::with_quiet_channels`]).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub quiet_channels: Vec<usize>,
-}
-
-fn is_zero(n: &usize) -> bool {
-    *n == 0
 }
 
 /// Why a channel calibration could not be made.
@@ -212,22 +183,6 @@ impl ChannelCalibration {
     pub fn with_top_channels(mut self, top: usize) -> ChannelCalibration {
         self.top_channels = top;
         self
-    }
-
-    /// Checks the scales against the channel count; no IO.
-    pub fn validate(&self, channels: usize) -> Result<(), String> {
-        if self.mean_scale.len() != channels || self.peak_scale.len() != channels {
-            return Err(format!(
-                "channel calibration has {} mean and {} peak scales for {channels} channels",
-                self.mean_scale.len(),
-                self.peak_scale.len()
-            ));
-        }
-        let positive = |v: &f64| v.is_finite() && *v > 0.0;
-        if !(self.mean_scale.iter().all(positive) && self.peak_scale.iter().all(positive)) {
-            return Err("channel calibration scales must be finite and positive".into());
-        }
-        Ok(())
     }
 
     /// The calibrated score of a window and each channel's share of it (see the module docs).

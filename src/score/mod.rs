@@ -1,14 +1,17 @@
-//! Scoring: a window goes in, its reconstruction error (total and per channel) and its latent
-//! posterior come out. The score is compared with the model's threshold here. `Scorer` wraps a
-//! loaded `model::Model`; `threshold` calibrates the threshold at the end of training.
+//! The scoring layer, on top of `model`: a window goes in, its reconstruction error (total and per
+//! channel) and its latent posterior come out (`windows`), made comparable across channels
+//! (`channel`) and compared with the model's threshold (`Scorer`); `threshold` calibrates the
+//! threshold at the end of training.
 
 pub mod channel;
 mod scorer;
 pub mod threshold;
+pub mod windows;
 
 pub use channel::{ChannelCalibration, ChannelErrors};
 pub use scorer::{InvalidThreshold, Scorer};
 pub use threshold::{ThresholdCalibration, ThresholdMethod, ThresholdOptions};
+pub use windows::score_windows;
 
 use crate::telemetry::EquipmentId;
 use crate::window::SourceRange;

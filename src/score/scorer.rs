@@ -42,7 +42,7 @@ impl Scorer {
     /// Scores `windows` in one batch; one `ScoredWindow` per window, in order, with the window's
     /// machine, time span and Kafka sources copied over.
     pub fn score(&self, windows: &[&Window]) -> Result<Vec<ScoredWindow>, ModelError> {
-        let scores = self.model.score(windows)?;
+        let scores = super::score_windows(&self.model, windows)?;
         let model_id = self.model.model_id().to_owned();
         Ok(windows
             .iter()

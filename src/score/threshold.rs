@@ -15,18 +15,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::normalise::quantile_sorted;
-
-/// Which scores the threshold was computed from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ThresholdMethod {
-    /// Quantile of held-out scores (windows the model was not trained on) times a margin.
-    HeldOutQuantile,
-    /// Fallback when no held-out window exists: quantile of training scores times a doubled
-    /// margin.
-    TrainingQuantile,
-}
+pub use crate::model::{ThresholdCalibration, ThresholdMethod};
+use crate::stats::quantile_sorted;
 
 /// Knobs of the calibration.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -71,29 +61,6 @@ impl Default for ThresholdOptions {
             channel_top: 1,
         }
     }
-}
-
-/// A calibrated threshold and how it was set; stored in the manifest.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ThresholdCalibration {
-    /// The threshold on `WindowScore::score` (normalised squared error); a window scores as
-    /// anomalous when its score is above it.
-    pub value: f64,
-    /// Which scores it came from.
-    pub method: ThresholdMethod,
-    /// Quantile used.
-    pub quantile: f64,
-    /// The quantile of the calibration scores, before the margin.
-    pub quantile_score: f64,
-    /// Margin asked for (`ThresholdOptions::margin`).
-    pub base_margin: f64,
-    /// Margin applied after the adjustments for few windows and for training scores.
-    pub margin: f64,
-    /// Number of windows scored for the calibration.
-    pub calibration_windows: usize,
-    /// The lower bound that applied (`ThresholdOptions::min_value`).
-    pub min_value: f64,
 }
 
 /// Why a threshold could not be calibrated.

@@ -35,6 +35,16 @@ pub struct Plant {
     end_ms: i64,
 }
 
+impl std::fmt::Debug for Plant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plant")
+            .field("opts", &self.opts)
+            .field("channels", &self.channels)
+            .field("ids", &self.ids)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Plant {
     /// Builds the plant and draws its fault schedule. Fails on invalid options.
     pub fn new(opts: &SimulateOptions) -> Result<Plant, SimulateError> {

@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use serde_json::{Map, Value};
 
 use super::timestamp::{MIN_PLAUSIBLE_TS_MS, parse_rfc3339_ms};
-use super::{EquipmentId, Sample};
+use super::{EquipmentId, RejectReason, Sample};
 
 /// A model's channels by name: where each named value goes in [`Sample::values`].
 #[derive(Debug, Clone, PartialEq)]
@@ -94,8 +94,8 @@ pub struct ParsedMessage {
     pub unknown_channels: usize,
 }
 
-/// Why a message was refused. [`Rejection::reason`] is stable (metrics labels, dead-letter
-/// headers); the text carried by each variant is a detail for people.
+/// Why a message was refused. [`Rejection::reason`] is the stable name (metrics labels,
+/// dead-letter headers); the text carried by each variant is a detail for people.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Rejection {
     #[error("payload is not valid json: {0}")]
@@ -117,18 +117,19 @@ pub enum Rejection {
 }
 
 impl Rejection {
-    /// Machine-readable reason, one of `malformed_json`, `wrong_type`, `non_finite`,
-    /// `absurd_timestamp`, `oversize`, `missing_field`, `key_mismatch`, `invalid_equipment_id`.
-    pub fn reason(&self) -> &'static str {
+    /// The reason, as the dead-letter topic and the metrics name it. Several kinds of refusal
+    /// share one reason: a missing field, a wrong type and a bad equipment id are all
+    /// [`RejectReason::InvalidMessage`].
+    pub fn reason(&self) -> RejectReason {
         match self {
-            Rejection::MalformedJson(_) => "malformed_json",
-            Rejection::WrongType(_) => "wrong_type",
-            Rejection::NonFinite(_) => "non_finite",
-            Rejection::AbsurdTimestamp(_) => "absurd_timestamp",
-            Rejection::Oversize(_) => "oversize",
-            Rejection::MissingField(_) => "missing_field",
-            Rejection::KeyMismatch(_) => "key_mismatch",
-            Rejection::InvalidEquipmentId(_) => "invalid_equipment_id",
+            Rejection::MalformedJson(_) => RejectReason::MalformedJson,
+            Rejection::NonFinite(_) => RejectReason::NonFiniteValue,
+            Rejection::AbsurdTimestamp(_) => RejectReason::AbsurdTimestamp,
+            Rejection::Oversize(_) => RejectReason::Oversize,
+            Rejection::KeyMismatch(_) => RejectReason::KeyMismatch,
+            Rejection::WrongType(_)
+            | Rejection::MissingField(_)
+            | Rejection::InvalidEquipmentId(_) => RejectReason::InvalidMessage,
         }
     }
 
@@ -147,11 +148,16 @@ impl Rejection {
     }
 }
 
-/// Parses and validates one telemetry v1 message.
-///
-/// `key` is the Kafka key (`None` or empty when the producer set none); when present it must equal
-/// `equipment_id`. `now_ms` is the current time in epoch ms, against which future timestamps are
-/// judged; timestamps before 2000-01-01 are refused too. Any bad sample refuses the whole message.
+/// A message whose envelope is valid: the JSON parsed once, its machine known, its samples not
+/// read yet. The machine decides which model, and so which channels, the samples are read with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Envelope {
+    pub equipment_id: EquipmentId,
+    root: Map<String, Value>,
+}
+
+/// Parses and validates one telemetry v1 message with one model's channels: [`parse_envelope`]
+/// then [`Envelope::samples`].
 pub fn parse_message(
     key: Option<&[u8]>,
     payload: &[u8],
@@ -159,6 +165,18 @@ pub fn parse_message(
     limits: &MessageLimits,
     now_ms: i64,
 ) -> Result<ParsedMessage, Rejection> {
+    parse_envelope(key, payload, limits)?.samples(channels, limits, now_ms)
+}
+
+/// Parses a message's JSON and checks its size, its `equipment_id` and its key.
+///
+/// `key` is the Kafka key (`None` or empty when the producer set none); when present it must equal
+/// `equipment_id`.
+pub fn parse_envelope(
+    key: Option<&[u8]>,
+    payload: &[u8],
+    limits: &MessageLimits,
+) -> Result<Envelope, Rejection> {
     if payload.len() > limits.max_bytes {
         return Err(Rejection::Oversize(format!(
             "{} bytes, the limit is {}",
@@ -183,59 +201,74 @@ pub fn parse_message(
             equipment_id.as_str()
         )));
     }
-    let ts_bounds = (
-        MIN_PLAUSIBLE_TS_MS,
-        now_ms.saturating_add(limits.max_future_skew_ms),
-    );
-    let mut unknown_channels = 0;
-    let samples = match root.get("samples") {
-        Some(samples) => {
-            if root.contains_key("ts") || root.contains_key("values") {
-                return Err(Rejection::WrongType(
-                    "message has both samples and ts/values; use one form".to_owned(),
-                ));
-            }
-            let Value::Array(samples) = samples else {
-                return Err(Rejection::WrongType(format!(
-                    "samples is {}, expected an array",
-                    type_name(samples)
-                )));
-            };
-            if samples.is_empty() {
-                return Err(Rejection::MissingField("samples is empty".to_owned()));
-            }
-            let mut parsed = Vec::with_capacity(samples.len());
-            for (i, sample) in samples.iter().enumerate() {
-                let Value::Object(sample) = sample else {
+    Ok(Envelope { equipment_id, root })
+}
+
+impl Envelope {
+    /// Reads the samples in `channels`' order. `now_ms` is the current time in epoch ms, against
+    /// which future timestamps are judged; timestamps before 2000-01-01 are refused too. Any bad
+    /// sample refuses the whole message.
+    pub fn samples(
+        self,
+        channels: &ChannelMap,
+        limits: &MessageLimits,
+        now_ms: i64,
+    ) -> Result<ParsedMessage, Rejection> {
+        let Envelope { equipment_id, root } = self;
+        let ts_bounds = (
+            MIN_PLAUSIBLE_TS_MS,
+            now_ms.saturating_add(limits.max_future_skew_ms),
+        );
+        let mut unknown_channels = 0;
+        let samples = match root.get("samples") {
+            Some(samples) => {
+                if root.contains_key("ts") || root.contains_key("values") {
+                    return Err(Rejection::WrongType(
+                        "message has both samples and ts/values; use one form".to_owned(),
+                    ));
+                }
+                let Value::Array(samples) = samples else {
                     return Err(Rejection::WrongType(format!(
-                        "samples[{i}] is {}, expected an object",
-                        type_name(sample)
+                        "samples is {}, expected an array",
+                        type_name(samples)
                     )));
                 };
-                let context = format!("samples[{i}].");
-                parsed.push(parse_sample(
-                    sample,
-                    &context,
-                    channels,
-                    ts_bounds,
-                    &mut unknown_channels,
-                )?);
+                if samples.is_empty() {
+                    return Err(Rejection::MissingField("samples is empty".to_owned()));
+                }
+                let mut parsed = Vec::with_capacity(samples.len());
+                for (i, sample) in samples.iter().enumerate() {
+                    let Value::Object(sample) = sample else {
+                        return Err(Rejection::WrongType(format!(
+                            "samples[{i}] is {}, expected an object",
+                            type_name(sample)
+                        )));
+                    };
+                    let context = format!("samples[{i}].");
+                    parsed.push(parse_sample(
+                        sample,
+                        &context,
+                        channels,
+                        ts_bounds,
+                        &mut unknown_channels,
+                    )?);
+                }
+                parsed
             }
-            parsed
-        }
-        None => vec![parse_sample(
-            &root,
-            "",
-            channels,
-            ts_bounds,
-            &mut unknown_channels,
-        )?],
-    };
-    Ok(ParsedMessage {
-        equipment_id,
-        samples,
-        unknown_channels,
-    })
+            None => vec![parse_sample(
+                &root,
+                "",
+                channels,
+                ts_bounds,
+                &mut unknown_channels,
+            )?],
+        };
+        Ok(ParsedMessage {
+            equipment_id,
+            samples,
+            unknown_channels,
+        })
+    }
 }
 
 /// Classifies a serde_json error: syntax and truncation are malformed JSON, except numbers too

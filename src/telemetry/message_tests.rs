@@ -8,6 +8,20 @@ fn channels() -> ChannelMap {
     ChannelMap::new(["current", "pressure", "flow"]).unwrap()
 }
 
+/// The kind of refusal, finer than [`Rejection::reason`].
+fn kind(rejection: &Rejection) -> &'static str {
+    match rejection {
+        Rejection::MalformedJson(_) => "malformed_json",
+        Rejection::WrongType(_) => "wrong_type",
+        Rejection::NonFinite(_) => "non_finite",
+        Rejection::AbsurdTimestamp(_) => "absurd_timestamp",
+        Rejection::Oversize(_) => "oversize",
+        Rejection::MissingField(_) => "missing_field",
+        Rejection::KeyMismatch(_) => "key_mismatch",
+        Rejection::InvalidEquipmentId(_) => "invalid_equipment_id",
+    }
+}
+
 fn parse(key: Option<&str>, payload: &str) -> Result<ParsedMessage, Rejection> {
     parse_message(
         key.map(str::as_bytes),
@@ -286,7 +300,7 @@ fn rejects_bad_messages_with_stable_reasons() {
         match parse(key, &payload) {
             Ok(parsed) => panic!("{name}: accepted {parsed:?}"),
             Err(rejection) => {
-                assert_eq!(rejection.reason(), reason, "{name}: {rejection}");
+                assert_eq!(kind(&rejection), reason, "{name}: {rejection}");
                 assert!(!rejection.detail().is_empty(), "{name}");
             }
         }
@@ -303,7 +317,7 @@ fn rejects_invalid_utf8_and_oversize_payloads() {
         &MessageLimits::default(),
         NOW_MS,
     );
-    assert_eq!(got.unwrap_err().reason(), "malformed_json");
+    assert_eq!(got.unwrap_err().reason(), RejectReason::MalformedJson);
 
     let limits = MessageLimits {
         max_bytes: 32,
@@ -312,7 +326,7 @@ fn rejects_invalid_utf8_and_oversize_payloads() {
     let payload = br#"{"equipment_id":"pump-17","ts":1795675464000,"values":{}}"#;
     let got = parse_message(None, payload, &channels(), &limits, NOW_MS);
     let rejection = got.unwrap_err();
-    assert_eq!(rejection.reason(), "oversize");
+    assert_eq!(rejection.reason(), RejectReason::Oversize);
     assert!(
         rejection.to_string().contains("the limit is 32"),
         "{rejection}"
@@ -327,7 +341,7 @@ fn skew_is_configurable() {
         ..MessageLimits::default()
     };
     let got = parse_message(None, payload, &channels(), &strict, NOW_MS);
-    assert_eq!(got.unwrap_err().reason(), "absurd_timestamp");
+    assert_eq!(got.unwrap_err().reason(), RejectReason::AbsurdTimestamp);
     let lenient = MessageLimits {
         max_future_skew_ms: 10_000,
         ..MessageLimits::default()
@@ -345,4 +359,41 @@ fn channel_map_refuses_duplicates() {
     assert_eq!(map.index_of("b"), Some(1));
     assert_eq!(map.index_of("c"), None);
     assert_eq!(map.len(), 2);
+}
+
+#[test]
+fn each_refusal_has_one_dead_letter_reason() {
+    let cases = [
+        (Rejection::MalformedJson(String::new()), "malformed_json"),
+        (Rejection::WrongType(String::new()), "invalid_message"),
+        (Rejection::MissingField(String::new()), "invalid_message"),
+        (
+            Rejection::InvalidEquipmentId(String::new()),
+            "invalid_message",
+        ),
+        (Rejection::NonFinite(String::new()), "non_finite_value"),
+        (
+            Rejection::AbsurdTimestamp(String::new()),
+            "absurd_timestamp",
+        ),
+        (Rejection::Oversize(String::new()), "oversize"),
+        (Rejection::KeyMismatch(String::new()), "key_mismatch"),
+    ];
+    for (rejection, name) in cases {
+        assert_eq!(rejection.reason().as_str(), name, "{rejection:?}");
+    }
+}
+
+#[test]
+fn envelope_then_samples_equals_one_parse() {
+    let payload = br#"{"equipment_id":"p","ts":1795675464000,"values":{"current":1.5,"other":2}}"#;
+    let limits = MessageLimits::default();
+    let envelope = parse_envelope(Some(b"p"), payload, &limits).unwrap();
+    assert_eq!(envelope.equipment_id.as_str(), "p");
+    let two_steps = envelope.samples(&channels(), &limits, NOW_MS).unwrap();
+    assert_eq!(
+        two_steps,
+        parse(Some("p"), std::str::from_utf8(payload).unwrap()).unwrap()
+    );
+    assert_eq!(two_steps.unknown_channels, 1);
 }

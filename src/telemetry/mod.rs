@@ -4,9 +4,13 @@
 mod equipment;
 pub mod history;
 pub mod message;
+mod reject;
 mod sample;
 pub mod timestamp;
 
-pub use equipment::{EquipmentId, InvalidEquipmentId};
-pub use message::{ChannelMap, MessageLimits, ParsedMessage, Rejection, parse_message};
+pub use equipment::{EquipmentId, InvalidEquipmentId, MAX_EQUIPMENT_ID_LEN};
+pub use message::{
+    ChannelMap, Envelope, MessageLimits, ParsedMessage, Rejection, parse_envelope, parse_message,
+};
+pub use reject::{Refusal, RejectReason};
 pub use sample::{Sample, SourcePosition};

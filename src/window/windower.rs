@@ -55,6 +55,17 @@ pub struct WindowerStats {
     pub emitted_windows: u64,
 }
 
+impl std::ops::AddAssign for WindowerStats {
+    fn add_assign(&mut self, other: WindowerStats) {
+        self.accepted += other.accepted;
+        self.duplicates += other.duplicates;
+        self.late += other.late;
+        self.restarts += other.restarts;
+        self.sparse_windows += other.sparse_windows;
+        self.emitted_windows += other.emitted_windows;
+    }
+}
+
 #[derive(Debug, Clone)]
 struct Slot {
     index: i64,

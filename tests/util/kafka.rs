@@ -19,7 +19,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 static BOOTSTRAP: OnceLock<Result<String, String>> = OnceLock::new();
 
 /// The bootstrap address of a running broker; panics with instructions when there is none.
-pub fn bootstrap() -> String {
+pub(crate) fn bootstrap() -> String {
     let found = BOOTSTRAP.get_or_init(|| match std::env::var("KAFKA_BOOTSTRAP") {
         Ok(address) if !address.trim().is_empty() => Ok(address.trim().to_string()),
         _ => start_local_broker(),
@@ -59,7 +59,7 @@ fn start_local_broker() -> Result<String, String> {
 }
 
 /// A topic (or group) name no other test or run uses: `vw-{label}-{pid}-{time}-{n}`.
-pub fn unique_name(label: &str) -> String {
+pub(crate) fn unique_name(label: &str) -> String {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -71,7 +71,7 @@ pub fn unique_name(label: &str) -> String {
 
 /// Creates `topic` with `partitions` partitions (replication 1) and waits until every partition
 /// has a leader.
-pub async fn create_topic(bootstrap: &str, topic: &str, partitions: i32) {
+pub(crate) async fn create_topic(bootstrap: &str, topic: &str, partitions: i32) {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .create()
@@ -111,7 +111,7 @@ pub async fn create_topic(bootstrap: &str, topic: &str, partitions: i32) {
 }
 
 /// An idempotent producer for tests.
-pub fn producer(bootstrap: &str) -> FutureProducer {
+pub(crate) fn producer(bootstrap: &str) -> FutureProducer {
     ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("enable.idempotence", "true")
@@ -120,7 +120,11 @@ pub fn producer(bootstrap: &str) -> FutureProducer {
 }
 
 /// Produces `(key, payload)` messages in order and returns where each landed (partition, offset).
-pub async fn produce(bootstrap: &str, topic: &str, messages: &[(&str, &[u8])]) -> Vec<(i32, i64)> {
+pub(crate) async fn produce(
+    bootstrap: &str,
+    topic: &str,
+    messages: &[(&str, &[u8])],
+) -> Vec<(i32, i64)> {
     let producer = producer(bootstrap);
     let mut positions = Vec::with_capacity(messages.len());
     for (key, payload) in messages {
@@ -136,7 +140,7 @@ pub async fn produce(bootstrap: &str, topic: &str, messages: &[(&str, &[u8])]) -
 
 /// Reads `topic` from the beginning with a fresh group until `count` messages arrived or
 /// `timeout` passed, and returns what arrived (callers assert on the count).
-pub async fn consume(
+pub(crate) async fn consume(
     bootstrap: &str,
     topic: &str,
     count: usize,
@@ -155,7 +159,7 @@ pub async fn consume(
 
 /// Receives from an already subscribed consumer until `count` messages arrived or `timeout`
 /// passed.
-pub async fn receive<C>(
+pub(crate) async fn receive<C>(
     consumer: &StreamConsumer<C>,
     count: usize,
     timeout: Duration,
@@ -178,7 +182,7 @@ where
 /// How many messages of `topic` a consumer of `group` still has to read: per partition, from the
 /// group's committed offset (or the start of the partition when the group committed nothing) to
 /// its end. Asked of the broker directly, without joining the group.
-pub fn unread_messages(bootstrap: &str, group: &str, topic: &str) -> u64 {
+pub(crate) fn unread_messages(bootstrap: &str, group: &str, topic: &str) -> u64 {
     use rdkafka::consumer::BaseConsumer;
     use rdkafka::{Offset, TopicPartitionList};
     let timeout = Duration::from_secs(30);

@@ -106,7 +106,7 @@ pub(crate) struct ValueScale {
 
 impl ValueScale {
     /// A linear scale over the values (and `extra`, e.g. a threshold), padded by 5 %.
-    pub fn linear(values: impl Iterator<Item = f32>, extra: Option<f32>) -> ValueScale {
+    pub(super) fn linear(values: impl Iterator<Item = f32>, extra: Option<f32>) -> ValueScale {
         let (mut lo, mut hi) = bounds(values.chain(extra));
         if !(lo.is_finite() && hi.is_finite()) {
             (lo, hi) = (0.0, 1.0);
@@ -123,7 +123,7 @@ impl ValueScale {
     }
 
     /// A log10 scale when the positive values span more than `min_ratio`; linear otherwise.
-    pub fn log_if_wide(values: &[f32], extra: Option<f32>, min_ratio: f64) -> ValueScale {
+    pub(super) fn log_if_wide(values: &[f32], extra: Option<f32>, min_ratio: f64) -> ValueScale {
         let positive: Vec<f32> = values
             .iter()
             .copied()

@@ -25,7 +25,7 @@ pub(crate) struct Pca {
 
 impl Pca {
     /// Coordinates of `x` on the components (missing components read 0).
-    pub fn project(&self, x: &[f32]) -> [f64; 2] {
+    pub(super) fn project(&self, x: &[f32]) -> [f64; 2] {
         let mut out = [0.0; 2];
         for (o, c) in out.iter_mut().zip(&self.components) {
             *o = c

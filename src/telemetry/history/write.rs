@@ -48,6 +48,17 @@ pub struct HistoryWriter {
     sink: Sink,
 }
 
+impl std::fmt::Debug for HistoryWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HistoryWriter")
+            .field("path", &self.path)
+            .field("channels", &self.channels)
+            .field("with_label", &self.with_label)
+            .field("with_fault_kind", &self.with_fault_kind)
+            .finish_non_exhaustive()
+    }
+}
+
 enum Sink {
     Csv(Box<csv::Writer<BufWriter<File>>>),
     Parquet(Box<ParquetSink>),

@@ -6,9 +6,10 @@ use std::sync::OnceLock;
 
 use candle_core::Device;
 
-use super::init::SeededRng;
-use super::{Model, ModelError, Scoring, TrainError, TrainOptions, TrainedModel, VaeConfig, fit};
-use crate::score::{Scorer, ThresholdMethod};
+use super::{TrainError, TrainOptions, TrainedModel, fit};
+use crate::model::init::SeededRng;
+use crate::model::{Model, ModelError, Scoring, VaeConfig};
+use crate::score::{Scorer, ThresholdMethod, score_windows};
 use crate::telemetry::EquipmentId;
 use crate::window::{Window, WindowConfig};
 
@@ -225,7 +226,10 @@ fn saved_model_loads_and_scores_the_same() {
     assert_eq!(loaded.manifest(), trained().manifest());
     let direct = trained().model(&Device::Cpu).unwrap();
     let w = fresh_window();
-    assert_eq!(loaded.score(&[&w]).unwrap(), direct.score(&[&w]).unwrap());
+    assert_eq!(
+        score_windows(&loaded, &[&w]).unwrap(),
+        score_windows(&direct, &[&w]).unwrap()
+    );
 }
 
 #[test]
@@ -285,14 +289,14 @@ fn windows_of_the_wrong_shape_are_errors() {
     let mut lying = good.clone();
     lying.values.pop();
     for bad in [&short, &wide, &lying] {
-        let err = model.score(&[&good, bad]).unwrap_err();
+        let err = score_windows(&model, &[&good, bad]).unwrap_err();
         assert!(matches!(err, ModelError::WindowShape { .. }), "{err}");
         assert!(err.to_string().contains(model.model_id()), "{err}");
     }
     let mut empty = good.clone();
     empty.mask.iter_mut().for_each(|m| *m = false);
     assert!(matches!(
-        model.score(&[&empty]),
+        score_windows(&model, &[&empty]),
         Err(ModelError::EmptyWindow { .. })
     ));
 }
@@ -379,7 +383,7 @@ fn training_is_deterministic_under_a_seed() {
     let a = fit(&data, &channels(), &windowing(), &opts).unwrap();
     let b = fit(&data, &channels(), &windowing(), &opts).unwrap();
     let w = fresh_window();
-    let score = |m: &TrainedModel| m.model(&Device::Cpu).unwrap().score(&[&w]).unwrap();
+    let score = |m: &TrainedModel| score_windows(&m.model(&Device::Cpu).unwrap(), &[&w]).unwrap();
     assert_eq!(score(&a), score(&b));
     assert_eq!(a.manifest().training, b.manifest().training);
 }

@@ -1,7 +1,6 @@
-//! The engine shared by `replay` and the daemon: per-machine windowers and alert policies for the
-//! machines of one model. Samples go in, windows to score come out; scored windows go back in and
-//! alert events come out. Scoring itself happens between the two calls, so callers batch windows
-//! across machines (the daemon) or per file (replay) as suits them. Pure: no IO, no clock.
+//! `Fleet`: per-machine windowers and alert policies for the machines of one model. Samples go
+//! in, windows to score come out; scored windows go back in and alert events come out. The
+//! [`super::Engine`] drives one fleet per model. Pure: no IO, no clock.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -175,13 +174,7 @@ impl Fleet {
     pub fn windower_stats(&self) -> WindowerStats {
         let mut total = WindowerStats::default();
         for m in self.machines.values() {
-            let s = m.windower.stats();
-            total.accepted += s.accepted;
-            total.duplicates += s.duplicates;
-            total.late += s.late;
-            total.restarts += s.restarts;
-            total.sparse_windows += s.sparse_windows;
-            total.emitted_windows += s.emitted_windows;
+            total += m.windower.stats();
         }
         total
     }

@@ -1,4 +1,5 @@
-//! Training: windows of normal history in, a `TrainedModel` out (weights, normalisation,
+//! The training layer, on top of `model` and `score`: windows of normal history in, a
+//! `TrainedModel` out (weights, normalisation,
 //! calibrated threshold, manifest). Used by `vaewatch train`; pure apart from the optional
 //! progress bar (no files until `TrainedModel::save`).
 //!
@@ -22,17 +23,24 @@ use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarMap};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 
-use super::config::VaeConfig;
-use super::error::{ModelError, TrainError};
-use super::init::{SeededRng, seeded_vae, weights_bytes};
-use super::loaded::{Model, Scoring, hide_channels, raw_batch};
-use super::manifest::{self, FORMAT_VERSION, Manifest, TrainingDataSummary, TrainingMetrics};
-use super::normalise::{FloorRule, Normalisation};
-use super::split::split_by_machine;
-use super::vae::Vae;
+mod error;
+mod split;
+#[cfg(test)]
+mod tests;
+
+pub use error::TrainError;
+
+use crate::model::init::{SeededRng, seeded_vae, weights_bytes};
+use crate::model::manifest::{
+    self, FORMAT_VERSION, Manifest, TrainingDataSummary, TrainingMetrics,
+};
+use crate::model::normalise::{FloorRule, Normalisation};
+use crate::model::{Model, ModelError, Scoring, Vae, VaeConfig, hide_channels};
 use crate::score::channel::{ChannelCalibration, ChannelErrors};
 use crate::score::threshold::{ThresholdMethod, ThresholdOptions, calibrate};
+use crate::score::windows::raw_batch;
 use crate::window::{Window, WindowConfig};
+use split::split_by_machine;
 
 /// Fewest windows (after dropping empty ones) training accepts.
 pub const MIN_WINDOWS: usize = 8;

@@ -1,18 +1,22 @@
-//! The models a daemon holds: each loaded model with its scorer and its fleet (windowers and alert
-//! policies of the machines it covers), and the routing of machines to models from the config.
+//! The models an engine holds: each loaded model with its scorer and its fleet (windowers and alert
+//! policies of the machines it covers), and the routing of machines to models: from the daemon's
+//! config, or every machine to the one model of a replay.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use super::Fleet;
 use crate::alert::AlertPolicyConfig;
 use crate::config::Config;
-use crate::engine::Fleet;
 use crate::model::{Model, ModelError, device_name, select_device};
 use crate::score::Scorer;
+use crate::telemetry::EquipmentId;
 use crate::telemetry::message::ChannelMap;
+use crate::window::WindowConfig;
 
 /// One loaded model and the machines it scores.
+#[derive(Debug)]
 pub struct ModelSlot {
     pub dir: PathBuf,
     pub scorer: Arc<Scorer>,
@@ -21,10 +25,12 @@ pub struct ModelSlot {
 }
 
 /// Every model of the config, and which machine goes to which.
+#[derive(Debug)]
 pub struct ModelSet {
     pub slots: Vec<ModelSlot>,
     routes: HashMap<String, Option<usize>>,
-    config: crate::config::ModelsConfig,
+    /// `None`: every machine goes to the first (only) model.
+    config: Option<crate::config::ModelsConfig>,
 }
 
 /// Why the models could not be loaded.
@@ -45,11 +51,7 @@ impl ModelSet {
     pub fn load(config: &Config, prefer_gpu: bool) -> Result<ModelSet, ModelSetError> {
         let device = select_device(prefer_gpu);
         tracing::info!(device = device_name(&device), "models score on this device");
-        let alerts = AlertPolicyConfig {
-            k: config.alerts.k as usize,
-            n: config.alerts.n as usize,
-            m: config.alerts.m as usize,
-        };
+        let alerts = config.alerts;
         let mut slots = Vec::new();
         for dir in config.models.all_dirs() {
             let shown = dir.display().to_string();
@@ -59,9 +61,7 @@ impl ModelSet {
             })?;
             let manifest = model.manifest().clone();
             let mut windowing = manifest.windowing.clone();
-            if let Some(lateness) = config.windowing.allowed_lateness_ms {
-                windowing.allowed_lateness_ms = lateness;
-            }
+            config.windowing.apply_to(&mut windowing);
             let channels =
                 ChannelMap::new(manifest.channels.clone()).map_err(|e| ModelSetError::Invalid {
                     dir: shown.clone(),
@@ -81,7 +81,33 @@ impl ModelSet {
         Ok(ModelSet {
             slots,
             routes: HashMap::new(),
-            config: config.models.clone(),
+            config: Some(config.models.clone()),
+        })
+    }
+
+    /// One model, loaded from `dir`, that scores every machine (replay, tests).
+    pub fn single(
+        dir: PathBuf,
+        scorer: Scorer,
+        windowing: WindowConfig,
+        alerts: AlertPolicyConfig,
+    ) -> Result<ModelSet, ModelSetError> {
+        let manifest = scorer.model().manifest();
+        let channels =
+            ChannelMap::new(manifest.channels.clone()).map_err(|e| ModelSetError::Invalid {
+                dir: dir.display().to_string(),
+                reason: e.to_string(),
+            })?;
+        let fleet = Fleet::new(manifest.channels.clone(), windowing, alerts);
+        Ok(ModelSet {
+            slots: vec![ModelSlot {
+                dir,
+                scorer: Arc::new(scorer),
+                channels,
+                fleet,
+            }],
+            routes: HashMap::new(),
+            config: None,
         })
     }
 
@@ -90,10 +116,12 @@ impl ModelSet {
         if let Some(route) = self.routes.get(equipment_id) {
             return *route;
         }
-        let route = self
-            .config
-            .model_dir_for(equipment_id)
-            .and_then(|dir| self.slot_of_dir(dir));
+        let route = match &self.config {
+            Some(config) => config
+                .model_dir_for(equipment_id)
+                .and_then(|dir| self.slot_of_dir(dir)),
+            None => (!self.slots.is_empty()).then_some(0),
+        };
         self.routes.insert(equipment_id.to_owned(), route);
         route
     }
@@ -118,18 +146,21 @@ impl ModelSet {
             .lacks_own(equipment_id)
     }
 
-    /// How many machines held now [`Self::lacks_own_normalisation`].
-    pub fn fleet_normalised_machines(&self) -> usize {
-        self.slots
+    /// The machines held now for which [`Self::lacks_own_normalisation`], sorted.
+    pub fn fleet_normalised_machines(&self) -> Vec<EquipmentId> {
+        let mut machines: Vec<EquipmentId> = self
+            .slots
             .iter()
             .enumerate()
-            .map(|(i, slot)| {
+            .flat_map(|(i, slot)| {
                 slot.fleet
                     .machine_ids()
-                    .filter(|id| self.lacks_own_normalisation(i, id.as_str()))
-                    .count()
+                    .filter(move |id| self.lacks_own_normalisation(i, id.as_str()))
+                    .cloned()
             })
-            .sum()
+            .collect();
+        machines.sort();
+        machines
     }
 
     /// Forgets the machines of a revoked partition in every model.

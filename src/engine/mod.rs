@@ -1,0 +1,377 @@
+//! The engine: the one pipeline that both the daemon and `replay` drive. Telemetry goes in (a
+//! Kafka message's bytes, or a history file's rows), scored windows and alert events come out,
+//! through the same routing, parsing, windowing, batching, scoring and alert policies. Live and
+//! replay differ only in where input comes from and where output goes, so "the daemon gives what
+//! replay gives" holds by construction.
+//!
+//! ```text
+//! ingest_message(key, payload) ─┐                         ┌─ Refusal (dead letter, counted)
+//! ingest(equipment_id, samples) ┴─► route to a model ─► windower ─► pending windows
+//! take_batch(max) ─► Batch ─► Batch::score (any thread) ─► ScoredBatch
+//! complete(ScoredBatch) ─► Outcome { scored window, alert event, alert open }
+//! ```
+//!
+//! Synchronous, no IO and no clock: the caller passes `now_ms` (to judge future timestamps) and
+//! decides when a batch is due. Scoring a [`Batch`] borrows nothing from the engine, so the daemon
+//! runs it on a blocking thread while replay runs it in place.
+
+mod fleet;
+mod models;
+
+pub use fleet::{Fleet, FleetState, MachineState};
+pub use models::{ModelSet, ModelSetError, ModelSlot};
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::alert::AlertEvent;
+use crate::model::ModelError;
+use crate::score::{ScoredWindow, Scorer};
+use crate::telemetry::timestamp::format_rfc3339_ms_clamped;
+use crate::telemetry::{
+    EquipmentId, MessageLimits, Refusal, RejectReason, Sample, SourcePosition, parse_envelope,
+};
+use crate::window::{RejectedSample, Window, WindowerStats};
+
+/// The pipeline from telemetry to scored windows and alert events, for every model of a
+/// [`ModelSet`].
+#[derive(Debug)]
+pub struct Engine {
+    models: ModelSet,
+    limits: MessageLimits,
+    /// Windows waiting for the scorer, with the index of their model, in the order they closed.
+    pending: Vec<(usize, Window)>,
+}
+
+/// What one message (or one call of [`Engine::ingest`]) did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Ingested {
+    /// The machine, when the message named a valid one.
+    pub equipment_id: Option<EquipmentId>,
+    /// Samples handed to the machine's windower (duplicates and late ones included).
+    pub samples: u64,
+    /// Samples dropped because a sample for the same slot came first.
+    pub duplicates: u64,
+    /// Channel values ignored because the machine's model does not know the channel.
+    pub unknown_channels: u64,
+    /// Windows this input completed that now wait for the scorer.
+    pub windows: usize,
+    /// True when the machine was seen for the first time and its model normalises it with the
+    /// fleet's statistics although it has statistics of its own for other machines.
+    pub new_fleet_normalised_machine: bool,
+    /// Set when the message, or some of its samples (late ones), was refused: the caller
+    /// dead-letters the message with this reason.
+    pub refusal: Option<Refusal>,
+}
+
+/// Windows taken from the engine to be scored, grouped by model. Owns everything it needs.
+#[derive(Debug)]
+pub struct Batch {
+    groups: Vec<(usize, Arc<Scorer>, Vec<Window>)>,
+}
+
+/// A scored [`Batch`], to hand back to [`Engine::complete`].
+#[derive(Debug)]
+pub struct ScoredBatch {
+    groups: Vec<(usize, Vec<ScoredWindow>)>,
+}
+
+/// One scored window after its machine's alert policy saw it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    pub window: ScoredWindow,
+    /// The alert event the window caused, if any.
+    pub event: Option<AlertEvent>,
+    /// Whether the machine has an alert open after this window.
+    pub alert_open: bool,
+}
+
+/// Scoring a batch failed (the model could not run on its windows). Not worth retrying with the
+/// same windows: the model or the device is broken.
+#[derive(Debug, thiserror::Error)]
+#[error("scoring {windows} windows with model {model_id} failed")]
+pub struct ScoreError {
+    pub model_id: String,
+    pub windows: usize,
+    #[source]
+    pub source: Box<ModelError>,
+}
+
+impl Engine {
+    /// An engine over these models, with the default message limits.
+    pub fn new(models: ModelSet) -> Engine {
+        Engine {
+            models,
+            limits: MessageLimits::default(),
+            pending: Vec::new(),
+        }
+    }
+
+    /// The models and their fleets.
+    pub fn models(&self) -> &ModelSet {
+        &self.models
+    }
+
+    /// Parses one telemetry v1 message (Kafka key and value) and windows its samples. The JSON is
+    /// parsed once: its `equipment_id` picks the model, whose channels the samples are read with.
+    /// `source` is where the message was read (its samples carry it, so the daemon knows which
+    /// offsets a window needs); `now_ms` judges timestamps from the future.
+    pub fn ingest_message(
+        &mut self,
+        key: Option<&[u8]>,
+        payload: &[u8],
+        source: Option<SourcePosition>,
+        now_ms: i64,
+    ) -> Ingested {
+        let envelope = match parse_envelope(key, payload, &self.limits) {
+            Ok(envelope) => envelope,
+            Err(rejection) => return Ingested::refused(None, rejection.reason(), rejection),
+        };
+        let equipment_id = envelope.equipment_id.clone();
+        let Some(slot) = self.models.route(equipment_id.as_str()) else {
+            let detail = format!("no model covers equipment {equipment_id}");
+            return Ingested::refused(Some(equipment_id), RejectReason::NoModel, detail);
+        };
+        let channels = &self.models.slots[slot].channels;
+        let parsed = match envelope.samples(channels, &self.limits, now_ms) {
+            Ok(parsed) => parsed,
+            Err(rejection) => {
+                return Ingested::refused(Some(equipment_id), rejection.reason(), rejection);
+            }
+        };
+        let mut samples = parsed.samples;
+        for sample in &mut samples {
+            sample.source = source;
+        }
+        let mut ingested = self.window_samples(slot, &parsed.equipment_id, &samples);
+        ingested.unknown_channels = parsed.unknown_channels as u64;
+        ingested
+    }
+
+    /// Windows samples of one machine that are already in its model's channel order (history
+    /// rows). Refused with [`RejectReason::NoModel`] when no model covers the machine.
+    pub fn ingest(&mut self, equipment_id: &EquipmentId, samples: &[Sample]) -> Ingested {
+        let Some(slot) = self.models.route(equipment_id.as_str()) else {
+            let detail = format!("no model covers equipment {equipment_id}");
+            return Ingested::refused(Some(equipment_id.clone()), RejectReason::NoModel, detail);
+        };
+        self.window_samples(slot, equipment_id, samples)
+    }
+
+    fn window_samples(
+        &mut self,
+        slot_index: usize,
+        equipment_id: &EquipmentId,
+        samples: &[Sample],
+    ) -> Ingested {
+        let first_sight = !self.models.slots[slot_index].fleet.knows(equipment_id);
+        let fleet_normalised = first_sight
+            && self
+                .models
+                .lacks_own_normalisation(slot_index, equipment_id.as_str());
+        if fleet_normalised {
+            tracing::warn!(
+                equipment_id = %equipment_id,
+                model_id = self.models.slots[slot_index].scorer.model().model_id(),
+                "the model has no normalisation of its own for this machine (not in its training data); it uses the fleet's statistics and will usually score higher"
+            );
+        }
+        let mut ingested = Ingested {
+            equipment_id: Some(equipment_id.clone()),
+            new_fleet_normalised_machine: fleet_normalised,
+            ..Ingested::default()
+        };
+        let mut late: Vec<(i64, i64)> = Vec::new();
+        let fleet = &mut self.models.slots[slot_index].fleet;
+        for sample in samples {
+            ingested.samples += 1;
+            let outcome = fleet.push(equipment_id, sample);
+            match outcome.rejected {
+                Some(RejectedSample::Late {
+                    ts_ms,
+                    final_up_to_ms,
+                }) => late.push((ts_ms, final_up_to_ms)),
+                Some(RejectedSample::Duplicate { .. }) => ingested.duplicates += 1,
+                _ => {}
+            }
+            for window in outcome.windows {
+                if fleet.is_new(&window) {
+                    self.pending.push((slot_index, window));
+                    ingested.windows += 1;
+                }
+            }
+        }
+        if let Some((ts_ms, final_up_to_ms)) = late.first() {
+            ingested.refusal = Some(Refusal {
+                reason: RejectReason::LateSample,
+                detail: format!(
+                    "{} sample(s) later than the allowed lateness; first at {} while windows are final up to {}",
+                    late.len(),
+                    format_rfc3339_ms_clamped(*ts_ms),
+                    format_rfc3339_ms_clamped(*final_up_to_ms)
+                ),
+            });
+        }
+        ingested
+    }
+
+    /// Ends a machine's stream (the end of a history file): its last samples become final and
+    /// the windows they complete join the pending ones. Returns how many did.
+    pub fn finish(&mut self, equipment_id: &EquipmentId) -> usize {
+        let Some(slot_index) = self.models.route(equipment_id.as_str()) else {
+            return 0;
+        };
+        let fleet = &mut self.models.slots[slot_index].fleet;
+        let mut added = 0;
+        for window in fleet.finish(equipment_id) {
+            if fleet.is_new(&window) {
+                self.pending.push((slot_index, window));
+                added += 1;
+            }
+        }
+        added
+    }
+
+    /// Windows waiting for the scorer.
+    pub fn pending_windows(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Takes the oldest `max` pending windows (all when fewer wait), grouped by model.
+    pub fn take_batch(&mut self, max: usize) -> Batch {
+        let take = max.max(1).min(self.pending.len());
+        let mut by_model: BTreeMap<usize, Vec<Window>> = BTreeMap::new();
+        for (slot, window) in self.pending.drain(..take) {
+            by_model.entry(slot).or_default().push(window);
+        }
+        Batch {
+            groups: by_model
+                .into_iter()
+                .map(|(slot, windows)| (slot, Arc::clone(&self.models.slots[slot].scorer), windows))
+                .collect(),
+        }
+    }
+
+    /// Feeds scored windows to their machines' alert policies, in the order they were taken.
+    pub fn complete(&mut self, scored: ScoredBatch) -> Vec<Outcome> {
+        let mut outcomes = Vec::new();
+        for (slot, windows) in scored.groups {
+            let fleet = &mut self.models.slots[slot].fleet;
+            for window in windows {
+                let event = fleet.observe(&window);
+                let alert_open = fleet.alert_open(&window.equipment_id);
+                outcomes.push(Outcome {
+                    window,
+                    event,
+                    alert_open,
+                });
+            }
+        }
+        outcomes
+    }
+
+    /// Takes, scores and completes pending windows in batches of `max` until none waits. For
+    /// callers that score in place (replay, tests).
+    pub fn score_all(&mut self, max: usize) -> Result<Vec<Outcome>, ScoreError> {
+        let mut outcomes = Vec::new();
+        while self.pending_windows() > 0 {
+            let scored = self.take_batch(max).score()?;
+            outcomes.extend(self.complete(scored));
+        }
+        Ok(outcomes)
+    }
+
+    /// Forgets the machines of a revoked Kafka partition and their pending windows.
+    pub fn drop_partition(&mut self, partition: i32) {
+        self.models.drop_partition(partition);
+        self.pending
+            .retain(|(_, w)| !w.sources.iter().any(|s| s.partition == partition));
+    }
+
+    /// What must survive a restart, per model id.
+    pub fn state(&self) -> BTreeMap<String, FleetState> {
+        self.models
+            .slots
+            .iter()
+            .map(|s| (s.scorer.model().model_id().to_owned(), s.fleet.state()))
+            .collect()
+    }
+
+    /// Continues from a saved state; entries of models not loaded now are left in `state`.
+    pub fn restore(&mut self, state: &mut BTreeMap<String, FleetState>) {
+        for slot in &mut self.models.slots {
+            if let Some(saved) = state.remove(slot.scorer.model().model_id()) {
+                slot.fleet.restore(saved);
+            }
+        }
+    }
+
+    /// Per partition, the oldest offset some machine's windows still need.
+    pub fn retained_offset(&self, partition: i32) -> Option<i64> {
+        self.models.retained_offset(partition)
+    }
+
+    /// Machines with an alert open, over all models.
+    pub fn open_alerts(&self) -> usize {
+        self.models.open_alerts()
+    }
+
+    /// Machines held now that their model normalises with the fleet's statistics although it has
+    /// statistics of their own for others.
+    pub fn fleet_normalised_machines(&self) -> Vec<EquipmentId> {
+        self.models.fleet_normalised_machines()
+    }
+
+    /// Windowing counters summed over every model's machines.
+    pub fn windower_stats(&self) -> WindowerStats {
+        let mut total = WindowerStats::default();
+        for slot in &self.models.slots {
+            total += slot.fleet.windower_stats();
+        }
+        total
+    }
+}
+
+impl Ingested {
+    fn refused(
+        equipment_id: Option<EquipmentId>,
+        reason: RejectReason,
+        detail: impl ToString,
+    ) -> Ingested {
+        Ingested {
+            equipment_id,
+            refusal: Some(Refusal {
+                reason,
+                detail: detail.to_string(),
+            }),
+            ..Ingested::default()
+        }
+    }
+}
+
+impl Batch {
+    /// Windows in the batch.
+    pub fn len(&self) -> usize {
+        self.groups.iter().map(|(_, _, w)| w.len()).sum()
+    }
+
+    /// True when the batch holds no window.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Scores every window, one model call per model.
+    pub fn score(self) -> Result<ScoredBatch, ScoreError> {
+        let mut groups = Vec::with_capacity(self.groups.len());
+        for (slot, scorer, windows) in self.groups {
+            let refs: Vec<&Window> = windows.iter().collect();
+            let scored = scorer.score(&refs).map_err(|source| ScoreError {
+                model_id: scorer.model().model_id().to_owned(),
+                windows: windows.len(),
+                source: Box::new(source),
+            })?;
+            groups.push((slot, scored));
+        }
+        Ok(ScoredBatch { groups })
+    }
+}

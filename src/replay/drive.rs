@@ -1,0 +1,103 @@
+//! Replay's drive of the [`Engine`]: history rows in, as the daemon feeds it messages, giving
+//! per-row scores, scored windows and alert events. No file IO here.
+
+use crate::alert::AlertEvent;
+use crate::engine::{Engine, ScoreError};
+use crate::score::ScoredWindow;
+use crate::telemetry::history::History;
+use crate::telemetry::{EquipmentId, Sample};
+use crate::window::WindowerStats;
+
+/// Windows scored per call to the model.
+pub const REPLAY_BATCH: usize = 256;
+
+/// What replay says about one input row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PointResult {
+    pub ts_ms: i64,
+    /// Score of the latest window ending at or before this row; `None` during warm-up.
+    pub score: Option<f32>,
+    /// Whether that window was above the threshold; `None` during warm-up.
+    pub is_anomaly: Option<bool>,
+    /// Whether the machine had an alert open after that window.
+    pub alert_open: bool,
+    pub label: Option<bool>,
+}
+
+/// Replay results of one machine.
+#[derive(Debug, Clone)]
+pub struct MachineReplay {
+    pub equipment_id: EquipmentId,
+    /// One per history row, in time order.
+    pub points: Vec<PointResult>,
+    /// In time order.
+    pub windows: Vec<ScoredWindow>,
+    /// In time order.
+    pub alerts: Vec<AlertEvent>,
+}
+
+/// Replay results of a whole history.
+#[derive(Debug, Clone)]
+pub struct ReplayResult {
+    pub machines: Vec<MachineReplay>,
+    pub windower: WindowerStats,
+}
+
+/// Runs every machine of `history` through `engine`: the daemon's path for each row (routing,
+/// windowing with its duplicate and lateness rules, batching, scoring, the alert policy), one
+/// machine after the other, scoring in batches of [`REPLAY_BATCH`] as windows close so a long
+/// history never holds all of its windows' tensors at once. `history.channels` must be the
+/// model's channels, in the model's order.
+pub fn replay_history(history: &History, engine: &mut Engine) -> Result<ReplayResult, ScoreError> {
+    let mut machines = Vec::with_capacity(history.machines.len());
+    for machine in &history.machines {
+        let id = &machine.equipment_id;
+        let mut outcomes = Vec::new();
+        for row in &machine.rows {
+            let sample = Sample {
+                ts_ms: row.ts_ms,
+                values: row.values.clone(),
+                source: None,
+            };
+            engine.ingest(id, std::slice::from_ref(&sample));
+            if engine.pending_windows() >= REPLAY_BATCH {
+                let scored = engine.take_batch(REPLAY_BATCH).score()?;
+                outcomes.extend(engine.complete(scored));
+            }
+        }
+        engine.finish(id);
+        outcomes.extend(engine.score_all(REPLAY_BATCH)?);
+
+        let mut points = Vec::with_capacity(machine.rows.len());
+        let mut next = 0;
+        for row in &machine.rows {
+            while next < outcomes.len() && outcomes[next].window.window_end_ms <= row.ts_ms {
+                next += 1;
+            }
+            let latest = next.checked_sub(1).map(|i| &outcomes[i]);
+            points.push(PointResult {
+                ts_ms: row.ts_ms,
+                score: latest.map(|o| o.window.score),
+                is_anomaly: latest.map(|o| o.window.is_anomaly),
+                alert_open: latest.is_some_and(|o| o.alert_open),
+                label: row.label,
+            });
+        }
+        let mut windows = Vec::with_capacity(outcomes.len());
+        let mut alerts = Vec::new();
+        for outcome in outcomes {
+            alerts.extend(outcome.event);
+            windows.push(outcome.window);
+        }
+        machines.push(MachineReplay {
+            equipment_id: id.clone(),
+            points,
+            windows,
+            alerts,
+        });
+    }
+    Ok(ReplayResult {
+        machines,
+        windower: engine.windower_stats(),
+    })
+}

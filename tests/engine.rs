@@ -1,0 +1,263 @@
+//! The engine without a broker: a simulated plant's telemetry messages driven through an
+//! [`Engine`] the way the daemon drives it (messages one by one, bad ones among them, batches
+//! taken when full, no end of stream) give the same scored windows, alert events and alert state
+//! as `replay` over the same history.
+
+use std::collections::BTreeMap;
+
+use vaewatch::alert::{AlertEvent, AlertPolicyConfig, AlertState};
+use vaewatch::config::Config;
+use vaewatch::engine::{Engine, ModelSet, Outcome};
+use vaewatch::model::{Model, select_device};
+use vaewatch::replay::replay_history;
+use vaewatch::score::{ScoredWindow, Scorer};
+use vaewatch::simulate::{SimulateOptions, simulate_history};
+use vaewatch::telemetry::history::History;
+use vaewatch::telemetry::{RejectReason, SourcePosition};
+
+use crate::util::{bundled_model_dir, telemetry_messages};
+
+/// The daemon's default batch size.
+const LIVE_BATCH: usize = 256;
+
+fn plant() -> History {
+    let options = SimulateOptions {
+        machines: 3,
+        duration_ms: 40 * 60_000,
+        faults: 3,
+        fault_free_fraction: 0.3,
+        seed: 21,
+        ..SimulateOptions::default()
+    };
+    simulate_history(&options).unwrap()
+}
+
+/// The daemon's engine: the models of a config.
+fn live_engine() -> Engine {
+    let mut config = Config::default();
+    config.models.default = Some(bundled_model_dir());
+    Engine::new(ModelSet::load(&config, false).unwrap())
+}
+
+fn replay_engine() -> Engine {
+    let model = Model::load(&bundled_model_dir(), &select_device(false)).unwrap();
+    let windowing = model.manifest().windowing.clone();
+    let scorer = Scorer::new(model, None).unwrap();
+    let models = ModelSet::single(
+        bundled_model_dir(),
+        scorer,
+        windowing,
+        AlertPolicyConfig::default(),
+    )
+    .unwrap();
+    Engine::new(models)
+}
+
+const BAD_MESSAGES: [(&str, &[u8], RejectReason); 5] = [
+    (
+        "pump-01",
+        b"{\"equipment_id\": \"pump-01\", \"ts\": 17",
+        RejectReason::MalformedJson,
+    ),
+    (
+        "pump-02",
+        b"{\"equipment_id\": \"pump-02\", \"ts\": 1767571200000, \"values\": {\"current\": \"NaN\"}}",
+        RejectReason::NonFiniteValue,
+    ),
+    (
+        "pump-03",
+        b"{\"equipment_id\": \"pump-03\", \"ts\": \"1970-01-01T00:00:00Z\", \"values\": {}}",
+        RejectReason::AbsurdTimestamp,
+    ),
+    (
+        "pump-09",
+        b"{\"equipment_id\": \"pump-01\", \"ts\": 1767571200000, \"values\": {}}",
+        RejectReason::KeyMismatch,
+    ),
+    (
+        "pump-01",
+        b"{\"equipment_id\": \"pump-01\", \"ts\": 1767571200000, \"values\": {\"current\": 1.0}}",
+        RejectReason::LateSample,
+    ),
+];
+
+/// Live: per machine, its outcomes in order.
+fn run_live(history: &History) -> BTreeMap<String, Vec<Outcome>> {
+    let mut messages = telemetry_messages(history);
+    let bad_at: Vec<usize> = (0..BAD_MESSAGES.len()).map(|i| 1000 + i * 1000).collect();
+    for (at, (key, payload, _)) in bad_at.iter().zip(BAD_MESSAGES) {
+        messages.insert(*at, (key.to_string(), payload.to_vec()));
+    }
+    let now_ms = history
+        .machines
+        .iter()
+        .filter_map(|m| m.rows.last())
+        .map(|r| r.ts_ms)
+        .max()
+        .unwrap();
+    let mut engine = live_engine();
+    let mut outcomes: BTreeMap<String, Vec<Outcome>> = BTreeMap::new();
+    let mut keep = |list: Vec<Outcome>| {
+        for outcome in list {
+            let machine = outcome.window.equipment_id.to_string();
+            outcomes.entry(machine).or_default().push(outcome);
+        }
+    };
+    let mut refused = Vec::new();
+    for (offset, (key, payload)) in messages.iter().enumerate() {
+        let source = SourcePosition {
+            partition: 0,
+            offset: offset as i64,
+        };
+        let ingested = engine.ingest_message(Some(key.as_bytes()), payload, Some(source), now_ms);
+        if let Some(refusal) = ingested.refusal {
+            refused.push((offset, refusal.reason));
+        }
+        if engine.pending_windows() >= LIVE_BATCH {
+            let scored = engine.take_batch(LIVE_BATCH).score().unwrap();
+            keep(engine.complete(scored));
+        }
+    }
+    // The batch deadline passes: what waits is scored; the stream does not end.
+    keep(engine.score_all(LIVE_BATCH).unwrap());
+    let expected: Vec<(usize, RejectReason)> = bad_at
+        .iter()
+        .zip(BAD_MESSAGES)
+        .map(|(at, (_, _, reason))| (*at, reason))
+        .collect();
+    assert_eq!(refused, expected, "refused messages and their reasons");
+    outcomes
+}
+
+fn close(a: f32, b: f32) -> bool {
+    (a - b).abs() <= 1e-5 * (1.0 + a.abs().max(b.abs()))
+}
+
+fn assert_same_window(live: &ScoredWindow, replayed: &ScoredWindow) {
+    let same = live.equipment_id == replayed.equipment_id
+        && live.window_start_ms == replayed.window_start_ms
+        && live.window_end_ms == replayed.window_end_ms
+        && close(live.score, replayed.score)
+        && live.threshold == replayed.threshold
+        && live.is_anomaly == replayed.is_anomaly
+        && live.model_id == replayed.model_id
+        && live.channel_errors.len() == replayed.channel_errors.len()
+        && live
+            .channel_errors
+            .iter()
+            .zip(&replayed.channel_errors)
+            .all(|(x, y)| close(*x, *y))
+        && live
+            .latent_mu
+            .iter()
+            .zip(&replayed.latent_mu)
+            .all(|(x, y)| close(*x, *y));
+    assert!(
+        same,
+        "windows differ:\nlive   {live:?}\nreplay {replayed:?}"
+    );
+    assert!(!live.sources.is_empty(), "a live window knows its offsets");
+    assert!(replayed.sources.is_empty());
+}
+
+fn assert_same_event(live: &AlertEvent, replayed: &AlertEvent) {
+    assert_eq!(
+        (
+            &live.alert_id,
+            live.state,
+            &live.opened_at,
+            &live.event_time,
+            live.severity,
+            &live.window_end
+        ),
+        (
+            &replayed.alert_id,
+            replayed.state,
+            &replayed.opened_at,
+            &replayed.event_time,
+            replayed.severity,
+            &replayed.window_end
+        )
+    );
+    assert!(close(live.score, replayed.score));
+}
+
+#[test]
+fn live_engine_equals_replay_without_a_broker() {
+    let history = plant();
+    let replayed = replay_history(&history, &mut replay_engine()).unwrap();
+    let live = run_live(&history);
+    assert_eq!(live.len(), history.machines.len());
+    let mut alerts = 0;
+    for machine in &replayed.machines {
+        let id = machine.equipment_id.to_string();
+        let mine = &live[&id];
+        // Live, a machine's last samples wait for later ones (the allowed lateness): its last
+        // windows are not emitted yet. Everything emitted equals replay, in the same order.
+        assert!(
+            mine.len() + 2 >= machine.windows.len() && mine.len() <= machine.windows.len(),
+            "{id}: {} live windows, {} replayed",
+            mine.len(),
+            machine.windows.len()
+        );
+        let replayed_events: Vec<&AlertEvent> = machine.alerts.iter().collect();
+        let mut live_events = Vec::new();
+        // Replay's alert state after each window, from its events.
+        let mut open = false;
+        for (outcome, replayed_window) in mine.iter().zip(&machine.windows) {
+            assert_same_window(&outcome.window, replayed_window);
+            live_events.extend(outcome.event.iter());
+            let end = replayed_window.window_end_ms;
+            for event in replayed_events.iter().filter(|e| {
+                vaewatch::telemetry::timestamp::parse_rfc3339_ms(&e.window_end) == Some(end)
+            }) {
+                open = event.state != AlertState::Resolved;
+            }
+            assert_eq!(outcome.alert_open, open, "{id} alert state after {end}");
+        }
+        let cutoff = mine.last().unwrap().window.window_end_ms;
+        let replayed_events: Vec<&AlertEvent> = replayed_events
+            .into_iter()
+            .filter(|e| {
+                vaewatch::telemetry::timestamp::parse_rfc3339_ms(&e.window_end).unwrap() <= cutoff
+            })
+            .collect();
+        assert_eq!(
+            live_events.len(),
+            replayed_events.len(),
+            "{id} alert events"
+        );
+        for (a, b) in live_events.iter().zip(&replayed_events) {
+            assert_same_event(a, b);
+        }
+        alerts += live_events.len();
+    }
+    assert!(alerts > 0, "the plant's faults raise alerts");
+}
+
+#[test]
+fn replay_refuses_late_rows_and_counts_duplicates_as_live_does() {
+    // Rows out of order within the allowed lateness are put in order; a row later than that is
+    // refused as late; a repeated timestamp is a duplicate.
+    let mut engine = replay_engine();
+    let id = vaewatch::telemetry::EquipmentId::try_from("pump-01").unwrap();
+    let row = |ts_ms: i64| vaewatch::telemetry::Sample {
+        ts_ms,
+        values: vec![Some(1.0); 8],
+        source: None,
+    };
+    let start = 1_767_571_200_000;
+    let in_order = engine.ingest(&id, &[row(start), row(start + 2_000), row(start + 1_000)]);
+    assert_eq!(in_order.refusal, None);
+    let duplicate = engine.ingest(&id, &[row(start + 2_000)]);
+    assert_eq!(duplicate.duplicates, 1);
+    let moved_on = engine.ingest(&id, &[row(start + 10_000)]);
+    assert_eq!(moved_on.refusal, None);
+    let late = engine.ingest(&id, &[row(start + 3_000)]);
+    assert_eq!(
+        late.refusal.map(|r| r.reason),
+        Some(RejectReason::LateSample)
+    );
+    let stats = engine.windower_stats();
+    assert_eq!((stats.late, stats.duplicates), (1, 1));
+}
