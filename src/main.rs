@@ -455,7 +455,7 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     match run(cli.command) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
@@ -463,7 +463,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(command: Command) -> Result<()> {
+fn run(command: Command) -> Result<ExitCode> {
     match command {
         Command::Train(args) => {
             let request = args.into_request()?;
@@ -483,7 +483,15 @@ fn run(command: Command) -> Result<()> {
             let request = commands::run::RunRequest {
                 config: args.config,
             };
-            block_on(commands::run::run(&request))??;
+            if let Err(e) = block_on(commands::run::run(&request))? {
+                let hint = if e.is_retryable() {
+                    "a restart resumes from the last commit"
+                } else {
+                    "fix this before restarting"
+                };
+                eprintln!("error: {e:#}\n({hint})");
+                return Ok(ExitCode::from(e.exit_status()));
+            }
         }
         Command::Demo(args) => {
             let options = args.into_options();
@@ -513,7 +521,7 @@ fn run(command: Command) -> Result<()> {
             println!("{}", serde_json::to_string(&report)?);
         }
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Runs `future` to its end on a new multi-threaded tokio runtime: the one runtime of a command.

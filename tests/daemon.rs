@@ -22,28 +22,20 @@ use vaewatch::metrics::Metrics;
 use vaewatch::model::{Model, select_device};
 use vaewatch::replay::replay_history;
 use vaewatch::score::{ScoredWindow, Scorer};
-use vaewatch::simulate::{SimulateOptions, simulate_history};
 use vaewatch::telemetry::history::History;
 
 use crate::util::kafka::{bootstrap, consume, create_topic, produce, unique_name, unread_messages};
-use crate::util::{bundled_model_dir, telemetry_messages, validate_alert_json};
+use crate::util::{
+    assert_same_window, bundled_model_dir, small_plant, telemetry_messages, validate_alert_json,
+};
 
 /// How long a daemon may take to read what a test produced before the test gives up: a guard
 /// against hangs, not a timing assertion. Generous because the suite runs several daemons at
 /// once on a 2-core machine, each scoring one forward pass per channel (cross-channel scoring).
 const WAIT: Duration = Duration::from_secs(360);
 
-/// A small plant: 3 machines, 40 minutes at 1 s, 3 faults after the first 30 %.
 fn plant() -> History {
-    let options = SimulateOptions {
-        machines: 3,
-        duration_ms: 40 * 60_000,
-        faults: 3,
-        fault_free_fraction: 0.3,
-        seed: 21,
-        ..SimulateOptions::default()
-    };
-    simulate_history(&options).unwrap()
+    small_plant()
 }
 
 /// The history as telemetry messages, in time order across machines.
@@ -181,26 +173,6 @@ fn keyed(windows: Vec<ScoredWindow>) -> BTreeMap<(String, i64), ScoredWindow> {
         out.insert(key, w);
     }
     out
-}
-
-fn assert_same_window(a: &ScoredWindow, b: &ScoredWindow) {
-    let close = |x: f32, y: f32| (x - y).abs() <= 1e-5 * (1.0 + x.abs().max(y.abs()));
-    let same = a.equipment_id == b.equipment_id
-        && a.window_start_ms == b.window_start_ms
-        && a.window_end_ms == b.window_end_ms
-        && close(a.score, b.score)
-        && a.threshold == b.threshold
-        && a.is_anomaly == b.is_anomaly
-        && a.model_id == b.model_id
-        && a.channel_errors
-            .iter()
-            .zip(&b.channel_errors)
-            .all(|(x, y)| close(*x, *y))
-        && a.latent_mu
-            .iter()
-            .zip(&b.latent_mu)
-            .all(|(x, y)| close(*x, *y));
-    assert!(same, "windows differ:\n{a:?}\n{b:?}");
 }
 
 fn assert_same_archive(got: Vec<ScoredWindow>, expected: Vec<ScoredWindow>) {

@@ -1,5 +1,6 @@
-//! The deployment files agree with the binary: the systemd unit starts a command the binary has
-//! and gives the SIGTERM drain more time than the daemon takes by default. (The example config
+//! The deployment files agree with the binary: the systemd unit starts a command the binary has,
+//! gives the SIGTERM drain more time than the daemon takes by default, and does not restart a
+//! daemon whose exit status says a restart cannot help (which `vaewatch run` sets as it says). (The example config
 //! is loaded by the config module's own tests.)
 
 use vaewatch::config::Config;
@@ -39,4 +40,63 @@ fn systemd_unit_runs_the_daemon_and_outwaits_its_drain() {
         "systemd would SIGKILL after {stop} s, before the {drain} s drain ends"
     );
     assert_eq!(unit_values(&text, "KillSignal"), ["SIGTERM"]);
+}
+
+#[test]
+fn systemd_does_not_restart_what_needs_a_person() {
+    let text =
+        std::fs::read_to_string(repo_root().join("deploy/systemd/vaewatch.service")).unwrap();
+    assert_eq!(unit_values(&text, "Restart"), ["on-failure"]);
+    assert_eq!(
+        unit_values(&text, "RestartPreventExitStatus"),
+        [vaewatch::commands::run::EXIT_NEEDS_A_PERSON.to_string()]
+    );
+}
+
+/// Runs `vaewatch run` on a config; returns its exit status and stderr.
+fn run_with(config: &str) -> (Option<i32>, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("vaewatch.toml");
+    std::fs::write(&path, config).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_vaewatch"))
+        .args(["run", "--config"])
+        .arg(&path)
+        .args(["--log", "warn"])
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn run_exits_with_a_status_that_says_whether_a_restart_can_help() {
+    let model = crate::util::bundled_model_dir();
+    // A config that needs a person: a key renamed to a duration.
+    let (code, stderr) = run_with(&format!(
+        "shutdown_timeout_secs = 30\n[kafka]\nbrokers = \"127.0.0.1:9\"\n\
+         [models]\ndefault = \"{}\"\n",
+        model.display()
+    ));
+    assert_eq!(
+        code,
+        Some(i32::from(vaewatch::commands::run::EXIT_NEEDS_A_PERSON)),
+        "{stderr}"
+    );
+    assert!(stderr.contains("shutdown_timeout"), "{stderr}");
+    // A disk that refuses the archive: a restart may succeed once it is fixed or has room.
+    let blocker = tempfile::NamedTempFile::new().unwrap();
+    let (code, stderr) = run_with(&format!(
+        "[kafka]\nbrokers = \"127.0.0.1:9\"\n[models]\ndefault = \"{}\"\n\
+         [archive]\ndir = \"{}\"\n[metrics]\nlisten = \"127.0.0.1:0\"\n",
+        model.display(),
+        blocker.path().join("archive").display()
+    ));
+    assert_eq!(
+        code,
+        Some(i32::from(vaewatch::commands::run::EXIT_RETRYABLE)),
+        "{stderr}"
+    );
+    assert!(stderr.contains("a restart resumes"), "{stderr}");
 }

@@ -10,27 +10,14 @@ use vaewatch::config::Config;
 use vaewatch::engine::{Engine, ModelSet, Outcome};
 use vaewatch::model::{Model, select_device};
 use vaewatch::replay::replay_history;
-use vaewatch::score::{ScoredWindow, Scorer};
-use vaewatch::simulate::{SimulateOptions, simulate_history};
+use vaewatch::score::Scorer;
 use vaewatch::telemetry::history::History;
 use vaewatch::telemetry::{RejectReason, SourcePosition};
 
-use crate::util::{bundled_model_dir, telemetry_messages};
+use crate::util::{assert_same_window, bundled_model_dir, small_plant, telemetry_messages};
 
 /// The daemon's default batch size.
 const LIVE_BATCH: usize = 256;
-
-fn plant() -> History {
-    let options = SimulateOptions {
-        machines: 3,
-        duration_ms: 40 * 60_000,
-        faults: 3,
-        fault_free_fraction: 0.3,
-        seed: 21,
-        ..SimulateOptions::default()
-    };
-    simulate_history(&options).unwrap()
-}
 
 /// The daemon's engine: the models of a config.
 fn live_engine() -> Engine {
@@ -133,33 +120,6 @@ fn close(a: f32, b: f32) -> bool {
     (a - b).abs() <= 1e-5 * (1.0 + a.abs().max(b.abs()))
 }
 
-fn assert_same_window(live: &ScoredWindow, replayed: &ScoredWindow) {
-    let same = live.equipment_id == replayed.equipment_id
-        && live.window_start_ms == replayed.window_start_ms
-        && live.window_end_ms == replayed.window_end_ms
-        && close(live.score, replayed.score)
-        && live.threshold == replayed.threshold
-        && live.is_anomaly == replayed.is_anomaly
-        && live.model_id == replayed.model_id
-        && live.channel_errors.len() == replayed.channel_errors.len()
-        && live
-            .channel_errors
-            .iter()
-            .zip(&replayed.channel_errors)
-            .all(|(x, y)| close(*x, *y))
-        && live
-            .latent_mu
-            .iter()
-            .zip(&replayed.latent_mu)
-            .all(|(x, y)| close(*x, *y));
-    assert!(
-        same,
-        "windows differ:\nlive   {live:?}\nreplay {replayed:?}"
-    );
-    assert!(!live.sources.is_empty(), "a live window knows its offsets");
-    assert!(replayed.sources.is_empty());
-}
-
 fn assert_same_event(live: &AlertEvent, replayed: &AlertEvent) {
     assert_eq!(
         (
@@ -184,7 +144,7 @@ fn assert_same_event(live: &AlertEvent, replayed: &AlertEvent) {
 
 #[test]
 fn live_engine_equals_replay_without_a_broker() {
-    let history = plant();
+    let history = small_plant();
     let replayed = replay_history(&history, &mut replay_engine()).unwrap();
     let live = run_live(&history);
     assert_eq!(live.len(), history.machines.len());
@@ -206,6 +166,11 @@ fn live_engine_equals_replay_without_a_broker() {
         let mut open = false;
         for (outcome, replayed_window) in mine.iter().zip(&machine.windows) {
             assert_same_window(&outcome.window, replayed_window);
+            assert!(
+                !outcome.window.sources.is_empty(),
+                "a live window knows its offsets"
+            );
+            assert!(replayed_window.sources.is_empty());
             live_events.extend(outcome.event.iter());
             let end = replayed_window.window_end_ms;
             for event in replayed_events.iter().filter(|e| {

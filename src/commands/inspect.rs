@@ -13,9 +13,9 @@ pub fn inspect(dir: &Path, json: bool) -> Result<String, ModelError> {
     let (manifest, weights) = read_model_dir(dir)?;
     if json {
         let mut text =
-            serde_json::to_string_pretty(&manifest).map_err(|e| ModelError::InvalidManifest {
+            serde_json::to_string_pretty(&manifest).map_err(|source| ModelError::ManifestJson {
                 path: dir.to_path_buf(),
-                reason: format!("cannot print it: {e}"),
+                source,
             })?;
         text.push('\n');
         return Ok(text);

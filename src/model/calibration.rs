@@ -35,20 +35,33 @@ fn is_zero(n: &usize) -> bool {
 
 impl ChannelCalibration {
     /// Checks the scales against the channel count; no IO.
-    pub fn validate(&self, channels: usize) -> Result<(), String> {
+    pub fn validate(&self, channels: usize) -> Result<(), InvalidChannelCalibration> {
         if self.mean_scale.len() != channels || self.peak_scale.len() != channels {
-            return Err(format!(
-                "channel calibration has {} mean and {} peak scales for {channels} channels",
-                self.mean_scale.len(),
-                self.peak_scale.len()
-            ));
+            return Err(InvalidChannelCalibration::ScaleCount {
+                mean: self.mean_scale.len(),
+                peak: self.peak_scale.len(),
+                channels,
+            });
         }
         let positive = |v: &f64| v.is_finite() && *v > 0.0;
         if !(self.mean_scale.iter().all(positive) && self.peak_scale.iter().all(positive)) {
-            return Err("channel calibration scales must be finite and positive".into());
+            return Err(InvalidChannelCalibration::NonPositiveScale);
         }
         Ok(())
     }
+}
+
+/// A recorded channel calibration that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidChannelCalibration {
+    #[error("channel calibration has {mean} mean and {peak} peak scales for {channels} channels")]
+    ScaleCount {
+        mean: usize,
+        peak: usize,
+        channels: usize,
+    },
+    #[error("channel calibration scales must be finite and positive")]
+    NonPositiveScale,
 }
 
 /// Which scores the threshold was computed from.

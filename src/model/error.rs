@@ -16,8 +16,11 @@ pub enum ModelError {
         path: PathBuf,
         source: serde_json::Error,
     },
-    #[error("manifest {path} is inconsistent: {reason}")]
-    InvalidManifest { path: PathBuf, reason: String },
+    #[error("manifest {path} is inconsistent: {source}")]
+    InvalidManifest {
+        path: PathBuf,
+        source: super::manifest::InconsistentManifest,
+    },
     #[error(
         "model in {dir} failed its integrity check: manifest says model_id {recorded}, weights and manifest hash to {computed}"
     )]

@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::calibration::{ChannelCalibration, ThresholdCalibration};
-use super::config::VaeConfig;
+use super::calibration::{ChannelCalibration, InvalidChannelCalibration, ThresholdCalibration};
+use super::config::{InvalidVaeConfig, VaeConfig};
 use super::error::ModelError;
 use super::normalise::Normalisation;
 use crate::window::WindowConfig;
@@ -159,29 +159,26 @@ impl Manifest {
     }
 
     /// Checks that the parts of the manifest agree with each other; no IO.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), InconsistentManifest> {
         if self.format_version != FORMAT_VERSION {
-            return Err(format!(
-                "manifest format_version {} is not supported (expected {FORMAT_VERSION})",
-                self.format_version
-            ));
+            return Err(InconsistentManifest::FormatVersion {
+                got: self.format_version,
+            });
         }
-        self.architecture
-            .validate()
-            .map_err(|e| format!("architecture: {e}"))?;
+        self.architecture.validate()?;
         let c = self.architecture.channels;
         if self.channels.len() != c || self.normalisation.channels.len() != c {
-            return Err(format!(
-                "architecture has {c} channels, channel list {} and normalisation {}",
-                self.channels.len(),
-                self.normalisation.channels.len()
-            ));
+            return Err(InconsistentManifest::ChannelCount {
+                architecture: c,
+                names: self.channels.len(),
+                normalisation: self.normalisation.channels.len(),
+            });
         }
         if self.windowing.window != self.architecture.window {
-            return Err(format!(
-                "windowing.window {} differs from architecture.window {}",
-                self.windowing.window, self.architecture.window
-            ));
+            return Err(InconsistentManifest::Window {
+                windowing: self.windowing.window,
+                architecture: self.architecture.window,
+            });
         }
         if let Some((machine, own)) = self
             .normalisation
@@ -189,10 +186,11 @@ impl Manifest {
             .iter()
             .find(|(_, own)| own.len() != c)
         {
-            return Err(format!(
-                "normalisation of machine {machine} has {} channels, expected {c}",
-                own.len()
-            ));
+            return Err(InconsistentManifest::MachineChannels {
+                machine: machine.clone(),
+                got: own.len(),
+                expected: c,
+            });
         }
         if let Some(bad) = self
             .normalisation
@@ -201,22 +199,65 @@ impl Manifest {
             .chain(self.normalisation.machines.values().flatten())
             .find(|n| !(n.scale.is_finite() && n.scale > 0.0 && n.center.is_finite()))
         {
-            return Err(format!(
-                "channel {} has center {} and scale {}; scale must be finite and positive",
-                bad.name, bad.center, bad.scale
-            ));
+            return Err(InconsistentManifest::ChannelScale {
+                channel: bad.name.clone(),
+                center: bad.center,
+                scale: bad.scale,
+            });
         }
         if self.scoring == Scoring::CrossChannel && c < 2 {
-            return Err("cross_channel scoring needs at least 2 channels".into());
+            return Err(InconsistentManifest::CrossChannelNeedsTwo);
         }
         if let Some(cal) = &self.channel_calibration {
             cal.validate(c)?;
         }
         if !self.threshold.value.is_finite() {
-            return Err(format!("threshold {} is not finite", self.threshold.value));
+            return Err(InconsistentManifest::Threshold(self.threshold.value));
         }
         Ok(())
     }
+}
+
+/// How the parts of a manifest disagree. Not worth retrying: the model directory is broken.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum InconsistentManifest {
+    #[error("manifest format_version {got} is not supported (expected {FORMAT_VERSION})")]
+    FormatVersion { got: u32 },
+    #[error("architecture: {0}")]
+    Architecture(#[from] InvalidVaeConfig),
+    #[error(
+        "architecture has {architecture} channels, channel list {names} and normalisation {normalisation}"
+    )]
+    ChannelCount {
+        architecture: usize,
+        names: usize,
+        normalisation: usize,
+    },
+    #[error("windowing.window {windowing} differs from architecture.window {architecture}")]
+    Window {
+        windowing: usize,
+        architecture: usize,
+    },
+    #[error("normalisation of machine {machine} has {got} channels, expected {expected}")]
+    MachineChannels {
+        machine: String,
+        got: usize,
+        expected: usize,
+    },
+    #[error(
+        "channel {channel} has center {center} and scale {scale}; scale must be finite and positive"
+    )]
+    ChannelScale {
+        channel: String,
+        center: f64,
+        scale: f64,
+    },
+    #[error("cross_channel scoring needs at least 2 channels")]
+    CrossChannelNeedsTwo,
+    #[error(transparent)]
+    ChannelCalibration(#[from] InvalidChannelCalibration),
+    #[error("threshold {0} is not finite")]
+    Threshold(f64),
 }
 
 /// Writes `weights` (safetensors bytes) and `manifest` into `dir` (created if missing), setting
@@ -274,9 +315,9 @@ pub fn read_model_dir(dir: &Path) -> Result<(Manifest, Vec<u8>), ModelError> {
     }
     manifest
         .validate()
-        .map_err(|reason| ModelError::InvalidManifest {
+        .map_err(|source| ModelError::InvalidManifest {
             path: manifest_path,
-            reason,
+            source,
         })?;
     Ok((manifest, weights))
 }

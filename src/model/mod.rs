@@ -35,13 +35,15 @@ pub mod manifest;
 pub mod normalise;
 mod vae;
 
-pub use calibration::{ChannelCalibration, ThresholdCalibration, ThresholdMethod};
+pub use calibration::{
+    ChannelCalibration, InvalidChannelCalibration, ThresholdCalibration, ThresholdMethod,
+};
 pub use candle_core::Device;
 pub use config::{InvalidVaeConfig, VaeConfig};
 pub use error::ModelError;
 pub use loaded::Model;
 pub(crate) use loaded::hide_channels;
-pub use manifest::{Manifest, Scoring, TrainingDataSummary, TrainingMetrics};
+pub use manifest::{InconsistentManifest, Manifest, Scoring, TrainingDataSummary, TrainingMetrics};
 pub use normalise::{ChannelNorm, FloorRule, Normalisation};
 pub use vae::{Conv1dS, ConvTranspose1dK4S2, Vae, conv1d_unfold_cl};
 

@@ -400,3 +400,36 @@ fn mismatched_training_windows_are_errors() {
     let err = fit(&[], &channels(), &windowing(), &quick_options()).unwrap_err();
     assert!(matches!(err, TrainError::NoWindows), "{err}");
 }
+
+#[test]
+fn inconsistent_manifests_say_what_disagrees() {
+    use crate::model::{InconsistentManifest, InvalidChannelCalibration};
+    let good = trained().manifest().clone();
+    assert_eq!(good.validate(), Ok(()));
+    let mut fewer_names = good.clone();
+    fewer_names.channels.pop();
+    assert!(matches!(
+        fewer_names.validate(),
+        Err(InconsistentManifest::ChannelCount { .. })
+    ));
+    let mut no_threshold = good.clone();
+    no_threshold.threshold.value = f64::NAN;
+    assert!(matches!(
+        no_threshold.validate(),
+        Err(InconsistentManifest::Threshold(_))
+    ));
+    let mut bad_calibration = good.clone();
+    if let Some(cal) = bad_calibration.channel_calibration.as_mut() {
+        cal.mean_scale[0] = 0.0;
+    }
+    assert_eq!(
+        bad_calibration.validate(),
+        Err(InconsistentManifest::ChannelCalibration(
+            InvalidChannelCalibration::NonPositiveScale
+        ))
+    );
+    let mut future = good;
+    future.format_version += 1;
+    let text = future.validate().unwrap_err().to_string();
+    assert!(text.contains("format_version"), "{text}");
+}

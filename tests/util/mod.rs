@@ -67,3 +67,38 @@ pub(crate) fn telemetry_messages(
     records.sort_by_key(|(ts, _, _)| *ts);
     records.into_iter().map(|(_, k, v)| (k, v)).collect()
 }
+
+/// A small plant: 3 machines, 40 minutes at 1 s, 3 faults after the first 30 %.
+pub(crate) fn small_plant() -> vaewatch::telemetry::history::History {
+    let options = vaewatch::simulate::SimulateOptions {
+        machines: 3,
+        duration_ms: 40 * 60_000,
+        faults: 3,
+        fault_free_fraction: 0.3,
+        seed: 21,
+        ..vaewatch::simulate::SimulateOptions::default()
+    };
+    vaewatch::simulate::simulate_history(&options).unwrap()
+}
+
+/// Fails unless two scored windows are the same window with the same score, channel errors and
+/// latent mean, to a relative 1e-5 (batching may change the last bits of a float); their Kafka
+/// sources are not compared.
+pub(crate) fn assert_same_window(
+    a: &vaewatch::score::ScoredWindow,
+    b: &vaewatch::score::ScoredWindow,
+) {
+    let close = |x: f32, y: f32| (x - y).abs() <= 1e-5 * (1.0 + x.abs().max(y.abs()));
+    let all_close =
+        |x: &[f32], y: &[f32]| x.len() == y.len() && x.iter().zip(y).all(|(x, y)| close(*x, *y));
+    let same = a.equipment_id == b.equipment_id
+        && a.window_start_ms == b.window_start_ms
+        && a.window_end_ms == b.window_end_ms
+        && close(a.score, b.score)
+        && a.threshold == b.threshold
+        && a.is_anomaly == b.is_anomaly
+        && a.model_id == b.model_id
+        && all_close(&a.channel_errors, &b.channel_errors)
+        && all_close(&a.latent_mu, &b.latent_mu);
+    assert!(same, "windows differ:\n{a:?}\n{b:?}");
+}
