@@ -10,8 +10,16 @@ use std::path::{Path, PathBuf};
 
 use crate::engine::FleetState;
 
-/// Name of the state file of the daemon whose archive files start with `prefix`.
+/// Name of the state file of the daemon whose archive files start with `prefix`. It starts with
+/// `_` so that readers of the archive directory as a Parquet dataset (pyarrow, Spark) pass over
+/// it, as they pass over `_`- and `.`-prefixed files.
 pub fn state_file_name(prefix: &str) -> String {
+    format!("_daemon-state-{prefix}.json")
+}
+
+/// The name earlier versions gave the state file; read when the current one is absent, removed
+/// once the current one is written.
+fn legacy_state_file_name(prefix: &str) -> String {
     format!("daemon-state-{prefix}.json")
 }
 
@@ -26,9 +34,15 @@ pub struct StateError {
 /// The state of every model's fleet, keyed by model id.
 pub(super) type DaemonState = BTreeMap<String, FleetState>;
 
-/// Reads the state file; an absent file is an empty state.
+/// Reads the state file (or the one an earlier version wrote); an absent file is an empty state.
 pub fn load_state(dir: &Path, prefix: &str) -> Result<DaemonState, StateError> {
-    let path = dir.join(state_file_name(prefix));
+    let current = dir.join(state_file_name(prefix));
+    let legacy = dir.join(legacy_state_file_name(prefix));
+    let path = if !current.exists() && legacy.exists() {
+        legacy
+    } else {
+        current
+    };
     let fail = |reason: String| StateError {
         path: path.clone(),
         reason,
@@ -55,7 +69,11 @@ pub fn save_state(dir: &Path, prefix: &str, state: &DaemonState) -> Result<(), S
         file.write_all(&bytes)?;
         file.sync_all()?;
         fs::rename(&tmp, &path)?;
-        File::open(dir)?.sync_all()
+        File::open(dir)?.sync_all()?;
+        match fs::remove_file(dir.join(legacy_state_file_name(prefix))) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
     };
     write().map_err(|e| fail(e.to_string()))
 }
@@ -84,5 +102,27 @@ mod tests {
         assert!(load_state(dir.path(), "other").unwrap().is_empty());
         fs::write(dir.path().join(state_file_name("part")), b"{not json").unwrap();
         assert!(load_state(dir.path(), "part").is_err());
+    }
+
+    #[test]
+    fn a_state_file_of_an_earlier_version_is_read_then_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut fleet = FleetState::default();
+        let policy = crate::alert::AlertPolicy::new(Default::default(), vec!["a".into()]);
+        fleet.machines.insert(
+            "pump-1".into(),
+            MachineState {
+                last_window_end_ms: Some(7),
+                alerts: policy.state(),
+            },
+        );
+        let state = DaemonState::from([("model-a".to_owned(), fleet)]);
+        let legacy = dir.path().join(legacy_state_file_name("part"));
+        fs::write(&legacy, serde_json::to_vec(&state).unwrap()).unwrap();
+        assert_eq!(load_state(dir.path(), "part").unwrap(), state);
+        save_state(dir.path(), "part", &state).unwrap();
+        assert!(!legacy.exists());
+        assert!(dir.path().join(state_file_name("part")).exists());
+        assert_eq!(load_state(dir.path(), "part").unwrap(), state);
     }
 }
