@@ -3,6 +3,9 @@
 
 use std::path::PathBuf;
 
+use super::calibration::InvalidChannelCalibration;
+use super::config::InvalidVaeConfig;
+
 /// Why a model could not be loaded, saved or run.
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
@@ -19,7 +22,7 @@ pub enum ModelError {
     #[error("manifest {path} is inconsistent: {source}")]
     InvalidManifest {
         path: PathBuf,
-        source: super::manifest::InconsistentManifest,
+        source: InconsistentManifest,
     },
     #[error(
         "model in {dir} failed its integrity check: manifest says model_id {recorded}, weights and manifest hash to {computed}"
@@ -59,4 +62,46 @@ pub enum ModelError {
         model_id: String,
         source: candle_core::Error,
     },
+}
+
+/// How the parts of a manifest disagree. Not worth retrying: the model directory is broken.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum InconsistentManifest {
+    #[error("manifest format_version {got} is not supported (expected {expected})")]
+    FormatVersion { got: u32, expected: u32 },
+    #[error("architecture: {0}")]
+    Architecture(#[from] InvalidVaeConfig),
+    #[error(
+        "architecture has {architecture} channels, channel list {names} and normalisation {normalisation}"
+    )]
+    ChannelCount {
+        architecture: usize,
+        names: usize,
+        normalisation: usize,
+    },
+    #[error("windowing.window {windowing} differs from architecture.window {architecture}")]
+    Window {
+        windowing: usize,
+        architecture: usize,
+    },
+    #[error("normalisation of machine {machine} has {got} channels, expected {expected}")]
+    MachineChannels {
+        machine: String,
+        got: usize,
+        expected: usize,
+    },
+    #[error(
+        "channel {channel} has center {center} and scale {scale}; scale must be finite and positive"
+    )]
+    ChannelScale {
+        channel: String,
+        center: f64,
+        scale: f64,
+    },
+    #[error("cross_channel scoring needs at least 2 channels")]
+    CrossChannelNeedsTwo,
+    #[error(transparent)]
+    ChannelCalibration(#[from] InvalidChannelCalibration),
+    #[error("threshold {0} is not finite")]
+    Threshold(f64),
 }

@@ -190,39 +190,76 @@ fn check_scoring(name: &str, batch: usize) {
             &expected.to_vec1::<f32>().unwrap(),
         );
     }
-    let scores = score_batch(
-        &vae,
-        &norm,
-        Scoring::Reconstruction,
-        None,
-        &refs,
-        &Device::Cpu,
-    )
-    .unwrap();
-    let expected_score = t("score").to_vec1::<f32>().unwrap();
-    let expected_channels = t("channel_errors").to_vec2::<f32>().unwrap();
-    let expected_mu = t("mu").to_vec2::<f32>().unwrap();
-    let expected_logvar = t("logvar").to_vec2::<f32>().unwrap();
-    for (b, s) in scores.iter().enumerate() {
-        let what = format!("{name} b{batch} window {b}");
-        assert_close_slices(&format!("{what} score"), &[s.score], &[expected_score[b]]);
-        assert_close_slices(
-            &format!("{what} channels"),
-            &s.channel_errors,
-            &expected_channels[b],
-        );
-        assert_close_slices(&format!("{what} mu"), &s.latent_mu, &expected_mu[b]);
-        assert_close_slices(
-            &format!("{what} logvar"),
-            &s.latent_logvar,
-            &expected_logvar[b],
-        );
-        let sum: f32 = s.channel_errors.iter().sum();
-        assert!((sum - s.score).abs() <= 1e-5 * s.score.max(1.0));
+    // The production path on both engines: candle, and the CPU path that scoring uses there.
+    let cpu = super::cpu::CpuVae::from_vae(&vae).unwrap();
+    for (engine, cpu) in [("candle", None), ("cpu", Some(&cpu))] {
+        let scores = score_batch(
+            &vae,
+            cpu,
+            &norm,
+            Scoring::Reconstruction,
+            None,
+            &refs,
+            &Device::Cpu,
+        )
+        .unwrap();
+        let expected_score = t("score").to_vec1::<f32>().unwrap();
+        let expected_channels = t("channel_errors").to_vec2::<f32>().unwrap();
+        let expected_mu = t("mu").to_vec2::<f32>().unwrap();
+        let expected_logvar = t("logvar").to_vec2::<f32>().unwrap();
+        for (b, s) in scores.iter().enumerate() {
+            let what = format!("{name} {engine} b{batch} window {b}");
+            assert_close_slices(&format!("{what} score"), &[s.score], &[expected_score[b]]);
+            assert_close_slices(
+                &format!("{what} channels"),
+                &s.channel_errors,
+                &expected_channels[b],
+            );
+            assert_close_slices(&format!("{what} mu"), &s.latent_mu, &expected_mu[b]);
+            assert_close_slices(
+                &format!("{what} logvar"),
+                &s.latent_logvar,
+                &expected_logvar[b],
+            );
+            let sum: f32 = s.channel_errors.iter().sum();
+            assert!((sum - s.score).abs() <= 1e-5 * s.score.max(1.0));
+        }
     }
     let x = t("input");
     let (recon, _, _) = vae.forward_mean(&x).unwrap();
     assert_close(&format!("{name} b{batch} recon"), &recon, &t("recon"));
+}
+
+/// The CPU path (`model::cpu`) end to end on PyTorch's input: μ, log σ² and the reconstruction.
+fn check_cpu_path(name: &str) {
+    let (vae, g) = load(name);
+    let t = |k: &str| g.get(k).unwrap_or_else(|| panic!("{name}: missing {k}"));
+    let cpu = super::cpu::CpuVae::from_vae(&vae).unwrap();
+    let input = t("layer.input")
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
+    let got = cpu.forward_mean(&input).unwrap();
+    let flat = |k: &str| t(k).flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    assert_close_slices(&format!("{name} cpu mu"), &got.mu, &flat("layer.enc.mu"));
+    assert_close_slices(
+        &format!("{name} cpu logvar"),
+        &got.logvar,
+        &flat("layer.enc.logvar"),
+    );
+    let last = format!("layer.dec.deconv{}", vae.decoder.len());
+    assert_close_slices(&format!("{name} cpu recon"), &got.recon, &flat(&last));
+}
+
+#[test]
+fn default_model_cpu_path_matches_pytorch() {
+    check_cpu_path("default");
+}
+
+#[test]
+fn small_model_cpu_path_matches_pytorch() {
+    check_cpu_path("small");
 }
 
 #[test]

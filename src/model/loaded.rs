@@ -2,20 +2,24 @@
 //! with it is `score::windows`; training makes one (`train`).
 
 use std::path::Path;
+use std::sync::Arc;
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 
+use super::cpu::CpuVae;
 use super::error::ModelError;
 use super::manifest::Scoring;
 use super::manifest::{Manifest, read_model_dir};
 use super::vae::Vae;
 
-/// A conv-VAE with its manifest, on one device.
+/// A conv-VAE with its manifest, on one device. On the CPU it also holds the network laid out
+/// for the CPU path (`model::cpu`), which scoring uses instead of candle.
 #[derive(Debug, Clone)]
 pub struct Model {
     manifest: Manifest,
     vae: Vae,
+    cpu: Option<Arc<CpuVae>>,
     device: Device,
 }
 
@@ -40,9 +44,14 @@ impl Model {
         let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, device)
             .map_err(weights_error)?;
         let vae = Vae::new(&manifest.architecture, vb).map_err(weights_error)?;
+        let cpu = match device {
+            Device::Cpu => Some(Arc::new(CpuVae::from_vae(&vae).map_err(weights_error)?)),
+            _ => None,
+        };
         Ok(Model {
             manifest,
             vae,
+            cpu,
             device: device.clone(),
         })
     }
@@ -77,6 +86,11 @@ impl Model {
     /// The network.
     pub(crate) fn vae(&self) -> &Vae {
         &self.vae
+    }
+
+    /// The network laid out for the CPU path, when the model runs on the CPU.
+    pub(crate) fn cpu(&self) -> Option<&CpuVae> {
+        self.cpu.as_deref()
     }
 }
 

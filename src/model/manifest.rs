@@ -13,9 +13,9 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::calibration::{ChannelCalibration, InvalidChannelCalibration, ThresholdCalibration};
-use super::config::{InvalidVaeConfig, VaeConfig};
-use super::error::ModelError;
+use super::calibration::{ChannelCalibration, ThresholdCalibration};
+use super::config::VaeConfig;
+use super::error::{InconsistentManifest, ModelError};
 use super::normalise::Normalisation;
 use crate::window::WindowConfig;
 
@@ -163,6 +163,7 @@ impl Manifest {
         if self.format_version != FORMAT_VERSION {
             return Err(InconsistentManifest::FormatVersion {
                 got: self.format_version,
+                expected: FORMAT_VERSION,
             });
         }
         self.architecture.validate()?;
@@ -216,48 +217,6 @@ impl Manifest {
         }
         Ok(())
     }
-}
-
-/// How the parts of a manifest disagree. Not worth retrying: the model directory is broken.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum InconsistentManifest {
-    #[error("manifest format_version {got} is not supported (expected {FORMAT_VERSION})")]
-    FormatVersion { got: u32 },
-    #[error("architecture: {0}")]
-    Architecture(#[from] InvalidVaeConfig),
-    #[error(
-        "architecture has {architecture} channels, channel list {names} and normalisation {normalisation}"
-    )]
-    ChannelCount {
-        architecture: usize,
-        names: usize,
-        normalisation: usize,
-    },
-    #[error("windowing.window {windowing} differs from architecture.window {architecture}")]
-    Window {
-        windowing: usize,
-        architecture: usize,
-    },
-    #[error("normalisation of machine {machine} has {got} channels, expected {expected}")]
-    MachineChannels {
-        machine: String,
-        got: usize,
-        expected: usize,
-    },
-    #[error(
-        "channel {channel} has center {center} and scale {scale}; scale must be finite and positive"
-    )]
-    ChannelScale {
-        channel: String,
-        center: f64,
-        scale: f64,
-    },
-    #[error("cross_channel scoring needs at least 2 channels")]
-    CrossChannelNeedsTwo,
-    #[error(transparent)]
-    ChannelCalibration(#[from] InvalidChannelCalibration),
-    #[error("threshold {0} is not finite")]
-    Threshold(f64),
 }
 
 /// Writes `weights` (safetensors bytes) and `manifest` into `dir` (created if missing), setting

@@ -26,7 +26,9 @@
 
 mod calibration;
 mod config;
+pub mod cpu;
 mod error;
+mod gemm;
 #[cfg(test)]
 mod golden_tests;
 pub(crate) mod init;
@@ -40,10 +42,11 @@ pub use calibration::{
 };
 pub use candle_core::Device;
 pub use config::{InvalidVaeConfig, VaeConfig};
-pub use error::ModelError;
+pub use error::{InconsistentManifest, ModelError};
+pub use gemm::ShapeMismatch;
 pub use loaded::Model;
 pub(crate) use loaded::hide_channels;
-pub use manifest::{InconsistentManifest, Manifest, Scoring, TrainingDataSummary, TrainingMetrics};
+pub use manifest::{Manifest, Scoring, TrainingDataSummary, TrainingMetrics};
 pub use normalise::{ChannelNorm, FloorRule, Normalisation};
 pub use vae::{Conv1dS, ConvTranspose1dK4S2, Vae, conv1d_unfold_cl};
 

@@ -53,6 +53,11 @@ impl ConvTranspose1dK4S2 {
 }
 
 impl ConvTranspose1dK4S2 {
+    /// The weight `[Cin, Cout, 4]` and bias `[Cout]`.
+    pub(crate) fn parts(&self) -> (&Tensor, &Tensor) {
+        (&self.weight, &self.bias)
+    }
+
     /// Channels-last: `[B, L, Cin]` → `[B, 2 L, Cout]`. In this layout the even/odd interleave
     /// is a free reshape: `[B, L, 2, Cout]` read as `[B, 2 L, Cout]`.
     pub fn forward_cl(&self, x: &Tensor) -> Result<Tensor> {
@@ -118,6 +123,11 @@ impl Conv1dS {
 }
 
 impl Conv1dS {
+    /// The weight `[Cout, Cin, K]`, bias `[Cout]`, stride and padding.
+    pub(crate) fn parts(&self) -> (&Tensor, &Tensor, usize, usize) {
+        (&self.weight, &self.bias, self.stride, self.padding)
+    }
+
     /// Channels-last: `[B, L, Cin]` → `[B, Lout, Cout]`, `Lout = (L + 2 p - K) / s + 1`.
     pub fn forward_cl(&self, x: &Tensor) -> Result<Tensor> {
         let c_out = self.bias.dim(0)?;

@@ -7,8 +7,9 @@ use candle_core::{Device, Tensor};
 
 use super::WindowScore;
 use super::channel::{ChannelCalibration, ChannelErrors};
+use crate::model::cpu::{CpuVae, Forward};
 use crate::model::normalise::Normalisation;
-use crate::model::{Model, ModelError, Scoring, Vae, hide_channels};
+use crate::model::{Model, ModelError, Scoring, ShapeMismatch, Vae, hide_channels};
 use crate::window::Window;
 
 /// Windows scored per forward pass; bounds memory for large calls.
@@ -28,6 +29,7 @@ pub fn score_windows(model: &Model, windows: &[&Window]) -> Result<Vec<WindowSco
         scores.extend(
             score_batch(
                 model.vae(),
+                model.cpu(),
                 &manifest.normalisation,
                 manifest.scoring,
                 manifest.channel_calibration.as_ref(),
@@ -78,9 +80,11 @@ pub(crate) type RawScore = (ChannelErrors, Vec<f32>, Vec<f32>);
 /// Normalises `windows` (shapes already checked), runs the VAE on the posterior mean and
 /// computes each window's masked errors per channel (of the reconstruction `scoring` names),
 /// with its latent posterior (mean, log-variance) of the whole window. The shared path of
-/// scoring, training's calibration and the tests.
+/// scoring, training's calibration and the tests. With `cpu`, the network runs on the CPU path
+/// (`model::cpu`) instead of candle.
 pub(crate) fn raw_batch(
     vae: &Vae,
+    cpu: Option<&CpuVae>,
     norm: &Normalisation,
     scoring: Scoring,
     windows: &[&Window],
@@ -95,8 +99,34 @@ pub(crate) fn raw_batch(
     for (window, out) in windows.iter().zip(input.chunks_mut(c * w)) {
         norm.apply_into(window, out);
     }
+    let cross_channel = scoring == Scoring::CrossChannel && c > 1;
+    if let Some(cpu) = cpu {
+        let Forward { recon, mu, logvar } =
+            cpu_pass(cpu, &input, cross_channel).map_err(candle_core::Error::wrap)?;
+        let latent = cfg.latent;
+        return Ok(windows
+            .iter()
+            .enumerate()
+            .map(|(b, window)| {
+                let span = b * c * w..(b + 1) * c * w;
+                let errors = ChannelErrors::of_window(
+                    &input[span.clone()],
+                    &recon[span],
+                    &window.mask,
+                    c,
+                    w,
+                );
+                let latent_span = b * latent..(b + 1) * latent;
+                (
+                    errors,
+                    mu[latent_span.clone()].to_vec(),
+                    logvar[latent_span].to_vec(),
+                )
+            })
+            .collect());
+    }
     let x = Tensor::from_slice(&input, (windows.len(), c, w), device)?;
-    let (recon, mu, logvar) = if scoring == Scoring::CrossChannel && c > 1 {
+    let (recon, mu, logvar) = if cross_channel {
         // Every channel's rows come from its own hidden pass: the whole window is only encoded
         // (for its latent), not decoded.
         let (mu, logvar) = vae.encode(&x)?;
@@ -123,6 +153,40 @@ pub(crate) fn raw_batch(
         .collect())
 }
 
+/// The CPU path's reconstruction `[B, C, W]`, μ and log σ² `[B, latent]` of the normalised
+/// windows `input`. Cross-channel: the windows are only encoded, and each channel's rows come
+/// from the window with that channel hidden; all `B · C` hidden variants go through the network
+/// as one batch.
+fn cpu_pass(cpu: &CpuVae, input: &[f32], cross_channel: bool) -> Result<Forward, ShapeMismatch> {
+    if !cross_channel {
+        return cpu.forward_mean(input);
+    }
+    let (c, w) = (cpu.config().channels, cpu.config().window);
+    let encoded = cpu.encode(input)?;
+    let mut hidden = Vec::with_capacity(input.len() * c);
+    for window in input.chunks(c * w) {
+        for ch in 0..c {
+            hidden.extend_from_slice(window);
+            let start = hidden.len() - c * w + ch * w;
+            hidden[start..start + w].fill(0.0);
+        }
+    }
+    let filled = cpu.forward_mean(&hidden)?.recon;
+    let mut recon = vec![0f32; input.len()];
+    for (b, out) in recon.chunks_mut(c * w).enumerate() {
+        for ch in 0..c {
+            let variant = (b * c + ch) * c * w;
+            out[ch * w..(ch + 1) * w]
+                .copy_from_slice(&filled[variant + ch * w..variant + (ch + 1) * w]);
+        }
+    }
+    Ok(Forward {
+        recon,
+        mu: encoded.mu,
+        logvar: encoded.logvar,
+    })
+}
+
 /// Replaces each channel's rows of `recon` (`[B, C, W]` flat, from the whole windows `x`) by that
 /// channel's reconstruction from its window with the channel hidden (see [`hide_channels`]), one
 /// forward pass per channel.
@@ -144,13 +208,14 @@ fn reconstruct_each_hidden(vae: &Vae, x: &Tensor, recon: &mut [f32]) -> candle_c
 /// error over all present values. `channel_errors` are the channels' shares of the score.
 pub(crate) fn score_batch(
     vae: &Vae,
+    cpu: Option<&CpuVae>,
     norm: &Normalisation,
     scoring: Scoring,
     calibration: Option<&ChannelCalibration>,
     windows: &[&Window],
     device: &Device,
 ) -> candle_core::Result<Vec<WindowScore>> {
-    Ok(raw_batch(vae, norm, scoring, windows, device)?
+    Ok(raw_batch(vae, cpu, norm, scoring, windows, device)?
         .into_iter()
         .map(|(errors, latent_mu, latent_logvar)| {
             let (score, channel_errors) = match calibration {

@@ -273,7 +273,7 @@ pub fn fit(
     } else {
         (&split.heldout, ThresholdMethod::HeldOutQuantile)
     };
-    let raw = raw_batch(&vae, &norm, scoring, calibration, &device)?;
+    let raw = raw_batch(&vae, None, &norm, scoring, calibration, &device)?;
     let errors: Vec<ChannelErrors> = raw.iter().map(|(e, ..)| e.clone()).collect();
     let channel_calibration = ChannelCalibration::fit(
         &errors,
