@@ -8,21 +8,25 @@
 //! unfolded input is a strided view, never a copy. Rows `j ≥ Lout` of each window are computed
 //! and dropped. A transposed convolution (kernel 4, stride 2, padding 1) is its polyphase
 //! convolution (kernel 3, `2 Cout` outputs), whose row `j` is already output positions `2j` and
-//! `2j + 1`. Bias and GELU are applied while a row is copied into the next layer's input. The
+//! `2j + 1`; each phase is its own product over the two taps its kernel does not zero. Bias and GELU are applied while a row is copied into the next layer's input. The
 //! flatten before `enc.mu`/`enc.logvar` and the reshape after `dec.linear` are PyTorch's `[C, L]`
 //! order: their weights are permuted once, at load, to the channels-last order. The batch is
-//! split across cores, one thread per part, each with its own buffers.
+//! split across the cores, one part per thread of rayon's pool, each thread with its own buffers
+//! kept from batch to batch.
+
+use std::cell::RefCell;
 
 use candle_core::Tensor;
+use rayon::prelude::*;
 
 use super::config::VaeConfig;
-use super::gemm::{ShapeMismatch, View, matmul};
+use super::gemm::{ShapeMismatch, View, ViewMut, matmul, matmul_into};
 use super::vae::Vae;
 
 /// Fewest windows a thread is given: below this, one more thread costs more than it saves.
 const MIN_WINDOWS_PER_THREAD: usize = 16;
 
-/// One convolution as a matrix product over its padded, channels-last input.
+/// One convolution as matrix products over its padded, channels-last input.
 #[derive(Debug, Clone)]
 struct ConvLayer {
     c_in: usize,
@@ -33,10 +37,23 @@ struct ConvLayer {
     cols: usize,
     /// Output positions per product row: 1, or 2 for a polyphase transposed convolution.
     positions_per_row: usize,
-    /// `[kernel · c_in, cols]`, row `t · c_in + i` holding tap `t` of input channel `i`.
-    weight: Vec<f32>,
+    /// The products that fill the columns: one for a convolution; for a polyphase transposed
+    /// convolution one per phase, each reading only the two taps its kernel does not zero.
+    phases: Vec<Phase>,
     /// `[cols]`.
     bias: Vec<f32>,
+}
+
+/// Columns `first_col..first_col + cols` of a convolution's product, from `taps` consecutive
+/// kernel taps starting at `first_tap`.
+#[derive(Debug, Clone)]
+struct Phase {
+    first_tap: usize,
+    taps: usize,
+    first_col: usize,
+    cols: usize,
+    /// `[taps · c_in, cols]`, row `t · c_in + i` holding tap `first_tap + t` of input channel `i`.
+    weight: Vec<f32>,
 }
 
 /// Where a convolution's input sits in its padded buffer, for an input of `len` positions.
@@ -79,15 +96,24 @@ impl ConvLayer {
         let geometry = self.geometry(len);
         let rows = batch * geometry.rows;
         out.resize(rows * self.cols, 0.0);
-        let unfolded = View {
-            data: input,
-            offset: 0,
-            rows,
-            cols: self.kernel * self.c_in,
-            row_stride: self.stride * self.c_in,
-        };
-        let weight = View::dense(&self.weight, self.kernel * self.c_in, self.cols);
-        matmul(out, unfolded, weight)?;
+        for phase in &self.phases {
+            let unfolded = View {
+                data: input,
+                offset: phase.first_tap * self.c_in,
+                rows,
+                cols: phase.taps * self.c_in,
+                row_stride: self.stride * self.c_in,
+            };
+            let weight = View::dense(&phase.weight, phase.taps * self.c_in, phase.cols);
+            let columns = ViewMut {
+                data: out,
+                offset: phase.first_col,
+                rows,
+                cols: phase.cols,
+                row_stride: self.cols,
+            };
+            matmul_into(columns, unfolded, weight)?;
+        }
         Ok(geometry)
     }
 }
@@ -141,7 +167,12 @@ pub struct Forward {
     pub logvar: Vec<f32>,
 }
 
-/// Buffers one thread reuses from layer to layer.
+thread_local! {
+    /// This thread's buffers, kept from batch to batch.
+    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
+}
+
+/// Buffers one thread reuses from layer to layer and from batch to batch.
 #[derive(Debug, Default)]
 struct Scratch {
     input: Vec<f32>,
@@ -178,7 +209,13 @@ impl CpuVae {
                 padding,
                 cols: c_out,
                 positions_per_row: 1,
-                weight: packed,
+                phases: vec![Phase {
+                    first_tap: 0,
+                    taps: kernel,
+                    first_col: 0,
+                    cols: c_out,
+                    weight: packed,
+                }],
                 bias: tensor_values(bias)?,
             });
         }
@@ -222,26 +259,34 @@ impl CpuVae {
             let (c_in, c_out, _) = weight.dims3()?;
             let w = tensor_values(weight)?; // [Cin, Cout, 4]
             let tap = |i: usize, o: usize, k: usize| w[(i * c_out + o) * 4 + k];
-            // Taps x[m-1], x[m], x[m+1]: even outputs [w3, w1, 0], odd outputs [0, w2, w0].
-            let cols = 2 * c_out;
-            let mut packed = vec![0f32; 3 * c_in * cols];
-            for i in 0..c_in {
-                for o in 0..c_out {
-                    packed[i * cols + o] = tap(i, o, 3);
-                    packed[(c_in + i) * cols + o] = tap(i, o, 1);
-                    packed[(c_in + i) * cols + c_out + o] = tap(i, o, 2);
-                    packed[(2 * c_in + i) * cols + c_out + o] = tap(i, o, 0);
+            // Taps x[m-1], x[m], x[m+1]: even outputs [w3, w1, 0], odd outputs [0, w2, w0], so
+            // the even phase reads taps 0 and 1, the odd phase taps 1 and 2.
+            let phase = |first_tap: usize, first_col: usize, kernel_taps: [usize; 2]| {
+                let mut weight = vec![0f32; 2 * c_in * c_out];
+                for (t, k) in kernel_taps.into_iter().enumerate() {
+                    for i in 0..c_in {
+                        for o in 0..c_out {
+                            weight[(t * c_in + i) * c_out + o] = tap(i, o, k);
+                        }
+                    }
                 }
-            }
+                Phase {
+                    first_tap,
+                    taps: 2,
+                    first_col,
+                    cols: c_out,
+                    weight,
+                }
+            };
             let b = tensor_values(bias)?;
             decoder.push(ConvLayer {
                 c_in,
                 kernel: 3,
                 stride: 1,
                 padding: 1,
-                cols,
+                cols: 2 * c_out,
                 positions_per_row: 2,
-                weight: packed,
+                phases: vec![phase(0, 0, [3, 1]), phase(1, c_out, [2, 0])],
                 bias: b.iter().chain(&b).copied().collect(),
             });
         }
@@ -282,39 +327,27 @@ impl CpuVae {
         self.split_batch(x, true)
     }
 
-    /// Runs parts of the batch on as many threads as help (`RAYON_NUM_THREADS`, else the
-    /// machine's cores) and puts the parts back in order.
+    /// Runs parts of the batch on the threads of rayon's pool (`RAYON_NUM_THREADS`, else the
+    /// machine's cores), each part through the whole network with that thread's buffers, and
+    /// puts the parts back in order.
     fn split_batch(&self, x: &[f32], decode: bool) -> Result<Forward, ShapeMismatch> {
         let window = self.cfg.channels * self.cfg.window;
         let batch = x.len() / window.max(1);
         let latent = self.cfg.latent;
-        let threads = threads().min(batch.div_ceil(MIN_WINDOWS_PER_THREAD)).max(1);
+        let threads = rayon::current_num_threads()
+            .min(batch.div_ceil(MIN_WINDOWS_PER_THREAD))
+            .max(1);
+        let run = |part: &[f32]| {
+            SCRATCH.with(|scratch| {
+                self.forward_part(part, part.len() / window, decode, &mut scratch.borrow_mut())
+            })
+        };
         if threads == 1 {
-            return self.forward_part(x, batch, decode, &mut Scratch::default());
+            return run(x);
         }
         let per_thread = batch.div_ceil(threads);
-        let parts: Vec<Result<Forward, ShapeMismatch>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = x
-                .chunks(per_thread * window)
-                .map(|part| {
-                    scope.spawn(move || {
-                        self.forward_part(
-                            part,
-                            part.len() / window,
-                            decode,
-                            &mut Scratch::default(),
-                        )
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join()
-                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-                })
-                .collect()
-        });
+        let parts: Vec<Result<Forward, ShapeMismatch>> =
+            x.par_chunks(per_thread * window).map(run).collect();
         let mut all = Forward {
             recon: Vec::with_capacity(if decode { x.len() } else { 0 }),
             mu: Vec::with_capacity(batch * latent),
@@ -460,10 +493,15 @@ fn copy_rows(
         let src = &product[b * geometry.rows * cols..][..geometry.len_out * cols];
         let start = (b * padded + padding) * channels_next;
         let dst = &mut target[start..start + geometry.len_out * cols];
-        for (row_out, row_in) in dst.chunks_mut(cols).zip(src.chunks(cols)) {
+        for (row_out, row_in) in dst.chunks_exact_mut(cols).zip(src.chunks_exact(cols)) {
             for ((o, v), bias) in row_out.iter_mut().zip(row_in).zip(&layer.bias) {
-                let x = v + bias;
-                *o = if activate { gelu(x) } else { x };
+                *o = v + bias;
+            }
+        }
+        // Apart from the bias, so that this loop is vectorised.
+        if activate {
+            for v in dst.iter_mut() {
+                *v = gelu(*v);
             }
         }
     }
@@ -493,16 +531,6 @@ fn write_channels_first(
     }
 }
 
-/// Threads to split a batch across: `RAYON_NUM_THREADS` when set (as the benchmarks set it for
-/// every engine), else the cores available.
-fn threads() -> usize {
-    std::env::var("RAYON_NUM_THREADS")
-        .ok()
-        .and_then(|v| v.trim().parse::<usize>().ok())
-        .filter(|n| *n > 0)
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from))
-}
-
 /// GELU as PyTorch's default (`0.5 x (1 + erf(x / √2))`).
 #[inline]
 fn gelu(x: f32) -> f32 {
@@ -515,7 +543,9 @@ fn gelu(x: f32) -> f32 {
 /// the compiler vectorises the loops that call it.
 #[inline]
 fn erf(x: f32) -> f32 {
-    let x = x.clamp(-4.0, 4.0);
+    // max/min rather than clamp: they compile to vector instructions (inputs here are finite).
+    #[allow(clippy::manual_clamp)]
+    let x = x.max(-4.0).min(4.0);
     let x2 = x * x;
     let mut p = -2.726_142_3e-10_f32;
     p = p * x2 + 2.770_681_4e-8;

@@ -42,6 +42,41 @@ impl<'a> View<'a> {
     }
 }
 
+/// A row-major matrix inside a mutable slice, rows not overlapping (`row_stride >= cols`).
+#[derive(Debug)]
+pub(crate) struct ViewMut<'a> {
+    pub(crate) data: &'a mut [f32],
+    pub(crate) offset: usize,
+    pub(crate) rows: usize,
+    pub(crate) cols: usize,
+    pub(crate) row_stride: usize,
+}
+
+impl<'a> ViewMut<'a> {
+    /// A whole contiguous matrix `[rows, cols]` at the start of `data`.
+    pub(crate) fn dense(data: &'a mut [f32], rows: usize, cols: usize) -> ViewMut<'a> {
+        ViewMut {
+            data,
+            offset: 0,
+            rows,
+            cols,
+            row_stride: cols,
+        }
+    }
+
+    fn in_bounds(&self) -> bool {
+        self.row_stride >= self.cols
+            && View {
+                data: self.data,
+                offset: self.offset,
+                rows: self.rows,
+                cols: self.cols,
+                row_stride: self.row_stride,
+            }
+            .in_bounds()
+    }
+}
+
 /// Shapes that do not fit a product.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
@@ -58,12 +93,34 @@ pub struct ShapeMismatch {
 /// `dst[m, n] = lhs[m, k] · rhs[k, n]`, `dst` row-major and contiguous (its first `m · n`
 /// values are written, none read). One thread: callers split the batch across cores.
 pub(crate) fn matmul(dst: &mut [f32], lhs: View<'_>, rhs: View<'_>) -> Result<(), ShapeMismatch> {
+    let (m, n) = (lhs.rows, rhs.cols);
+    if m.checked_mul(n).is_none_or(|len| len > dst.len()) {
+        return Err(ShapeMismatch {
+            lhs_rows: m,
+            lhs_cols: lhs.cols,
+            rhs_rows: rhs.rows,
+            rhs_cols: n,
+            dst_len: dst.len(),
+        });
+    }
+    matmul_into(ViewMut::dense(dst, m, n), lhs, rhs)
+}
+
+/// `dst = lhs · rhs` where `dst` is a view (a block of columns of a wider matrix, say): only
+/// its elements are written, none read.
+pub(crate) fn matmul_into(
+    dst: ViewMut<'_>,
+    lhs: View<'_>,
+    rhs: View<'_>,
+) -> Result<(), ShapeMismatch> {
     let (m, k, n) = (lhs.rows, lhs.cols, rhs.cols);
     let fits = rhs.rows == k
+        && dst.rows == m
+        && dst.cols == n
         && lhs.in_bounds()
         && rhs.in_bounds()
-        && m.checked_mul(n).is_some_and(|len| len <= dst.len())
-        && [lhs.row_stride, rhs.row_stride, n]
+        && dst.in_bounds()
+        && [lhs.row_stride, rhs.row_stride, dst.row_stride]
             .iter()
             .all(|s| isize::try_from(*s).is_ok());
     if !fits {
@@ -72,27 +129,31 @@ pub(crate) fn matmul(dst: &mut [f32], lhs: View<'_>, rhs: View<'_>) -> Result<()
             lhs_cols: k,
             rhs_rows: rhs.rows,
             rhs_cols: n,
-            dst_len: dst.len(),
+            dst_len: dst.data.len(),
         });
     }
     if m == 0 || n == 0 {
         return Ok(());
     }
     if k == 0 {
-        dst[..m * n].fill(0.0);
+        for row in 0..m {
+            let start = dst.offset + row * dst.row_stride;
+            dst.data[start..start + n].fill(0.0);
+        }
         return Ok(());
     }
     // SAFETY: every element the product reads (lhs and rhs rows 0..rows, columns 0..cols at the
-    // strides given) and writes (dst[0..m*n]) lies inside its slice, checked above; dst is
-    // borrowed mutably and so does not alias lhs or rhs; strides fit isize.
+    // strides given) and writes (dst rows 0..m, columns 0..n at its stride, rows not
+    // overlapping) lies inside its slice, checked above; dst is borrowed mutably and so does not
+    // alias lhs or rhs; strides fit isize.
     unsafe {
         gemm::gemm(
             m,
             n,
             k,
-            dst.as_mut_ptr(),
+            dst.data.as_mut_ptr().add(dst.offset),
             1,
-            n as isize,
+            dst.row_stride as isize,
             false,
             lhs.data.as_ptr().add(lhs.offset),
             1,
@@ -188,5 +249,39 @@ mod tests {
         assert!(matmul(&mut short, fits, rhs).is_err());
         let wrong_k = View::dense(&data, 3, 2);
         assert!(matmul(&mut dst, fits, wrong_k).is_err());
+    }
+
+    #[test]
+    fn a_product_fills_only_its_block_of_columns() {
+        let lhs_data: Vec<f32> = (0..12).map(|i| i as f32).collect();
+        let rhs_data: Vec<f32> = (0..8).map(|i| (i % 3) as f32 - 1.0).collect();
+        let lhs = View::dense(&lhs_data, 3, 4);
+        let rhs = View::dense(&rhs_data, 4, 2);
+        let mut wide = vec![9f32; 3 * 5];
+        let block = ViewMut {
+            data: &mut wide,
+            offset: 2,
+            rows: 3,
+            cols: 2,
+            row_stride: 5,
+        };
+        matmul_into(block, lhs, rhs).unwrap();
+        let expected = naive(lhs, rhs);
+        for row in 0..3 {
+            assert_eq!(wide[row * 5..row * 5 + 2], [9.0, 9.0]);
+            assert_eq!(
+                wide[row * 5 + 2..row * 5 + 4],
+                expected[row * 2..row * 2 + 2]
+            );
+            assert_eq!(wide[row * 5 + 4], 9.0);
+        }
+        let overlapping = ViewMut {
+            data: &mut wide,
+            offset: 0,
+            rows: 3,
+            cols: 2,
+            row_stride: 1,
+        };
+        assert!(matmul_into(overlapping, lhs, rhs).is_err());
     }
 }

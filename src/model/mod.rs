@@ -13,6 +13,9 @@
 //!   ([`ConvTranspose1dK4S2`]): candle's own conv1d backward gave wrong kernel gradients and its
 //!   transposed conv has no backward. Checked layer by layer, end to end and in the gradients
 //!   against PyTorch (`scripts/torch_reference.py`, `testdata/torch/`).
+//! - [`cpu::CpuVae`]: the same network on the CPU without candle, as `gemm` products over
+//!   strided views of channels-last activations; what scoring runs on the CPU. `gemm` holds
+//!   the crate's only unsafe code, behind a safe, bounds-checked function.
 //! - [`Model::load`]`(dir, device)`: reads and verifies a model directory (the `model_id` hash);
 //!   `score::score_windows(&model, &[&Window]) -> Vec<WindowScore>` scores a batch
 //!   deterministically; `train::fit` makes a model.

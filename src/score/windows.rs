@@ -4,6 +4,7 @@
 //! path of the `Scorer`, of training's calibration and of the tests.
 
 use candle_core::{Device, Tensor};
+use rayon::prelude::*;
 
 use super::WindowScore;
 use super::channel::{ChannelCalibration, ChannelErrors};
@@ -96,16 +97,17 @@ pub(crate) fn raw_batch(
     let cfg = vae.config();
     let (c, w) = (cfg.channels, cfg.window);
     let mut input = vec![0f32; windows.len() * c * w];
-    for (window, out) in windows.iter().zip(input.chunks_mut(c * w)) {
-        norm.apply_into(window, out);
-    }
+    input
+        .par_chunks_mut(c * w)
+        .zip(windows.par_iter())
+        .for_each(|(out, window)| norm.apply_into(window, out));
     let cross_channel = scoring == Scoring::CrossChannel && c > 1;
     if let Some(cpu) = cpu {
         let Forward { recon, mu, logvar } =
             cpu_pass(cpu, &input, cross_channel).map_err(candle_core::Error::wrap)?;
         let latent = cfg.latent;
         return Ok(windows
-            .iter()
+            .par_iter()
             .enumerate()
             .map(|(b, window)| {
                 let span = b * c * w..(b + 1) * c * w;
