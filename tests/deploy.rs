@@ -53,15 +53,16 @@ fn systemd_does_not_restart_what_needs_a_person() {
     );
 }
 
-/// Runs `vaewatch run` on a config; returns its exit status and stderr.
-fn run_with(config: &str) -> (Option<i32>, String) {
+/// Runs `vaewatch run` on a config with the log filter `log`; returns its exit status and
+/// stderr.
+fn run_with(config: &str, log: &str) -> (Option<i32>, String) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("vaewatch.toml");
     std::fs::write(&path, config).unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_vaewatch"))
         .args(["run", "--config"])
         .arg(&path)
-        .args(["--log", "warn"])
+        .args(["--log", log])
         .output()
         .unwrap();
     (
@@ -74,11 +75,14 @@ fn run_with(config: &str) -> (Option<i32>, String) {
 fn run_exits_with_a_status_that_says_whether_a_restart_can_help() {
     let model = crate::util::bundled_model_dir();
     // A config that needs a person: a key renamed to a duration.
-    let (code, stderr) = run_with(&format!(
-        "shutdown_timeout_secs = 30\n[kafka]\nbrokers = \"127.0.0.1:9\"\n\
+    let (code, stderr) = run_with(
+        &format!(
+            "shutdown_timeout_secs = 30\n[kafka]\nbrokers = \"127.0.0.1:9\"\n\
          [models]\ndefault = \"{}\"\n",
-        model.display()
-    ));
+            model.display()
+        ),
+        "warn",
+    );
     assert_eq!(
         code,
         Some(i32::from(vaewatch::commands::run::EXIT_NEEDS_A_PERSON)),
@@ -87,16 +91,39 @@ fn run_exits_with_a_status_that_says_whether_a_restart_can_help() {
     assert!(stderr.contains("shutdown_timeout"), "{stderr}");
     // A disk that refuses the archive: a restart may succeed once it is fixed or has room.
     let blocker = tempfile::NamedTempFile::new().unwrap();
-    let (code, stderr) = run_with(&format!(
-        "[kafka]\nbrokers = \"127.0.0.1:9\"\n[models]\ndefault = \"{}\"\n\
+    let (code, stderr) = run_with(
+        &format!(
+            "[kafka]\nbrokers = \"127.0.0.1:9\"\n[models]\ndefault = \"{}\"\n\
          [archive]\ndir = \"{}\"\n[metrics]\nlisten = \"127.0.0.1:0\"\n",
-        model.display(),
-        blocker.path().join("archive").display()
-    ));
+            model.display(),
+            blocker.path().join("archive").display()
+        ),
+        "warn",
+    );
     assert_eq!(
         code,
         Some(i32::from(vaewatch::commands::run::EXIT_RETRYABLE)),
         "{stderr}"
     );
     assert!(stderr.contains("a restart resumes"), "{stderr}");
+}
+
+#[test]
+fn logs_written_to_a_file_carry_no_colour_codes() {
+    // The daemon logs at info before it fails on the archive: enough lines to look at.
+    let blocker = tempfile::NamedTempFile::new().unwrap();
+    let (_, stderr) = run_with(
+        &format!(
+            "[kafka]\nbrokers = \"127.0.0.1:9\"\n[models]\ndefault = \"{}\"\n\
+             [archive]\ndir = \"{}\"\n[metrics]\nlisten = \"127.0.0.1:0\"\n",
+            crate::util::bundled_model_dir().display(),
+            blocker.path().join("archive").display()
+        ),
+        "info",
+    );
+    assert!(stderr.contains("INFO"), "{stderr}");
+    assert!(
+        !stderr.contains('\u{1b}'),
+        "colour codes in a piped log: {stderr}"
+    );
 }
