@@ -230,7 +230,7 @@ impl Config {
                 ));
             }
         }
-        toml::from_str(text).map_err(parse_error)
+        table.try_into().map_err(parse_error)
     }
 
     /// Reads `path`, applies the `VAEWATCH_*` variables of this process's environment, and

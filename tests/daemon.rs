@@ -13,20 +13,19 @@ use std::time::Duration;
 use rdkafka::message::{Headers, Message};
 use tokio::sync::watch;
 
-use vaewatch::alert::{AlertEvent, AlertPolicyConfig, AlertState};
+use vaewatch::alert::{AlertEvent, AlertState};
 use vaewatch::archive::read_archive_dir;
 use vaewatch::config::Config;
 use vaewatch::daemon::{self, DaemonReport};
-use vaewatch::engine::{Engine, ModelSet};
 use vaewatch::metrics::Metrics;
-use vaewatch::model::{Model, select_device};
 use vaewatch::replay::replay_history;
-use vaewatch::score::{ScoredWindow, Scorer};
+use vaewatch::score::ScoredWindow;
 use vaewatch::telemetry::history::History;
 
 use crate::util::kafka::{bootstrap, consume, create_topic, produce, unique_name, unread_messages};
 use crate::util::{
-    assert_same_window, bundled_model_dir, small_plant, telemetry_messages, validate_alert_json,
+    assert_same_window, bundled_model_dir, bundled_replay_engine, small_plant, telemetry_messages,
+    validate_alert_json,
 };
 
 /// How long a daemon may take to read what a test produced before the test gives up: a guard
@@ -110,17 +109,8 @@ async fn run_daemon(config: Config, until_messages: u64) -> DaemonReport {
 /// later samples (the allowed lateness). Windows and alerts ending within a lateness plus a
 /// period of a machine's last sample are left out, on both sides.
 fn replayed(history: &History) -> (Vec<ScoredWindow>, Vec<AlertEvent>, Cutoffs) {
-    let model = Model::load(&bundled_model_dir(), &select_device(false)).unwrap();
-    let windowing = model.manifest().windowing.clone();
-    let scorer = Scorer::new(model, None).unwrap();
-    let models = ModelSet::single(
-        bundled_model_dir(),
-        scorer,
-        windowing.clone(),
-        AlertPolicyConfig::default(),
-    )
-    .unwrap();
-    let result = replay_history(history, &mut Engine::new(models)).unwrap();
+    let (mut engine, windowing) = bundled_replay_engine();
+    let result = replay_history(history, &mut engine).unwrap();
     let cutoffs: Cutoffs = history
         .machines
         .iter()

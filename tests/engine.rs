@@ -5,16 +5,16 @@
 
 use std::collections::BTreeMap;
 
-use vaewatch::alert::{AlertEvent, AlertPolicyConfig, AlertState};
+use vaewatch::alert::{AlertEvent, AlertState};
 use vaewatch::config::Config;
 use vaewatch::engine::{Engine, ModelSet, Outcome};
-use vaewatch::model::{Model, select_device};
 use vaewatch::replay::replay_history;
-use vaewatch::score::Scorer;
 use vaewatch::telemetry::history::History;
 use vaewatch::telemetry::{RejectReason, SourcePosition};
 
-use crate::util::{assert_same_window, bundled_model_dir, small_plant, telemetry_messages};
+use crate::util::{
+    assert_same_window, bundled_model_dir, bundled_replay_engine, small_plant, telemetry_messages,
+};
 
 /// The daemon's default batch size.
 const LIVE_BATCH: usize = 256;
@@ -27,17 +27,7 @@ fn live_engine() -> Engine {
 }
 
 fn replay_engine() -> Engine {
-    let model = Model::load(&bundled_model_dir(), &select_device(false)).unwrap();
-    let windowing = model.manifest().windowing.clone();
-    let scorer = Scorer::new(model, None).unwrap();
-    let models = ModelSet::single(
-        bundled_model_dir(),
-        scorer,
-        windowing,
-        AlertPolicyConfig::default(),
-    )
-    .unwrap();
-    Engine::new(models)
+    bundled_replay_engine().0
 }
 
 const BAD_MESSAGES: [(&str, &[u8], RejectReason); 5] = [

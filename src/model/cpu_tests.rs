@@ -5,28 +5,8 @@
 use candle_core::{Device, Tensor};
 
 use super::*;
+use crate::model::golden_tests::{assert_close_slices as close, small_config as small};
 use crate::model::init::{SeededRng, seeded_vae};
-
-fn close(what: &str, got: &[f32], expected: &[f32]) {
-    assert_eq!(got.len(), expected.len(), "{what}: length");
-    let worst = got
-        .iter()
-        .zip(expected)
-        .map(|(g, e)| (g - e).abs() / e.abs().max(1.0))
-        .fold(0f32, f32::max);
-    assert!(worst <= 1e-4, "{what}: max error {worst}");
-}
-
-fn small() -> VaeConfig {
-    VaeConfig {
-        channels: 3,
-        window: 32,
-        latent: 4,
-        encoder_widths: vec![8, 16],
-        encoder_kernels: vec![5, 3],
-        decoder_widths: vec![8],
-    }
-}
 
 #[test]
 fn forward_pass_equals_candles_on_the_same_weights() {

@@ -18,7 +18,8 @@ use crate::window::Window;
 
 const TOLERANCE: f32 = 1e-4;
 
-fn small_config() -> VaeConfig {
+/// The small architecture of the goldens (also used by `cpu_tests`).
+pub(super) fn small_config() -> VaeConfig {
     VaeConfig {
         channels: 3,
         window: 32,
@@ -58,7 +59,7 @@ fn assert_close(what: &str, got: &Tensor, expected: &Tensor) {
     assert_close_slices(what, &got, &expected);
 }
 
-fn assert_close_slices(what: &str, got: &[f32], expected: &[f32]) {
+pub(super) fn assert_close_slices(what: &str, got: &[f32], expected: &[f32]) {
     assert_eq!(got.len(), expected.len(), "{what}: length");
     let worst = got
         .iter()

@@ -102,3 +102,21 @@ pub(crate) fn assert_same_window(
         && all_close(&a.latent_mu, &b.latent_mu);
     assert!(same, "windows differ:\n{a:?}\n{b:?}");
 }
+
+/// An engine as `replay` builds it, over the bundled model (every machine to it, default alert
+/// policy), with the model's windowing.
+pub(crate) fn bundled_replay_engine() -> (vaewatch::engine::Engine, vaewatch::window::WindowConfig)
+{
+    let device = vaewatch::model::select_device(false);
+    let model = vaewatch::model::Model::load(&bundled_model_dir(), &device).unwrap();
+    let windowing = model.manifest().windowing.clone();
+    let scorer = vaewatch::score::Scorer::new(model, None).unwrap();
+    let models = vaewatch::engine::ModelSet::single(
+        bundled_model_dir(),
+        scorer,
+        windowing.clone(),
+        vaewatch::alert::AlertPolicyConfig::default(),
+    )
+    .unwrap();
+    (vaewatch::engine::Engine::new(models), windowing)
+}
