@@ -8,7 +8,8 @@
 //! unfolded input is a strided view, never a copy. Rows `j ≥ Lout` of each window are computed
 //! and dropped. A transposed convolution (kernel 4, stride 2, padding 1) is its polyphase
 //! convolution (kernel 3, `2 Cout` outputs), whose row `j` is already output positions `2j` and
-//! `2j + 1`; each phase is its own product over the two taps its kernel does not zero. Bias and GELU are applied while a row is copied into the next layer's input. The
+//! `2j + 1`; each phase is its own product over the two taps its kernel does not zero. Bias is added
+//! while a row is copied into the next layer's input, then GELU runs over it (`model::simd`). The
 //! flatten before `enc.mu`/`enc.logvar` and the reshape after `dec.linear` are PyTorch's `[C, L]`
 //! order: their weights are permuted once, at load, to the channels-last order. The batch is
 //! split across the cores, one part per thread of rayon's pool, each thread with its own buffers
@@ -21,10 +22,15 @@ use rayon::prelude::*;
 
 use super::config::VaeConfig;
 use super::gemm::{ShapeMismatch, View, ViewMut, matmul, matmul_into};
+use super::simd::gelu_in_place;
 use super::vae::Vae;
 
-/// Fewest windows a thread is given: below this, one more thread costs more than it saves.
+/// Fewest windows a thread is given (counting each pass of a cross-channel window): below this,
+/// one more thread costs more than it saves.
 const MIN_WINDOWS_PER_THREAD: usize = 16;
+/// Windows a thread runs through the network at a time (variants, for cross-channel), so that
+/// each layer's buffers stay in the core's cache.
+const SUB_BATCH: usize = 32;
 
 /// One convolution as matrix products over its padded, channels-last input.
 #[derive(Debug, Clone)]
@@ -179,6 +185,9 @@ struct Scratch {
     product: Vec<f32>,
     flat: Vec<f32>,
     head: Vec<f32>,
+    mu: Vec<f32>,
+    /// Cross-channel: the hidden variants of a sub-batch.
+    hidden: Vec<f32>,
 }
 
 fn tensor_values(t: &Tensor) -> candle_core::Result<Vec<f32>> {
@@ -319,56 +328,124 @@ impl CpuVae {
 
     /// Posterior parameters of `x` (`[B, C, W]` normalised, masked values 0); `recon` is empty.
     pub fn encode(&self, x: &[f32]) -> Result<Forward, ShapeMismatch> {
-        self.split_batch(x, false)
+        self.split_batch(x, Mode::Encode)
     }
 
     /// Decodes the posterior mean: reconstruction, μ and log σ² of `x` (`[B, C, W]`).
     pub fn forward_mean(&self, x: &[f32]) -> Result<Forward, ShapeMismatch> {
-        self.split_batch(x, true)
+        self.split_batch(x, Mode::Reconstruct)
+    }
+
+    /// Cross-channel reconstruction of `x` (`[B, C, W]`): each channel's rows decoded from the
+    /// posterior mean of its window with that channel set to 0 (hidden), so a channel is
+    /// predicted from the others only; μ and log σ² are those of the whole windows. The `B · C`
+    /// hidden variants are made on the thread that runs them, a few windows at a time, and only
+    /// the hidden channel's rows of each are kept.
+    pub fn reconstruct_each_hidden(&self, x: &[f32]) -> Result<Forward, ShapeMismatch> {
+        self.split_batch(x, Mode::EachHidden)
     }
 
     /// Runs parts of the batch on the threads of rayon's pool (`RAYON_NUM_THREADS`, else the
-    /// machine's cores), each part through the whole network with that thread's buffers, and
-    /// puts the parts back in order.
-    fn split_batch(&self, x: &[f32], decode: bool) -> Result<Forward, ShapeMismatch> {
-        let window = self.cfg.channels * self.cfg.window;
-        let batch = x.len() / window.max(1);
-        let latent = self.cfg.latent;
+    /// machine's cores), each part through the whole network with that thread's buffers, a
+    /// sub-batch at a time, writing straight into its share of the outputs.
+    fn split_batch(&self, x: &[f32], mode: Mode) -> Result<Forward, ShapeMismatch> {
+        let (channels, latent) = (self.cfg.channels, self.cfg.latent);
+        let window = channels * self.cfg.window;
+        if window == 0 || !x.len().is_multiple_of(window) {
+            return Err(ShapeMismatch::Input {
+                len: x.len(),
+                window,
+            });
+        }
+        let batch = x.len() / window;
+        let passes_per_window = match mode {
+            Mode::EachHidden => channels + 1,
+            Mode::Encode | Mode::Reconstruct => 1,
+        };
         let threads = rayon::current_num_threads()
-            .min(batch.div_ceil(MIN_WINDOWS_PER_THREAD))
+            .min((batch * passes_per_window).div_ceil(MIN_WINDOWS_PER_THREAD))
             .max(1);
-        let run = |part: &[f32]| {
-            SCRATCH.with(|scratch| {
-                self.forward_part(part, part.len() / window, decode, &mut scratch.borrow_mut())
-            })
+        let per_thread = batch.div_ceil(threads).max(1);
+        let mut out = Forward {
+            recon: vec![0f32; if mode == Mode::Encode { 0 } else { x.len() }],
+            mu: vec![0f32; batch * latent],
+            logvar: vec![0f32; batch * latent],
         };
-        if threads == 1 {
-            return run(x);
-        }
-        let per_thread = batch.div_ceil(threads);
-        let parts: Vec<Result<Forward, ShapeMismatch>> =
-            x.par_chunks(per_thread * window).map(run).collect();
-        let mut all = Forward {
-            recon: Vec::with_capacity(if decode { x.len() } else { 0 }),
-            mu: Vec::with_capacity(batch * latent),
-            logvar: Vec::with_capacity(batch * latent),
-        };
-        for part in parts {
-            let part = part?;
-            all.recon.extend(part.recon);
-            all.mu.extend(part.mu);
-            all.logvar.extend(part.logvar);
-        }
-        Ok(all)
+        let mut recon_parts: Vec<&mut [f32]> = out.recon.chunks_mut(per_thread * window).collect();
+        recon_parts.resize_with(batch.div_ceil(per_thread), Default::default);
+        x.par_chunks(per_thread * window)
+            .zip(recon_parts)
+            .zip(out.mu.par_chunks_mut(per_thread * latent))
+            .zip(out.logvar.par_chunks_mut(per_thread * latent))
+            .try_for_each(|(((part, recon), mu), logvar)| {
+                let outputs = Outputs { recon, mu, logvar };
+                SCRATCH
+                    .with(|scratch| self.run_part(part, mode, outputs, &mut scratch.borrow_mut()))
+            })?;
+        Ok(out)
     }
 
+    /// Runs one thread's part of a batch a sub-batch at a time. `out.recon` is empty when
+    /// encoding only.
+    fn run_part(
+        &self,
+        part: &[f32],
+        mode: Mode,
+        out: Outputs<'_>,
+        scratch: &mut Scratch,
+    ) -> Result<(), ShapeMismatch> {
+        let (channels, latent) = (self.cfg.channels, self.cfg.latent);
+        let window = channels * self.cfg.window;
+        let windows = part.len() / window;
+        let sub = match mode {
+            Mode::EachHidden => SUB_BATCH.div_ceil(channels),
+            Mode::Encode | Mode::Reconstruct => SUB_BATCH,
+        };
+        for start in (0..windows).step_by(sub) {
+            let end = (start + sub).min(windows);
+            let x = &part[start * window..end * window];
+            let latent_out = Some((
+                &mut out.mu[start * latent..end * latent],
+                &mut out.logvar[start * latent..end * latent],
+            ));
+            let recon = out.recon.get_mut(start * window..end * window);
+            match (mode, recon) {
+                (Mode::Reconstruct, Some(recon)) => {
+                    self.forward_part(x, end - start, Rows::All(recon), latent_out, scratch)?;
+                }
+                (Mode::EachHidden, Some(recon)) => {
+                    self.forward_part(x, end - start, Rows::None, latent_out, scratch)?;
+                    let mut hidden = std::mem::take(&mut scratch.hidden);
+                    hidden.clear();
+                    for x in x.chunks(window) {
+                        for c in 0..channels {
+                            hidden.extend_from_slice(x);
+                            let row = hidden.len() - window + c * self.cfg.window;
+                            hidden[row..row + self.cfg.window].fill(0.0);
+                        }
+                    }
+                    let rows = Rows::HiddenChannel(recon);
+                    let batch = (end - start) * channels;
+                    let done = self.forward_part(&hidden, batch, rows, None, scratch);
+                    scratch.hidden = hidden;
+                    done?;
+                }
+                _ => self.forward_part(x, end - start, Rows::None, latent_out, scratch)?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs `batch` windows `x` through the network. `latent` receives μ and log σ² when given;
+    /// `rows` says which reconstructed rows are kept (none: only encoded).
     fn forward_part(
         &self,
         x: &[f32],
         batch: usize,
-        decode: bool,
+        rows: Rows<'_>,
+        latent_out: Option<(&mut [f32], &mut [f32])>,
         scratch: &mut Scratch,
-    ) -> Result<Forward, ShapeMismatch> {
+    ) -> Result<(), ShapeMismatch> {
         let (channels, window, latent) = (self.cfg.channels, self.cfg.window, self.cfg.latent);
         // Encoder input: channels-first windows into the padded channels-last buffer.
         let mut len = window;
@@ -416,21 +493,27 @@ impl CpuVae {
             len = geometry.len_out;
         }
         self.head.forward(&scratch.flat, batch, &mut scratch.head)?;
-        let mut mu = Vec::with_capacity(batch * latent);
-        let mut logvar = Vec::with_capacity(batch * latent);
+        scratch.mu.clear();
         for row in scratch.head.chunks(2 * latent) {
-            mu.extend_from_slice(&row[..latent]);
-            logvar.extend_from_slice(&row[latent..]);
+            scratch.mu.extend_from_slice(&row[..latent]);
         }
-        if !decode {
-            return Ok(Forward {
-                recon: Vec::new(),
-                mu,
-                logvar,
-            });
+        if let Some((mu, logvar)) = latent_out {
+            for ((row, mu), logvar) in scratch
+                .head
+                .chunks(2 * latent)
+                .zip(mu.chunks_mut(latent))
+                .zip(logvar.chunks_mut(latent))
+            {
+                mu.copy_from_slice(&row[..latent]);
+                logvar.copy_from_slice(&row[latent..]);
+            }
+        }
+        if matches!(rows, Rows::None) {
+            return Ok(());
         }
         // Decoder: the dense layer's output, GELU'd, is the first deconvolution's input.
-        self.dec_linear.forward(&mu, batch, &mut scratch.flat)?;
+        self.dec_linear
+            .forward(&scratch.mu, batch, &mut scratch.flat)?;
         let first = &self.decoder[0];
         let (width, mut len) = (self.cfg.bottleneck_width(), self.cfg.bottleneck_len());
         let geometry = first.geometry(len);
@@ -438,20 +521,17 @@ impl CpuVae {
         scratch.input.resize(first.input_len(len, batch), 0.0);
         for (b, row) in scratch.flat.chunks(len * width).enumerate() {
             let start = (b * geometry.padded + first.padding) * width;
-            for (o, v) in scratch.input[start..start + len * width]
-                .iter_mut()
-                .zip(row)
-            {
-                *o = gelu(*v);
-            }
+            let target = &mut scratch.input[start..start + len * width];
+            target.copy_from_slice(row);
+            gelu_in_place(target);
         }
-        let mut recon = vec![0f32; batch * channels * window];
         let last = self.decoder.len() - 1;
+        let mut rows = rows;
         for (i, layer) in self.decoder.iter().enumerate() {
             let geometry = layer.product(&scratch.input, len, batch, &mut scratch.product)?;
             let len_next = geometry.len_out * layer.positions_per_row;
             if i == last {
-                write_channels_first(layer, geometry, &scratch.product, &mut recon, batch);
+                write_channels_first(layer, geometry, &scratch.product, &mut rows, batch);
             } else {
                 let next = &self.decoder[i + 1];
                 let padded = next.geometry(len_next).padded;
@@ -470,8 +550,34 @@ impl CpuVae {
             }
             len = len_next;
         }
-        Ok(Forward { recon, mu, logvar })
+        Ok(())
     }
+}
+
+/// What a pass over a batch computes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Encode,
+    Reconstruct,
+    EachHidden,
+}
+
+/// One thread's share of a batch's outputs.
+struct Outputs<'a> {
+    recon: &'a mut [f32],
+    mu: &'a mut [f32],
+    logvar: &'a mut [f32],
+}
+
+/// Where the last layer's rows go.
+enum Rows<'a> {
+    /// Nowhere: the windows are only encoded.
+    None,
+    /// Every channel of every window: `[B, C, W]`.
+    All(&'a mut [f32]),
+    /// The input is hidden variants, variant `v` being window `v / C` with channel `v % C`
+    /// hidden: only that channel's row is kept, into `[B / C, C, W]`.
+    HiddenChannel(&'a mut [f32]),
 }
 
 /// Copies each window's kept product rows, plus bias and (when `activate`) GELU, into `target`,
@@ -500,19 +606,17 @@ fn copy_rows(
         }
         // Apart from the bias, so that this loop is vectorised.
         if activate {
-            for v in dst.iter_mut() {
-                *v = gelu(*v);
-            }
+            gelu_in_place(dst);
         }
     }
 }
 
-/// The last transposed convolution's rows, plus bias, into `[B, C, W]` channels-first.
+/// The last transposed convolution's rows, plus bias, channels-first into `rows`.
 fn write_channels_first(
     layer: &ConvLayer,
     geometry: Geometry,
     product: &[f32],
-    recon: &mut [f32],
+    rows: &mut Rows<'_>,
     batch: usize,
 ) {
     let cols = layer.cols;
@@ -520,46 +624,32 @@ fn write_channels_first(
     let window = geometry.len_out * 2;
     for b in 0..batch {
         let src = &product[b * geometry.rows * cols..][..geometry.len_out * cols];
+        let (out, kept) = match rows {
+            Rows::None => return,
+            Rows::All(recon) => (
+                &mut recon[b * channels * window..][..channels * window],
+                None,
+            ),
+            Rows::HiddenChannel(recon) => {
+                let c = b % channels;
+                let row = ((b / channels) * channels + c) * window;
+                (&mut recon[row..row + window], Some(c))
+            }
+        };
         for (j, row) in src.chunks(cols).enumerate() {
             for phase in 0..2 {
-                for c in 0..channels {
-                    recon[(b * channels + c) * window + 2 * j + phase] =
-                        row[phase * channels + c] + layer.bias[phase * channels + c];
+                let col = phase * channels;
+                match kept {
+                    None => {
+                        for c in 0..channels {
+                            out[c * window + 2 * j + phase] = row[col + c] + layer.bias[col + c];
+                        }
+                    }
+                    Some(c) => out[2 * j + phase] = row[col + c] + layer.bias[col + c],
                 }
             }
         }
     }
-}
-
-/// GELU as PyTorch's default (`0.5 x (1 + erf(x / √2))`).
-#[inline]
-fn gelu(x: f32) -> f32 {
-    0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2))
-}
-
-/// `erf` in single precision: an odd rational function of degree 13 over 8 on [-4, 4] (beyond,
-/// `erf` is ±1 in single precision), with the coefficients of the rational approximation that
-/// Eigen and XLA use for `float` (maximum error a few units in the last place). Branch-free, so
-/// the compiler vectorises the loops that call it.
-#[inline]
-fn erf(x: f32) -> f32 {
-    // max/min rather than clamp: they compile to vector instructions (inputs here are finite).
-    #[allow(clippy::manual_clamp)]
-    let x = x.max(-4.0).min(4.0);
-    let x2 = x * x;
-    let mut p = -2.726_142_3e-10_f32;
-    p = p * x2 + 2.770_681_4e-8;
-    p = p * x2 - 2.101_024e-6;
-    p = p * x2 - 5.692_506_4e-5;
-    p = p * x2 - 7.349_906_3e-4;
-    p = p * x2 - 2.954_600_2e-3;
-    p = p * x2 - 1.609_603_3e-2;
-    let mut q = -1.456_607_2e-5_f32;
-    q = q * x2 - 2.133_740_6e-4;
-    q = q * x2 - 1.682_827e-3;
-    q = q * x2 - 7.373_329_3e-3;
-    q = q * x2 - 1.426_474e-2;
-    x * p / q
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! The CPU path against candle's forward pass on the same weights (seeded, both architectures
-//! the tests use, batches that split across threads and ones that do not), and its `erf`
-//! against a double-precision reference. PyTorch goldens: `model::golden_tests`.
+//! the tests use, batches that split across threads and ones that do not), plain and with each
+//! channel hidden. PyTorch goldens: `model::golden_tests`.
 
 use candle_core::{Device, Tensor};
 
@@ -54,15 +54,55 @@ fn masked_zeros_at_the_window_edges_reach_no_other_window() {
 }
 
 #[test]
-fn erf_is_within_a_few_ulp_of_the_reference() {
-    let mut worst = 0f64;
-    for i in -8000..=8000 {
-        let x = i as f32 / 1000.0;
-        let got = f64::from(erf(x));
-        let want = libm::erf(f64::from(x));
-        worst = worst.max((got - want).abs());
+fn each_hidden_channel_is_candles_pass_over_the_window_without_it() {
+    for (cfg, seed) in [(VaeConfig::default(), 4), (small(), 8)] {
+        let (vae, _) = seeded_vae(&cfg, seed, &Device::Cpu).unwrap();
+        let cpu = CpuVae::from_vae(&vae).unwrap();
+        let (c, w) = (cfg.channels, cfg.window);
+        let mut rng = SeededRng::new(seed);
+        // One window; fewer than a sub-batch; several sub-batches on each thread.
+        for batch in [1, 3, 40] {
+            let x: Vec<f32> = (0..batch * c * w).map(|_| rng.normal() as f32).collect();
+            let got = cpu.reconstruct_each_hidden(&x).unwrap();
+            let what = format!("C={c} batch {batch}");
+            let flat = |t: Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            let whole = Tensor::from_slice(&x, (batch, c, w), &Device::Cpu).unwrap();
+            let (mu, logvar) = vae.encode(&whole).unwrap();
+            close(&format!("{what} mu"), &got.mu, &flat(mu));
+            close(&format!("{what} logvar"), &got.logvar, &flat(logvar));
+            for ch in 0..c {
+                let mut hidden = x.clone();
+                for window in hidden.chunks_mut(c * w) {
+                    window[ch * w..(ch + 1) * w].fill(0.0);
+                }
+                let t = Tensor::from_slice(&hidden, (batch, c, w), &Device::Cpu).unwrap();
+                let expected = flat(vae.forward_mean(&t).unwrap().0);
+                for b in 0..batch {
+                    let row = (b * c + ch) * w..(b * c + ch + 1) * w;
+                    close(
+                        &format!("{what} window {b} channel {ch}"),
+                        &got.recon[row.clone()],
+                        &expected[row],
+                    );
+                }
+            }
+        }
     }
-    assert!(worst < 5e-7, "largest error {worst}");
-    assert_eq!(erf(0.0), 0.0);
-    assert!((gelu(1.0) - 0.841_344_7).abs() < 1e-6);
+}
+
+#[test]
+fn an_input_that_is_not_whole_windows_is_refused() {
+    let cfg = small();
+    let (vae, _) = seeded_vae(&cfg, 2, &Device::Cpu).unwrap();
+    let cpu = CpuVae::from_vae(&vae).unwrap();
+    let x = vec![0f32; cfg.channels * cfg.window + 1];
+    let error = cpu.forward_mean(&x).unwrap_err();
+    assert_eq!(
+        error,
+        ShapeMismatch::Input {
+            len: x.len(),
+            window: cfg.channels * cfg.window
+        }
+    );
+    assert!(cpu.reconstruct_each_hidden(&x).is_err());
 }

@@ -77,17 +77,21 @@ impl<'a> ViewMut<'a> {
     }
 }
 
-/// Shapes that do not fit a product.
+/// Shapes that do not fit the network or one of its products.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "matrix product does not fit: lhs {lhs_rows}x{lhs_cols}, rhs {rhs_rows}x{rhs_cols}, dst of {dst_len} for {lhs_rows}x{rhs_cols}, or a view reaches past its slice"
-)]
-pub struct ShapeMismatch {
-    lhs_rows: usize,
-    lhs_cols: usize,
-    rhs_rows: usize,
-    rhs_cols: usize,
-    dst_len: usize,
+pub enum ShapeMismatch {
+    #[error(
+        "matrix product does not fit: lhs {lhs_rows}x{lhs_cols}, rhs {rhs_rows}x{rhs_cols}, dst of {dst_len} for {lhs_rows}x{rhs_cols}, or a view reaches past its slice"
+    )]
+    Product {
+        lhs_rows: usize,
+        lhs_cols: usize,
+        rhs_rows: usize,
+        rhs_cols: usize,
+        dst_len: usize,
+    },
+    #[error("an input of {len} values is not a whole number of windows of {window} values")]
+    Input { len: usize, window: usize },
 }
 
 /// `dst[m, n] = lhs[m, k] · rhs[k, n]`, `dst` row-major and contiguous (its first `m · n`
@@ -95,7 +99,7 @@ pub struct ShapeMismatch {
 pub(crate) fn matmul(dst: &mut [f32], lhs: View<'_>, rhs: View<'_>) -> Result<(), ShapeMismatch> {
     let (m, n) = (lhs.rows, rhs.cols);
     if m.checked_mul(n).is_none_or(|len| len > dst.len()) {
-        return Err(ShapeMismatch {
+        return Err(ShapeMismatch::Product {
             lhs_rows: m,
             lhs_cols: lhs.cols,
             rhs_rows: rhs.rows,
@@ -124,7 +128,7 @@ pub(crate) fn matmul_into(
             .iter()
             .all(|s| isize::try_from(*s).is_ok());
     if !fits {
-        return Err(ShapeMismatch {
+        return Err(ShapeMismatch::Product {
             lhs_rows: m,
             lhs_cols: k,
             rhs_rows: rhs.rows,

@@ -14,8 +14,9 @@
 //!   transposed conv has no backward. Checked layer by layer, end to end and in the gradients
 //!   against PyTorch (`scripts/torch_reference.py`, `testdata/torch/`).
 //! - [`cpu::CpuVae`]: the same network on the CPU without candle, as `gemm` products over
-//!   strided views of channels-last activations; what scoring runs on the CPU. `gemm` holds
-//!   the crate's only unsafe code, behind a safe, bounds-checked function.
+//!   strided views of channels-last activations; what scoring runs on the CPU. `gemm` and
+//!   `simd` hold the crate's only unsafe code: a safe, bounds-checked wrapper of the `gemm`
+//!   crate, and GELU's AVX2 loop called only where the processor has AVX2.
 //! - [`Model::load`]`(dir, device)`: reads and verifies a model directory (the `model_id` hash);
 //!   `score::score_windows(&model, &[&Window]) -> Vec<WindowScore>` scores a batch
 //!   deterministically; `train::fit` makes a model.
@@ -38,6 +39,7 @@ pub(crate) mod init;
 mod loaded;
 pub mod manifest;
 pub mod normalise;
+mod simd;
 mod vae;
 
 pub use calibration::{

@@ -156,37 +156,14 @@ pub(crate) fn raw_batch(
 }
 
 /// The CPU path's reconstruction `[B, C, W]`, μ and log σ² `[B, latent]` of the normalised
-/// windows `input`. Cross-channel: the windows are only encoded, and each channel's rows come
-/// from the window with that channel hidden; all `B · C` hidden variants go through the network
-/// as one batch.
+/// windows `input`; cross-channel, each channel's rows come from the window with that channel
+/// hidden (see [`CpuVae::reconstruct_each_hidden`]).
 fn cpu_pass(cpu: &CpuVae, input: &[f32], cross_channel: bool) -> Result<Forward, ShapeMismatch> {
-    if !cross_channel {
-        return cpu.forward_mean(input);
+    if cross_channel {
+        cpu.reconstruct_each_hidden(input)
+    } else {
+        cpu.forward_mean(input)
     }
-    let (c, w) = (cpu.config().channels, cpu.config().window);
-    let encoded = cpu.encode(input)?;
-    let mut hidden = Vec::with_capacity(input.len() * c);
-    for window in input.chunks(c * w) {
-        for ch in 0..c {
-            hidden.extend_from_slice(window);
-            let start = hidden.len() - c * w + ch * w;
-            hidden[start..start + w].fill(0.0);
-        }
-    }
-    let filled = cpu.forward_mean(&hidden)?.recon;
-    let mut recon = vec![0f32; input.len()];
-    for (b, out) in recon.chunks_mut(c * w).enumerate() {
-        for ch in 0..c {
-            let variant = (b * c + ch) * c * w;
-            out[ch * w..(ch + 1) * w]
-                .copy_from_slice(&filled[variant + ch * w..variant + (ch + 1) * w]);
-        }
-    }
-    Ok(Forward {
-        recon,
-        mu: encoded.mu,
-        logvar: encoded.logvar,
-    })
 }
 
 /// Replaces each channel's rows of `recon` (`[B, C, W]` flat, from the whole windows `x`) by that
