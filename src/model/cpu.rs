@@ -12,7 +12,7 @@
 //! while a row is copied into the next layer's input, then GELU runs over it (`model::simd`). The
 //! flatten before `enc.mu`/`enc.logvar` and the reshape after `dec.linear` are PyTorch's `[C, L]`
 //! order: their weights are permuted once, at load, to the channels-last order. The batch is
-//! split across the cores, one part per thread of rayon's pool, each thread with its own buffers
+//! split across the cores, a few parts per thread of rayon's pool, each thread with its own buffers
 //! kept from batch to batch.
 
 use std::cell::RefCell;
@@ -25,9 +25,11 @@ use super::gemm::{ShapeMismatch, View, ViewMut, matmul, matmul_into};
 use super::simd::gelu_in_place;
 use super::vae::Vae;
 
-/// Fewest windows a thread is given (counting each pass of a cross-channel window): below this,
-/// one more thread costs more than it saves.
-const MIN_WINDOWS_PER_THREAD: usize = 16;
+/// Fewest windows in one part of a batch (counting each pass of a cross-channel window): below
+/// this, one more part costs more than it saves.
+const MIN_WINDOWS_PER_PART: usize = 16;
+/// Parts of a batch per thread of the pool, when the batch is large enough.
+const PARTS_PER_THREAD: usize = 4;
 /// Windows a thread runs through the network at a time (variants, for cross-channel), so that
 /// each layer's buffers stay in the core's cache.
 const SUB_BATCH: usize = 32;
@@ -362,21 +364,23 @@ impl CpuVae {
             Mode::EachHidden => channels + 1,
             Mode::Encode | Mode::Reconstruct => 1,
         };
-        let threads = rayon::current_num_threads()
-            .min((batch * passes_per_window).div_ceil(MIN_WINDOWS_PER_THREAD))
+        // A few parts per thread, so that a thread slowed by other work (the daemon parsing on
+        // the same cores) hands parts to the others instead of holding up the batch.
+        let parts = (rayon::current_num_threads() * PARTS_PER_THREAD)
+            .min((batch * passes_per_window).div_ceil(MIN_WINDOWS_PER_PART))
             .max(1);
-        let per_thread = batch.div_ceil(threads).max(1);
+        let per_part = batch.div_ceil(parts).max(1);
         let mut out = Forward {
             recon: vec![0f32; if mode == Mode::Encode { 0 } else { x.len() }],
             mu: vec![0f32; batch * latent],
             logvar: vec![0f32; batch * latent],
         };
-        let mut recon_parts: Vec<&mut [f32]> = out.recon.chunks_mut(per_thread * window).collect();
-        recon_parts.resize_with(batch.div_ceil(per_thread), Default::default);
-        x.par_chunks(per_thread * window)
+        let mut recon_parts: Vec<&mut [f32]> = out.recon.chunks_mut(per_part * window).collect();
+        recon_parts.resize_with(batch.div_ceil(per_part), Default::default);
+        x.par_chunks(per_part * window)
             .zip(recon_parts)
-            .zip(out.mu.par_chunks_mut(per_thread * latent))
-            .zip(out.logvar.par_chunks_mut(per_thread * latent))
+            .zip(out.mu.par_chunks_mut(per_part * latent))
+            .zip(out.logvar.par_chunks_mut(per_part * latent))
             .try_for_each(|(((part, recon), mu), logvar)| {
                 let outputs = Outputs { recon, mu, logvar };
                 SCRATCH
