@@ -35,8 +35,9 @@ pub struct DemoOptions {
     pub speedup: f64,
     pub machines: usize,
     pub seed: u64,
-    /// The model directory (the bundled model by default).
-    pub model_dir: PathBuf,
+    /// The model directory; `None` runs the bundled model, built into the binary (written
+    /// under `out_dir/model`).
+    pub model_dir: Option<PathBuf>,
     /// Where the archive and state go.
     pub out_dir: PathBuf,
     /// The metrics endpoint; a busy port falls back to any free loopback port.
@@ -73,6 +74,10 @@ pub enum DemoError {
     Tail(#[from] crate::tail::TailError),
     #[error("a demo task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
+    #[error("cannot write the bundled model: {0}")]
+    BundledModel(#[source] crate::model::ModelError),
+    #[error(transparent)]
+    Model(#[from] crate::engine::ModelSetError),
 }
 
 const TELEMETRY_TOPIC: &str = "telemetry";
@@ -86,6 +91,18 @@ pub async fn run_demo(
 ) -> Result<DemoSummary, DemoError> {
     let started = Instant::now();
     let print = Arc::new(print);
+    // The model first: a model that cannot load fails the demo before anything starts.
+    let (model_dir, model_shown) = match &options.model_dir {
+        Some(dir) => (dir.clone(), dir.display().to_string()),
+        None => {
+            let dir = options.out_dir.join("model");
+            crate::model::write_bundled_model(&dir).map_err(DemoError::BundledModel)?;
+            (dir, "bundled with vaewatch".to_owned())
+        }
+    };
+    let mut model_check = Config::default();
+    model_check.models.default = Some(model_dir.clone());
+    crate::engine::ModelSet::load(&model_check, false)?;
     let cluster = MockCluster::new(1)?;
     cluster.create_topic(TELEMETRY_TOPIC, 4, 1)?;
     cluster.create_topic(ALERT_TOPIC, 1, 1)?;
@@ -110,7 +127,7 @@ pub async fn run_demo(
     config.kafka.telemetry_topic = TELEMETRY_TOPIC.into();
     config.kafka.alert_topic = ALERT_TOPIC.into();
     config.kafka.dead_letter_topic = DEAD_LETTER_TOPIC.into();
-    config.models.default = Some(options.model_dir.clone());
+    config.models.default = Some(model_dir);
     config.archive.dir = options.out_dir.join("archive");
     config.archive.roll_age = std::time::Duration::from_secs(5);
     config.shutdown_timeout = std::time::Duration::from_secs(10);
@@ -130,7 +147,7 @@ pub async fn run_demo(
         sim_duration_ms / 1000,
         options.speedup,
         faults,
-        options.model_dir.display()
+        model_shown
     ));
     print(&format!(
         "metrics at {metrics_url}; archive in {}",

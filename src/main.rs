@@ -121,9 +121,9 @@ struct DemoArgs {
     /// Seed of the simulated plant.
     #[arg(long, default_value_t = 11)]
     seed: u64,
-    /// The model directory.
-    #[arg(long, default_value = "models/default")]
-    model: PathBuf,
+    /// The model directory (default: the bundled model, built into the binary).
+    #[arg(long)]
+    model: Option<PathBuf>,
     /// Where the archive goes (default: a new folder under the system temp dir).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -301,6 +301,11 @@ struct SimulateArgs {
     /// Random seed; the same seed gives the same plant.
     #[arg(long, default_value_t = 7)]
     seed: u64,
+    /// Time of the first samples: `now`, RFC 3339, or ms since the epoch (default
+    /// 2026-01-05T00:00:00Z). With `--speedup 1` and `now`, event times follow the clock, so the
+    /// daemon's latency metrics read true.
+    #[arg(long, value_parser = commands::values::parse_start_ms)]
+    start: Option<i64>,
 }
 
 /// `--scoring` of `model bench`.
@@ -385,6 +390,7 @@ impl SimulateArgs {
             faults: self.faults,
             fault_free_ms: self.fault_free,
             seed: self.seed,
+            start_ms: self.start,
             sink,
         })
     }
@@ -459,10 +465,26 @@ fn main() -> ExitCode {
     match run(cli.command) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", error_chain(e.as_ref()));
             ExitCode::FAILURE
         }
     }
+}
+
+/// An error and its causes on one line, each cause once: most messages already carry their
+/// source's text, so a cause whose text is already there is not repeated.
+fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut line = error.to_string();
+    let mut cause = error.source();
+    while let Some(e) = cause {
+        let text = e.to_string();
+        if !line.contains(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+        cause = e.source();
+    }
+    line
 }
 
 fn run(command: Command) -> Result<ExitCode> {
@@ -491,7 +513,7 @@ fn run(command: Command) -> Result<ExitCode> {
                 } else {
                     "fix this before restarting"
                 };
-                eprintln!("error: {e:#}\n({hint})");
+                eprintln!("error: {}\n({hint})", error_chain(&e));
                 return Ok(ExitCode::from(e.exit_status()));
             }
         }

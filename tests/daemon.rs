@@ -101,7 +101,18 @@ async fn run_daemon(config: Config, until_messages: u64) -> DaemonReport {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     stop_tx.send(true).unwrap();
-    task.await.unwrap().unwrap()
+    let report = task.await.unwrap().unwrap();
+    // Every window's latency is measured, once, whether it was scored mid-stream or drained.
+    assert_eq!(
+        metrics.event_to_score_seconds.count(),
+        report.windows_scored
+    );
+    assert_eq!(
+        metrics.ready_to_score_seconds.count(),
+        report.windows_scored
+    );
+    assert_eq!(metrics.batch_size.sum() as u64, report.windows_scored);
+    report
 }
 
 /// What replay gives for the same history and model, less what a live daemon cannot know yet:

@@ -8,7 +8,7 @@ use vaewatch::alert::AlertState;
 use vaewatch::archive::read_archive_dir;
 use vaewatch::demo::{DemoOptions, run_demo, summary_text};
 
-use crate::util::{bundled_model_dir, validate_alert_json};
+use crate::util::validate_alert_json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_opens_and_resolves_alerts_and_leaves_readable_parquet() {
@@ -18,7 +18,7 @@ async fn demo_opens_and_resolves_alerts_and_leaves_readable_parquet() {
         speedup: 120.0,
         machines: 6,
         seed: 11,
-        model_dir: bundled_model_dir(),
+        model_dir: None,
         out_dir: out.path().to_path_buf(),
         metrics_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
     };
@@ -114,4 +114,68 @@ async fn simulate_publishes_valid_telemetry_to_a_real_topic() {
             value["equipment_id"].as_str().unwrap().as_bytes()
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_that_cannot_load_fails_the_demo_before_it_starts() {
+    let out = tempfile::tempdir().unwrap();
+    let options = DemoOptions {
+        duration_ms: 60_000,
+        speedup: 60.0,
+        machines: 2,
+        seed: 1,
+        model_dir: Some(out.path().join("no-such-model")),
+        out_dir: out.path().to_path_buf(),
+        metrics_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+    };
+    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let sink = lines.clone();
+    let error = run_demo(&options, move |line| {
+        sink.lock().unwrap().push(line.to_owned())
+    })
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(error, vaewatch::demo::DemoError::Model(_)),
+        "{error}"
+    );
+    assert!(error.to_string().contains("no-such-model"), "{error}");
+    // Nothing started: no line printed, no archive folder made.
+    assert!(lines.lock().unwrap().is_empty());
+    assert!(!out.path().join("archive").exists());
+}
+
+/// As a user with a copied or installed binary: no repository around, the bundled model comes
+/// from the binary; a missing `--model` fails at once with the error chain printed once.
+#[test]
+fn the_binary_runs_the_demo_from_any_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo = |extra: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_vaewatch"))
+            .current_dir(dir.path())
+            .args(["demo", "--duration", "3s", "--out", "demo-out"])
+            .args(["--metrics-listen", "127.0.0.1:0"])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let ran = demo(&[]);
+    let stdout = String::from_utf8_lossy(&ran.stdout);
+    assert!(
+        ran.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&ran.stderr)
+    );
+    assert!(stdout.contains("model bundled with vaewatch"), "{stdout}");
+    assert!(dir.path().join("demo-out/model/manifest.json").exists());
+
+    let failed = demo(&["--model", "models/missing"]);
+    assert!(!failed.status.success());
+    let stderr = String::from_utf8_lossy(&failed.stderr);
+    assert_eq!(
+        stderr.matches("models/missing/manifest.json").count(),
+        1,
+        "the cause is printed once: {stderr}"
+    );
+    assert!(failed.stdout.is_empty(), "nothing started");
 }

@@ -58,6 +58,17 @@ const BAD_MESSAGES: [(&str, &[u8], RejectReason); 5] = [
     ),
 ];
 
+/// The clock of the live run: the history's last timestamp.
+fn live_now_ms(history: &History) -> i64 {
+    history
+        .machines
+        .iter()
+        .filter_map(|m| m.rows.last())
+        .map(|r| r.ts_ms)
+        .max()
+        .unwrap()
+}
+
 /// Live: per machine, its outcomes in order.
 fn run_live(history: &History) -> BTreeMap<String, Vec<Outcome>> {
     let mut messages = telemetry_messages(history);
@@ -65,13 +76,7 @@ fn run_live(history: &History) -> BTreeMap<String, Vec<Outcome>> {
     for (at, (key, payload, _)) in bad_at.iter().zip(BAD_MESSAGES) {
         messages.insert(*at, (key.to_string(), payload.to_vec()));
     }
-    let now_ms = history
-        .machines
-        .iter()
-        .filter_map(|m| m.rows.last())
-        .map(|r| r.ts_ms)
-        .max()
-        .unwrap();
+    let now_ms = live_now_ms(history);
     let mut engine = live_engine();
     let mut outcomes: BTreeMap<String, Vec<Outcome>> = BTreeMap::new();
     let mut keep = |list: Vec<Outcome>| {
@@ -159,6 +164,11 @@ fn live_engine_equals_replay_without_a_broker() {
             assert!(
                 !outcome.window.sources.is_empty(),
                 "a live window knows its offsets"
+            );
+            assert_eq!(
+                outcome.ready_ms,
+                Some(live_now_ms(&history)),
+                "a live window knows when it was complete"
             );
             assert!(replayed_window.sources.is_empty());
             live_events.extend(outcome.event.iter());

@@ -28,6 +28,8 @@ pub struct SimulateRequest {
     pub fault_free_ms: Option<i64>,
     /// Random seed; the same seed gives the same plant.
     pub seed: u64,
+    /// Time of the first samples, ms since the epoch; the simulator's fixed default when `None`.
+    pub start_ms: Option<i64>,
     /// Where the telemetry goes.
     pub sink: SimulateSink,
 }
@@ -99,6 +101,9 @@ impl SimulateRequest {
             seed: self.seed,
             ..SimulateOptions::default()
         };
+        if let Some(start_ms) = self.start_ms {
+            options.start_ms = start_ms;
+        }
         if let Some(faults) = self.faults {
             options.faults = faults;
         }
@@ -196,6 +201,7 @@ mod tests {
             faults: Some(2),
             fault_free_ms,
             seed: 9,
+            start_ms: None,
             sink: SimulateSink::File(PathBuf::from("plant.parquet")),
         }
     }

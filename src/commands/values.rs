@@ -19,6 +19,16 @@ pub fn parse_time_ms(text: &str) -> Result<i64, InvalidTime> {
     parse_history_ts_ms(text).ok_or_else(|| InvalidTime(text.to_owned()))
 }
 
+/// Reads a start time: `now` (the current time, to the second), or a time as
+/// [`parse_time_ms`] reads it.
+pub fn parse_start_ms(text: &str) -> Result<i64, InvalidTime> {
+    if text.trim() == "now" {
+        let now = chrono::Utc::now().timestamp_millis();
+        return Ok(now - now.rem_euclid(1000));
+    }
+    parse_time_ms(text)
+}
+
 /// Why a `--property` could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("--property {0:?}: expected KEY=VALUE")]

@@ -2,9 +2,14 @@
 //! alert policies to the alert topic and the Parquet archive, at least once.
 //!
 //! One task owns the consumer and every stage. Messages are parsed and windowed as they arrive;
-//! complete windows wait in a batch that goes to the scorer (on a blocking thread) when it is full
-//! or its oldest window has waited `max_delay`. Scored windows feed the alert policies (events
-//! are sent with the idempotent producer and their acknowledgements awaited) and the archive.
+//! complete windows wait for the scorer, which runs one batch at a time on a blocking thread
+//! while this task goes on reading, parsing and windowing. When the scorer is free, the waiting
+//! windows go to it as soon as they fill a batch or the oldest has waited `max_delay`; under load
+//! the windows that arrive while a batch is scored fill the next one, so batches grow with the
+//! load and a quiet stream waits at most `max_delay`; once two full batches wait, reading pauses
+//! until the scorer catches up, so a backlog never piles up in memory. Scored windows feed the
+//! alert policies in the order they were taken (events are sent with the idempotent producer
+//! and their acknowledgements awaited) and the archive.
 //! Every `roll_age` the archive's open files are completed (synced and renamed), the state
 //! file saved, and then, per partition, the offset committed is the oldest one still needed: the
 //! next unread message, or the first sample of a window not yet emitted, whichever is older.
@@ -21,6 +26,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 type DaemonConsumer = StreamConsumer<CommitOnRevoke>;
+
+/// Full batches that may wait for the scorer (besides the one it scores) before the daemon stops
+/// reading messages until it catches up.
+const WAITING_BATCHES: usize = 2;
 
 /// How often the consumer-lag gauge is measured.
 pub const LAG_INTERVAL: Duration = Duration::from_secs(5);
@@ -39,7 +48,7 @@ use tracing::{debug, info, warn};
 use crate::alert::AlertEvent;
 use crate::archive::ArchiveWriter;
 use crate::config::Config;
-use crate::engine::{Engine, ModelSet, ModelSetError, Outcome};
+use crate::engine::{Engine, ModelSet, ModelSetError, Outcome, ScoreError, ScoredBatch};
 use crate::kafka::{
     CommitOnRevoke, DeadLetter, DeadLetterPublisher, OffsetTracker, PartitionChange, SharedTracker,
     close_consumer, commit_durable, consumer_lag, create_consumer, create_producer, lock_tracker,
@@ -138,6 +147,7 @@ pub async fn run(
         partition_changes,
         consumed: BTreeMap::new(),
         pending_since: None,
+        scoring: None,
         report: DaemonReport::default(),
     };
     daemon.restore_state();
@@ -184,6 +194,8 @@ struct Daemon {
     consumed: BTreeMap<i32, i64>,
     /// When the oldest window waiting in the engine for the scorer started waiting.
     pending_since: Option<Instant>,
+    /// The batch being scored on a blocking thread, if any.
+    scoring: Option<InFlight>,
     state: state::DaemonState,
     report: DaemonReport,
 }
@@ -200,34 +212,42 @@ impl Daemon {
     ) -> Result<(), DaemonError> {
         let roll_every = self.config.archive.roll_age.max(Duration::from_secs(1));
         let max_delay = self.config.batching.max_delay;
+        let max_batch = self.config.batching.max_batch_size;
         let mut last_durable = Instant::now();
         loop {
             if *shutdown.borrow() {
                 return Ok(());
             }
-            let batch_deadline = self
-                .pending_since
-                .map(|since| since + max_delay)
-                .unwrap_or_else(|| Instant::now() + roll_every);
             let durable_deadline = last_durable + roll_every;
+            // A batch deadline matters only while the scorer is free to take the batch.
+            let batch_deadline = match (&self.scoring, self.pending_since) {
+                (None, Some(since)) => since + max_delay,
+                _ => durable_deadline,
+            };
             let wake = tokio::time::Instant::from_std(batch_deadline.min(durable_deadline));
+            // Backpressure: while this many windows wait, the scorer is what holds things up;
+            // reading on would only pile windows up in memory.
+            let room = self.engine.pending_windows() < WAITING_BATCHES * max_batch;
             tokio::select! {
                 _ = shutdown.changed() => return Ok(()),
-                message = consumer.recv() => match message {
+                message = consumer.recv(), if room => match message {
                     Ok(m) => {
                         let owned = m.detach();
                         self.handle_message(&owned).await?;
                     }
                     Err(e) => warn!(error = %e, "kafka consumer error"),
                 },
+                scored = scored(&mut self.scoring), if self.scoring.is_some() => {
+                    let in_flight = self.scoring.take().expect("a batch is being scored");
+                    // The scorer goes on with the next batch while this one's alerts are sent
+                    // and its windows archived (alert policies still see batches in order).
+                    self.start_batch_if_due(max_batch, max_delay);
+                    self.complete_batch(in_flight, scored).await?;
+                }
                 _ = tokio::time::sleep_until(wake) => {}
             }
-            self.handle_revocations();
-            let full = self.engine.pending_windows() >= self.config.batching.max_batch_size;
-            let waited = self.pending_since.is_some_and(|s| s.elapsed() >= max_delay);
-            if full || waited {
-                self.score_pending().await?;
-            }
+            self.handle_revocations().await?;
+            self.start_batch_if_due(max_batch, max_delay);
             if last_durable.elapsed() >= roll_every {
                 self.make_durable_and_commit(consumer).await?;
                 last_durable = Instant::now();
@@ -236,8 +256,9 @@ impl Daemon {
     }
 
     /// Drops the machines of partitions Kafka took away (their durable offsets were committed
-    /// by the consumer context); the new owner rebuilds their windows from those offsets.
-    fn handle_revocations(&mut self) {
+    /// by the consumer context); the new owner rebuilds their windows from those offsets. A
+    /// batch being scored is completed first, as if it had been scored a moment earlier.
+    async fn handle_revocations(&mut self) -> Result<(), DaemonError> {
         let mut revoked = Vec::new();
         while let Ok(change) = self.partition_changes.try_recv() {
             if let PartitionChange::Revoked(list) = change {
@@ -248,6 +269,9 @@ impl Daemon {
                 );
             }
         }
+        if !revoked.is_empty() {
+            self.finish_scoring().await?;
+        }
         for partition in revoked {
             info!(partition, "partition revoked; its machines are dropped");
             self.consumed.remove(&partition);
@@ -256,6 +280,7 @@ impl Daemon {
                 .fleet_normalised_machines
                 .set(self.engine.fleet_normalised_machines().len() as i64);
         }
+        Ok(())
     }
 
     /// Parses, routes and windows one message through the engine; what it refuses goes to the
@@ -322,39 +347,98 @@ impl Daemon {
         Ok(())
     }
 
-    /// Scores the waiting windows in batches of at most `max_batch_size`, publishes the alerts
-    /// they cause (acknowledged) and appends them to the archive.
-    async fn score_pending(&mut self) -> Result<(), DaemonError> {
-        self.pending_since = None;
-        while self.engine.pending_windows() > 0 {
-            let batch = self.engine.take_batch(self.config.batching.max_batch_size);
-            let started = Instant::now();
-            let batch_size = batch.len();
-            let scored = tokio::task::spawn_blocking(move || batch.score())
-                .await
-                .map_err(DaemonError::ScoringTask)??;
-            self.metrics.batch_size.observe(batch_size as f64);
+    /// Starts a batch when the scorer is free and the waiting windows fill one or the oldest
+    /// has waited `max_delay`.
+    fn start_batch_if_due(&mut self, max_batch: usize, max_delay: Duration) {
+        if self.scoring.is_some() {
+            return;
+        }
+        let full = self.engine.pending_windows() >= max_batch;
+        let waited = self.pending_since.is_some_and(|s| s.elapsed() >= max_delay);
+        if full || waited {
+            self.start_batch();
+        }
+    }
+
+    /// Sends the oldest waiting windows (at most `max_batch_size`) to the scorer on a blocking
+    /// thread. Only one batch is scored at a time, so alert policies see windows in order.
+    fn start_batch(&mut self) {
+        debug_assert!(self.scoring.is_none(), "one batch at a time");
+        let batch = self.engine.take_batch(self.config.batching.max_batch_size);
+        if self.engine.pending_windows() == 0 {
+            self.pending_since = None;
+        }
+        let windows = batch.len();
+        self.scoring = Some(InFlight {
+            windows,
+            started: Instant::now(),
+            task: tokio::task::spawn_blocking(move || batch.score()),
+        });
+    }
+
+    /// Feeds a scored batch to the alert policies, publishes the alerts it causes (acknowledged)
+    /// and appends its windows to the archive.
+    async fn complete_batch(
+        &mut self,
+        in_flight: InFlight,
+        scored: Result<Result<ScoredBatch, ScoreError>, tokio::task::JoinError>,
+    ) -> Result<(), DaemonError> {
+        let scored = scored.map_err(DaemonError::ScoringTask)??;
+        self.metrics.batch_size.observe(in_flight.windows as f64);
+        self.metrics
+            .inference_seconds
+            .observe(in_flight.started.elapsed().as_secs_f64());
+        let outcomes = self.engine.complete(scored);
+        self.metrics.windows_scored.add(outcomes.len() as u64);
+        self.report.windows_scored += outcomes.len() as u64;
+        let mut deliveries = Vec::new();
+        let mut archived: Vec<ScoredWindow> = Vec::with_capacity(outcomes.len());
+        let mut ready: Vec<i64> = Vec::with_capacity(outcomes.len());
+        for Outcome {
+            window,
+            event,
+            ready_ms,
+            ..
+        } in outcomes
+        {
+            deliveries.extend(event);
+            archived.push(window);
+            ready.extend(ready_ms);
+        }
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        let report = self.archive.append(&archived, now_ms)?;
+        self.metrics.archive_rows.add(report.rows);
+        self.metrics.archive_files.add(report.files.len() as u64);
+        self.publish_alerts(deliveries).await?;
+        let done_ms = chrono::Utc::now().timestamp_millis();
+        for window in &archived {
             self.metrics
-                .inference_seconds
-                .observe(started.elapsed().as_secs_f64());
-            let outcomes = self.engine.complete(scored);
-            self.metrics.windows_scored.add(outcomes.len() as u64);
-            self.report.windows_scored += outcomes.len() as u64;
-            let mut deliveries = Vec::new();
-            let mut archived: Vec<ScoredWindow> = Vec::with_capacity(outcomes.len());
-            for Outcome { window, event, .. } in outcomes {
-                deliveries.extend(event);
-                archived.push(window);
-            }
-            let now_ms = chrono::Utc::now().timestamp_millis();
-            let report = self.archive.append(&archived, now_ms)?;
-            self.metrics.archive_rows.add(report.rows);
-            self.metrics.archive_files.add(report.files.len() as u64);
-            self.publish_alerts(deliveries).await?;
+                .event_to_score_seconds
+                .observe((done_ms - window.window_end_ms).max(0) as f64 / 1000.0);
+        }
+        for ready_ms in ready {
+            self.metrics
+                .ready_to_score_seconds
+                .observe((done_ms - ready_ms).max(0) as f64 / 1000.0);
         }
         self.metrics
             .open_alerts
             .set(self.engine.open_alerts() as i64);
+        Ok(())
+    }
+
+    /// Completes the batch being scored, then scores every waiting window, batch after batch.
+    async fn finish_scoring(&mut self) -> Result<(), DaemonError> {
+        if let Some(mut in_flight) = self.scoring.take() {
+            let scored = (&mut in_flight.task).await;
+            self.complete_batch(in_flight, scored).await?;
+        }
+        while self.engine.pending_windows() > 0 {
+            self.start_batch();
+            let mut in_flight = self.scoring.take().expect("a batch was just started");
+            let scored = (&mut in_flight.task).await;
+            self.complete_batch(in_flight, scored).await?;
+        }
         Ok(())
     }
 
@@ -398,7 +482,7 @@ impl Daemon {
         &mut self,
         consumer: &DaemonConsumer,
     ) -> Result<(), DaemonError> {
-        self.score_pending().await?;
+        self.finish_scoring().await?;
         let report = self.archive.flush_durable()?;
         self.metrics.archive_rows.add(report.rows);
         self.metrics.archive_files.add(report.files.len() as u64);
@@ -465,6 +549,23 @@ async fn watch_lag(
             }
             Err(e) => warn!(error = %e, "consumer lag measurement failed"),
         }
+    }
+}
+
+/// A batch on the scorer's blocking thread.
+struct InFlight {
+    windows: usize,
+    started: Instant,
+    task: tokio::task::JoinHandle<Result<ScoredBatch, ScoreError>>,
+}
+
+/// The result of the batch being scored; never ready when none is.
+async fn scored(
+    scoring: &mut Option<InFlight>,
+) -> Result<Result<ScoredBatch, ScoreError>, tokio::task::JoinError> {
+    match scoring {
+        Some(in_flight) => (&mut in_flight.task).await,
+        None => std::future::pending().await,
     }
 }
 

@@ -39,8 +39,8 @@ use crate::window::{RejectedSample, Window, WindowerStats};
 pub struct Engine {
     models: ModelSet,
     limits: MessageLimits,
-    /// Windows waiting for the scorer, with the index of their model, in the order they closed.
-    pending: Vec<(usize, Window)>,
+    /// Windows waiting for the scorer, in the order they closed.
+    pending: Vec<Pending>,
 }
 
 /// What one message (or one call of [`Engine::ingest`]) did.
@@ -64,16 +64,35 @@ pub struct Ingested {
     pub refusal: Option<Refusal>,
 }
 
+/// A window waiting for the scorer.
+#[derive(Debug)]
+struct Pending {
+    /// Index of its model.
+    slot: usize,
+    window: Window,
+    /// The `now_ms` of the message that completed it (none for history rows).
+    ready_ms: Option<i64>,
+}
+
 /// Windows taken from the engine to be scored, grouped by model. Owns everything it needs.
 #[derive(Debug)]
 pub struct Batch {
-    groups: Vec<(usize, Arc<Scorer>, Vec<Window>)>,
+    groups: Vec<Group>,
+}
+
+/// One model's windows of a batch.
+#[derive(Debug)]
+struct Group {
+    slot: usize,
+    scorer: Arc<Scorer>,
+    windows: Vec<Window>,
+    ready_ms: Vec<Option<i64>>,
 }
 
 /// A scored [`Batch`], to hand back to [`Engine::complete`].
 #[derive(Debug)]
 pub struct ScoredBatch {
-    groups: Vec<(usize, Vec<ScoredWindow>)>,
+    groups: Vec<(usize, Vec<ScoredWindow>, Vec<Option<i64>>)>,
 }
 
 /// One scored window after its machine's alert policy saw it.
@@ -84,6 +103,9 @@ pub struct Outcome {
     pub event: Option<AlertEvent>,
     /// Whether the machine has an alert open after this window.
     pub alert_open: bool,
+    /// When the window was complete: the `now_ms` passed with the message that completed it
+    /// (none for history rows). The daemon measures its own latency from here.
+    pub ready_ms: Option<i64>,
 }
 
 /// Scoring a batch failed (the model could not run on its windows). Not worth retrying with the
@@ -143,7 +165,7 @@ impl Engine {
         for sample in &mut samples {
             sample.source = source;
         }
-        let mut ingested = self.window_samples(slot, &parsed.equipment_id, &samples);
+        let mut ingested = self.window_samples(slot, &parsed.equipment_id, &samples, Some(now_ms));
         ingested.unknown_channels = parsed.unknown_channels as u64;
         ingested
     }
@@ -155,7 +177,7 @@ impl Engine {
             let detail = format!("no model covers equipment {equipment_id}");
             return Ingested::refused(Some(equipment_id.clone()), RejectReason::NoModel, detail);
         };
-        self.window_samples(slot, equipment_id, samples)
+        self.window_samples(slot, equipment_id, samples, None)
     }
 
     fn window_samples(
@@ -163,6 +185,7 @@ impl Engine {
         slot_index: usize,
         equipment_id: &EquipmentId,
         samples: &[Sample],
+        ready_ms: Option<i64>,
     ) -> Ingested {
         let first_sight = !self.models.slots[slot_index].fleet.knows(equipment_id);
         let fleet_normalised = first_sight
@@ -196,7 +219,11 @@ impl Engine {
             }
             for window in outcome.windows {
                 if fleet.is_new(&window) {
-                    self.pending.push((slot_index, window));
+                    self.pending.push(Pending {
+                        slot: slot_index,
+                        window,
+                        ready_ms,
+                    });
                     ingested.windows += 1;
                 }
             }
@@ -225,7 +252,11 @@ impl Engine {
         let mut added = 0;
         for window in fleet.finish(equipment_id) {
             if fleet.is_new(&window) {
-                self.pending.push((slot_index, window));
+                self.pending.push(Pending {
+                    slot: slot_index,
+                    window,
+                    ready_ms: None,
+                });
                 added += 1;
             }
         }
@@ -240,30 +271,40 @@ impl Engine {
     /// Takes the oldest `max` pending windows (all when fewer wait), grouped by model.
     pub fn take_batch(&mut self, max: usize) -> Batch {
         let take = max.max(1).min(self.pending.len());
-        let mut by_model: BTreeMap<usize, Vec<Window>> = BTreeMap::new();
-        for (slot, window) in self.pending.drain(..take) {
-            by_model.entry(slot).or_default().push(window);
+        let mut by_model: BTreeMap<usize, Group> = BTreeMap::new();
+        for Pending {
+            slot,
+            window,
+            ready_ms,
+        } in self.pending.drain(..take)
+        {
+            let group = by_model.entry(slot).or_insert_with(|| Group {
+                slot,
+                scorer: Arc::clone(&self.models.slots[slot].scorer),
+                windows: Vec::new(),
+                ready_ms: Vec::new(),
+            });
+            group.windows.push(window);
+            group.ready_ms.push(ready_ms);
         }
         Batch {
-            groups: by_model
-                .into_iter()
-                .map(|(slot, windows)| (slot, Arc::clone(&self.models.slots[slot].scorer), windows))
-                .collect(),
+            groups: by_model.into_values().collect(),
         }
     }
 
     /// Feeds scored windows to their machines' alert policies, in the order they were taken.
     pub fn complete(&mut self, scored: ScoredBatch) -> Vec<Outcome> {
         let mut outcomes = Vec::new();
-        for (slot, windows) in scored.groups {
+        for (slot, windows, ready) in scored.groups {
             let fleet = &mut self.models.slots[slot].fleet;
-            for window in windows {
+            for (window, ready_ms) in windows.into_iter().zip(ready) {
                 let event = fleet.observe(&window);
                 let alert_open = fleet.alert_open(&window.equipment_id);
                 outcomes.push(Outcome {
                     window,
                     event,
                     alert_open,
+                    ready_ms,
                 });
             }
         }
@@ -285,7 +326,7 @@ impl Engine {
     pub fn drop_partition(&mut self, partition: i32) {
         self.models.drop_partition(partition);
         self.pending
-            .retain(|(_, w)| !w.sources.iter().any(|s| s.partition == partition));
+            .retain(|p| !p.window.sources.iter().any(|s| s.partition == partition));
     }
 
     /// What must survive a restart, per model id.
@@ -352,7 +393,7 @@ impl Ingested {
 impl Batch {
     /// Windows in the batch.
     pub fn len(&self) -> usize {
-        self.groups.iter().map(|(_, _, w)| w.len()).sum()
+        self.groups.iter().map(|g| g.windows.len()).sum()
     }
 
     /// True when the batch holds no window.
@@ -363,14 +404,20 @@ impl Batch {
     /// Scores every window, one model call per model.
     pub fn score(self) -> Result<ScoredBatch, ScoreError> {
         let mut groups = Vec::with_capacity(self.groups.len());
-        for (slot, scorer, windows) in self.groups {
+        for Group {
+            slot,
+            scorer,
+            windows,
+            ready_ms,
+        } in self.groups
+        {
             let refs: Vec<&Window> = windows.iter().collect();
             let scored = scorer.score(&refs).map_err(|source| ScoreError {
                 model_id: scorer.model().model_id().to_owned(),
                 windows: windows.len(),
                 source: Box::new(source),
             })?;
-            groups.push((slot, scored));
+            groups.push((slot, scored, ready_ms));
         }
         Ok(ScoredBatch { groups })
     }

@@ -30,6 +30,13 @@ pub mod names {
     /// From the event time of a window's last sample to Kafka acknowledging the alert it caused,
     /// in seconds (histogram).
     pub const EVENT_TO_ALERT_SECONDS: &str = "vaewatch_event_to_alert_seconds";
+    /// From the event time of a window's last sample to the window being scored, archived and
+    /// its alert (if any) acknowledged, in seconds (histogram): every window's latency.
+    pub const EVENT_TO_SCORE_SECONDS: &str = "vaewatch_event_to_score_seconds";
+    /// From the daemon reading the message that completed a window to the window scored,
+    /// archived and its alert (if any) acknowledged, in seconds (histogram): the daemon's own
+    /// latency, without the wait for the window's end to become final.
+    pub const READY_TO_SCORE_SECONDS: &str = "vaewatch_ready_to_score_seconds";
     /// Messages behind the end of the assigned partitions, summed over partitions (gauge).
     pub const CONSUMER_LAG_MESSAGES: &str = "vaewatch_consumer_lag_messages";
     /// Messages sent to the dead-letter topic, by `reason`.
@@ -64,9 +71,11 @@ pub const BATCH_SIZE_BUCKETS: &[f64] = &[
 pub const INFERENCE_SECONDS_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
 ];
-/// Bucket bounds of [`names::EVENT_TO_ALERT_SECONDS`].
+/// Bucket bounds of the latency histograms ([`names::EVENT_TO_ALERT_SECONDS`] and the others):
+/// fine below a second, where a live stream's latency lies, coarse above for catching up.
 pub const EVENT_TO_ALERT_SECONDS_BUCKETS: &[f64] = &[
-    0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+    0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+    300.0,
 ];
 
 const ALERT_STATES: [AlertState; 3] = [
@@ -90,6 +99,10 @@ pub struct Metrics {
     pub inference_seconds: Histogram,
     /// [`names::EVENT_TO_ALERT_SECONDS`]
     pub event_to_alert_seconds: Histogram,
+    /// [`names::EVENT_TO_SCORE_SECONDS`]
+    pub event_to_score_seconds: Histogram,
+    /// [`names::READY_TO_SCORE_SECONDS`]
+    pub ready_to_score_seconds: Histogram,
     /// [`names::CONSUMER_LAG_MESSAGES`]
     pub consumer_lag: Gauge,
     /// [`names::OPEN_ALERTS`]
@@ -129,6 +142,8 @@ impl Metrics {
             batch_size: Histogram::new(BATCH_SIZE_BUCKETS),
             inference_seconds: Histogram::new(INFERENCE_SECONDS_BUCKETS),
             event_to_alert_seconds: Histogram::new(EVENT_TO_ALERT_SECONDS_BUCKETS),
+            event_to_score_seconds: Histogram::new(EVENT_TO_ALERT_SECONDS_BUCKETS),
+            ready_to_score_seconds: Histogram::new(EVENT_TO_ALERT_SECONDS_BUCKETS),
             consumer_lag: Gauge::default(),
             open_alerts: Gauge::default(),
             fleet_normalised_machines: Gauge::default(),
@@ -301,6 +316,16 @@ impl Metrics {
                 "From a window's last event time to the alert's acknowledgement, in seconds.",
                 &self.event_to_alert_seconds,
             ),
+            (
+                names::EVENT_TO_SCORE_SECONDS,
+                "From a window's last event time to the window scored, archived and its alert acknowledged, in seconds.",
+                &self.event_to_score_seconds,
+            ),
+            (
+                names::READY_TO_SCORE_SECONDS,
+                "From reading the message that completed a window to the window scored, archived and its alert acknowledged, in seconds.",
+                &self.ready_to_score_seconds,
+            ),
         ];
         for (name, help, histogram) in histograms {
             write_header(&mut out, name, "histogram", help);
@@ -359,7 +384,7 @@ mod tests {
     fn every_family_has_help_and_type_once() {
         let text = Metrics::new().render();
         let types: Vec<&str> = text.lines().filter(|l| l.starts_with("# TYPE")).collect();
-        assert_eq!(types.len(), 17);
+        assert_eq!(types.len(), 19);
         for line in &types {
             let name = line.split(' ').nth(2).unwrap();
             assert!(name.starts_with("vaewatch_"));

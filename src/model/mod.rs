@@ -28,6 +28,7 @@
 //! (`score::channel`); `channel_errors[c]` is channel `c`'s share and they sum to the score.
 //! Models without a channel calibration score the plain mean squared error.
 
+mod bundled;
 mod calibration;
 mod config;
 pub mod cpu;
@@ -42,6 +43,7 @@ pub mod normalise;
 mod simd;
 mod vae;
 
+pub use bundled::write_bundled_model;
 pub use calibration::{
     ChannelCalibration, InvalidChannelCalibration, ThresholdCalibration, ThresholdMethod,
 };
