@@ -28,8 +28,25 @@ struct Cli {
     /// Log filter (tracing env-filter syntax), e.g. `info` or `vaewatch=debug`.
     #[arg(long, global = true, env = "VAEWATCH_LOG", default_value = "info")]
     log: String,
+    /// Log lines as `text` (colours only on a terminal) or `json` (one object per line, for a
+    /// log collector).
+    #[arg(
+        long,
+        global = true,
+        env = "VAEWATCH_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+/// `--log-format`.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -456,18 +473,33 @@ fn main() -> ExitCode {
     };
     let filter = tracing_subscriber::EnvFilter::try_new(log)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // Colours only on a terminal: a log file or journald gets plain text.
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
-    match run(cli.command) {
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Json => logs.json().init(),
+        // Colours only on a terminal: a log file or journald gets plain text.
+        LogFormat::Text => logs
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+    }
+    let format = cli.log_format;
+    match run(cli.command, format) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {}", error_chain(e.as_ref()));
+            report_error(format, &error_chain(e.as_ref()), None);
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The error that ends the process: a plain line, or with `--log-format json` one more log
+/// event, so that a log collector reads every line.
+fn report_error(format: LogFormat, chain: &str, hint: Option<&str>) {
+    match (format, hint) {
+        (LogFormat::Text, None) => eprintln!("error: {chain}"),
+        (LogFormat::Text, Some(hint)) => eprintln!("error: {chain}\n({hint})"),
+        (LogFormat::Json, hint) => tracing::error!(error = chain, hint, "vaewatch stopped"),
     }
 }
 
@@ -487,7 +519,7 @@ fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
     line
 }
 
-fn run(command: Command) -> Result<ExitCode> {
+fn run(command: Command, log_format: LogFormat) -> Result<ExitCode> {
     match command {
         Command::Train(args) => {
             let request = args.into_request()?;
@@ -513,7 +545,7 @@ fn run(command: Command) -> Result<ExitCode> {
                 } else {
                     "fix this before restarting"
                 };
-                eprintln!("error: {}\n({hint})", error_chain(&e));
+                report_error(log_format, &error_chain(&e), Some(hint));
                 return Ok(ExitCode::from(e.exit_status()));
             }
         }

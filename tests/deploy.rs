@@ -109,6 +109,53 @@ fn run_exits_with_a_status_that_says_whether_a_restart_can_help() {
 }
 
 #[test]
+fn json_logs_are_one_object_per_line_including_the_final_error() {
+    let blocker = tempfile::NamedTempFile::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("vaewatch.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[kafka]\nbrokers = \"127.0.0.1:9\"\n[models]\ndefault = \"{}\"\n\
+             [archive]\ndir = \"{}\"\n[metrics]\nlisten = \"127.0.0.1:0\"\n",
+            crate::util::bundled_model_dir().display(),
+            blocker.path().join("archive").display()
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_vaewatch"))
+        .args(["run", "--log", "info", "--log-format", "json", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let events: Vec<serde_json::Value> = stderr
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l:?}")))
+        .collect();
+    assert!(events.len() >= 2, "{stderr}");
+    assert!(
+        events
+            .iter()
+            .all(|e| e["level"].is_string() && e["fields"].is_object())
+    );
+    let last = events.last().unwrap();
+    assert_eq!(last["level"], "ERROR");
+    assert!(
+        last["fields"]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("archive")),
+        "{last}"
+    );
+    assert_eq!(
+        last["fields"]["hint"],
+        "a restart resumes from the last commit"
+    );
+}
+
+#[test]
 fn logs_written_to_a_file_carry_no_colour_codes() {
     // The daemon logs at info before it fails on the archive: enough lines to look at.
     let blocker = tempfile::NamedTempFile::new().unwrap();
