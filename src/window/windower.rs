@@ -3,7 +3,9 @@
 //! Samples are snapped to a grid of `sample_period_ms` slots aligned on the Unix epoch, so the same
 //! samples always give the same windows wherever a stream starts. A slot is final once the newest
 //! sample is `allowed_lateness_ms` or more ahead of it; until then late samples are put in order.
-//! Windows end on slots that are multiples of `stride`, hold the `window` slots up to and including
+//! A machine's windows end every `stride` slots, at a phase within the stride taken from a hash of
+//! its id (so a fleet's windows close spread over the stride, not all in the same slot, and a
+//! machine keeps its phase across restarts); they hold the `window` slots up to and including
 //! their end (never anything later) and are emitted as soon as that end slot is final.
 
 use std::collections::{BTreeMap, VecDeque};
@@ -79,6 +81,8 @@ pub struct Windower {
     equipment_id: EquipmentId,
     channels: usize,
     cfg: WindowConfig,
+    /// Windows end on slots `s` with `s ≡ phase (mod stride)`.
+    phase: i64,
     /// Samples not yet final, by slot index.
     pending: BTreeMap<i64, (Vec<Option<f32>>, Option<SourcePosition>)>,
     /// Final slots, contiguous, at most `cfg.window` of them, newest last.
@@ -97,6 +101,7 @@ impl Windower {
     pub fn new(equipment_id: EquipmentId, channels: usize, cfg: WindowConfig) -> Windower {
         debug_assert!(cfg.sample_period_ms > 0 && cfg.window > 0 && cfg.stride > 0);
         Windower {
+            phase: stride_phase(&equipment_id, cfg.stride),
             equipment_id,
             channels,
             cfg,
@@ -112,6 +117,12 @@ impl Windower {
     /// The machine this windower belongs to.
     pub fn equipment_id(&self) -> &EquipmentId {
         &self.equipment_id
+    }
+
+    /// Where in the stride this machine's windows end: on slots `s` with
+    /// `s ≡ phase (mod stride)`.
+    pub fn stride_phase(&self) -> i64 {
+        self.phase
     }
 
     /// Counters since creation.
@@ -212,12 +223,7 @@ impl Windower {
             return i64::MAX;
         };
         let stride = self.cfg.stride as i64;
-        let next_end = next_final.div_euclid(stride) * stride
-            + if next_final.rem_euclid(stride) == 0 {
-                0
-            } else {
-                stride
-            };
+        let next_end = next_final + (self.phase - next_final).rem_euclid(stride);
         next_end - self.cfg.window as i64 + 1
     }
 
@@ -278,9 +284,11 @@ impl Windower {
         self.recent.push_back(slot);
     }
 
-    /// The window ending at `end` if `end` is on the stride, the window is full and not too sparse.
+    /// The window ending at `end` if `end` is on the machine's stride, the window is full and not
+    /// too sparse.
     fn window_ending_at(&mut self, end: i64) -> Option<Window> {
-        if end.rem_euclid(self.cfg.stride as i64) != 0 || self.recent.len() < self.cfg.window {
+        let off_stride = (end - self.phase).rem_euclid(self.cfg.stride as i64) != 0;
+        if off_stride || self.recent.len() < self.cfg.window {
             return None;
         }
         let len = self.cfg.window;
@@ -318,6 +326,17 @@ impl Windower {
         self.stats.emitted_windows += 1;
         Some(window)
     }
+}
+
+/// A machine's phase within the stride, in `0..stride`: FNV-1a (64 bits) of its id, a hash fixed
+/// across platforms and versions, unlike the standard library's.
+fn stride_phase(equipment_id: &EquipmentId, stride: usize) -> i64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in equipment_id.as_str().bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    (hash % stride.max(1) as u64) as i64
 }
 
 #[cfg(test)]

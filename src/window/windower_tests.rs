@@ -47,24 +47,61 @@ fn ends(windows: &[Window]) -> Vec<i64> {
 }
 
 #[test]
+fn a_fleet_s_windows_end_spread_over_the_stride_each_machine_at_a_fixed_phase() {
+    let stride = 8;
+    let samples: Vec<_> = (0..40).map(|i| sample(i, i as f32)).collect();
+    let mut phases = std::collections::BTreeSet::new();
+    for m in 0..64 {
+        let id = EquipmentId::try_from(format!("m{m}")).unwrap();
+        let mut w = Windower::new(id.clone(), 2, cfg(16, stride, 0, 2));
+        let phase = w.stride_phase();
+        assert!((0..stride as i64).contains(&phase));
+        // The same id always gets the same phase (a restart continues on the same slots).
+        assert_eq!(
+            Windower::new(id, 2, cfg(16, stride, 0, 2)).stride_phase(),
+            phase
+        );
+        let windows = run(&mut w, &samples);
+        assert!(!windows.is_empty());
+        for end in ends(&windows) {
+            assert_eq!(
+                (end - phase).rem_euclid(stride as i64),
+                0,
+                "m{m} ends at {end}"
+            );
+        }
+        phases.insert(phase);
+    }
+    assert_eq!(phases.len(), stride, "every phase is used: {phases:?}");
+    // The hash is fixed across versions: a machine's windows keep ending on the same slots.
+    let id = EquipmentId::try_from("pump-03").unwrap();
+    assert_eq!(
+        Windower::new(id, 2, cfg(16, stride, 0, 2)).stride_phase(),
+        7
+    );
+}
+
+#[test]
 fn in_order_stream_gives_windows_on_the_stride() {
     let mut w = windower(cfg(4, 2, 0, 2));
+    // "pump-1" ends its windows on odd slots.
+    assert_eq!(w.stride_phase(), 1);
     let samples: Vec<_> = (1..=10).map(|i| sample(i, i as f32)).collect();
     let windows = run(&mut w, &samples);
-    assert_eq!(ends(&windows), vec![4, 6, 8, 10]);
+    assert_eq!(ends(&windows), vec![5, 7, 9]);
     let first = &windows[0];
-    assert_eq!(first.start_ms, 1000);
+    assert_eq!(first.start_ms, 2000);
     assert_eq!(
         first.values,
-        vec![1.0, 2.0, 3.0, 4.0, -1.0, -2.0, -3.0, -4.0]
+        vec![2.0, 3.0, 4.0, 5.0, -2.0, -3.0, -4.0, -5.0]
     );
     assert!(first.mask.iter().all(|m| *m));
     assert_eq!(
         first.sources,
         vec![SourceRange {
             partition: 0,
-            first_offset: 1,
-            last_offset: 4
+            first_offset: 2,
+            last_offset: 5
         }]
     );
 }
