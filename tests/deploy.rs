@@ -174,3 +174,67 @@ fn logs_written_to_a_file_carry_no_colour_codes() {
         "colour codes in a piped log: {stderr}"
     );
 }
+
+/// The metric families `vaewatch run` serves, from its own rendering.
+fn served_metric_families() -> std::collections::BTreeSet<String> {
+    vaewatch::metrics::Metrics::new()
+        .render()
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split(' ').next())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Every `vaewatch_*` name in `text`, histogram series (`_bucket`, `_sum`, `_count`) taken back
+/// to their family.
+fn metric_names_in(text: &str) -> std::collections::BTreeSet<String> {
+    let mut names = std::collections::BTreeSet::new();
+    let mut rest = text;
+    while let Some(at) = rest.find("vaewatch_") {
+        let tail = &rest[at..];
+        let end = tail
+            .find(|c: char| !(c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'))
+            .unwrap_or(tail.len());
+        let name = &tail[..end];
+        let family = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|suffix| name.strip_suffix(suffix))
+            .unwrap_or(name);
+        names.insert(family.to_owned());
+        rest = &tail[end..];
+    }
+    names
+}
+
+#[test]
+fn the_alert_rules_and_the_dashboard_name_only_metrics_the_daemon_serves() {
+    let served = served_metric_families();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let rules = std::fs::read_to_string(root.join("deploy/prometheus/vaewatch-rules.yml")).unwrap();
+    let dashboard =
+        std::fs::read_to_string(root.join("deploy/grafana/vaewatch-dashboard.json")).unwrap();
+    for (file, text, at_least) in [("rules", &rules, 8), ("dashboard", &dashboard, 12)] {
+        let named = metric_names_in(text);
+        assert!(
+            named.len() >= at_least,
+            "{file} names only {named:?}: the scan is broken"
+        );
+        let unknown: Vec<&String> = named.difference(&served).collect();
+        assert!(
+            unknown.is_empty(),
+            "{file} names metrics the daemon does not serve: {unknown:?}"
+        );
+    }
+    // The dashboard is Grafana JSON with a query in every panel.
+    let dashboard: serde_json::Value = serde_json::from_str(&dashboard).unwrap();
+    let panels = dashboard["panels"].as_array().unwrap();
+    assert!(panels.iter().all(|p| {
+        p["targets"]
+            .as_array()
+            .is_some_and(|t| !t.is_empty() && t.iter().all(|t| t["expr"].is_string()))
+    }));
+    // The scan itself: a name that is not served is caught.
+    let planted = metric_names_in("rate(vaewatch_no_such_metric_total[5m])");
+    assert!(!planted.is_subset(&served));
+}
