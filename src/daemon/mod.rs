@@ -237,12 +237,14 @@ impl Daemon {
                     }
                     Err(e) => warn!(error = %e, "kafka consumer error"),
                 },
-                scored = scored(&mut self.scoring), if self.scoring.is_some() => {
-                    let in_flight = self.scoring.take().expect("a batch is being scored");
-                    // The scorer goes on with the next batch while this one's alerts are sent
-                    // and its windows archived (alert policies still see batches in order).
-                    self.start_batch_if_due(max_batch, max_delay);
-                    self.complete_batch(in_flight, scored).await?;
+                finished = scored(&mut self.scoring), if self.scoring.is_some() => {
+                    if let Some((in_flight, scored)) = finished {
+                        // The scorer goes on with the next batch while this one's alerts are
+                        // sent and its windows archived (alert policies still see batches in
+                        // order).
+                        self.start_batch_if_due(max_batch, max_delay);
+                        self.complete_batch(in_flight, scored).await?;
+                    }
                 }
                 _ = tokio::time::sleep_until(wake) => {}
             }
@@ -364,16 +366,21 @@ impl Daemon {
     /// thread. Only one batch is scored at a time, so alert policies see windows in order.
     fn start_batch(&mut self) {
         debug_assert!(self.scoring.is_none(), "one batch at a time");
+        self.scoring = Some(self.take_batch());
+    }
+
+    /// Takes the oldest waiting windows (at most `max_batch_size`) and starts scoring them on a
+    /// blocking thread.
+    fn take_batch(&mut self) -> InFlight {
         let batch = self.engine.take_batch(self.config.batching.max_batch_size);
         if self.engine.pending_windows() == 0 {
             self.pending_since = None;
         }
-        let windows = batch.len();
-        self.scoring = Some(InFlight {
-            windows,
+        InFlight {
+            windows: batch.len(),
             started: Instant::now(),
             task: tokio::task::spawn_blocking(move || batch.score()),
-        });
+        }
     }
 
     /// Feeds a scored batch to the alert policies, publishes the alerts it causes (acknowledged)
@@ -381,7 +388,7 @@ impl Daemon {
     async fn complete_batch(
         &mut self,
         in_flight: InFlight,
-        scored: Result<Result<ScoredBatch, ScoreError>, tokio::task::JoinError>,
+        scored: ScoringResult,
     ) -> Result<(), DaemonError> {
         let scored = scored.map_err(DaemonError::ScoringTask)??;
         self.metrics.batch_size.observe(in_flight.windows as f64);
@@ -434,8 +441,7 @@ impl Daemon {
             self.complete_batch(in_flight, scored).await?;
         }
         while self.engine.pending_windows() > 0 {
-            self.start_batch();
-            let mut in_flight = self.scoring.take().expect("a batch was just started");
+            let mut in_flight = self.take_batch();
             let scored = (&mut in_flight.task).await;
             self.complete_batch(in_flight, scored).await?;
         }
@@ -559,14 +565,17 @@ struct InFlight {
     task: tokio::task::JoinHandle<Result<ScoredBatch, ScoreError>>,
 }
 
-/// The result of the batch being scored; never ready when none is.
-async fn scored(
-    scoring: &mut Option<InFlight>,
-) -> Result<Result<ScoredBatch, ScoreError>, tokio::task::JoinError> {
-    match scoring {
+/// What the scorer's blocking thread returns.
+type ScoringResult = Result<Result<ScoredBatch, ScoreError>, tokio::task::JoinError>;
+
+/// The batch being scored, taken out of `scoring` with its result once it is done; never ready
+/// when none is. Cancel-safe: the batch is taken only when the future completes.
+async fn scored(scoring: &mut Option<InFlight>) -> Option<(InFlight, ScoringResult)> {
+    let result = match scoring.as_mut() {
         Some(in_flight) => (&mut in_flight.task).await,
         None => std::future::pending().await,
-    }
+    };
+    scoring.take().map(|in_flight| (in_flight, result))
 }
 
 /// The partitions of a list, for logs.

@@ -7,25 +7,22 @@ use std::fs;
 use std::path::Path;
 
 use super::error::ModelError;
-use super::manifest::{MANIFEST_FILE, WEIGHTS_FILE};
+use super::manifest::{MANIFEST_FILE, WEIGHTS_FILE, write_atomically};
 
 /// `manifest.json` of the bundled model.
 const MANIFEST: &[u8] = include_bytes!("../../models/default/manifest.json");
 /// `model.safetensors` of the bundled model.
 const WEIGHTS: &[u8] = include_bytes!("../../models/default/model.safetensors");
 
-/// Writes the bundled model into `dir` (created if needed) as a model directory.
+/// Writes the bundled model into `dir` (created if needed) as a model directory, each file as
+/// training writes it (complete under its name or not there).
 pub fn write_bundled_model(dir: &Path) -> Result<(), ModelError> {
-    let io = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| ModelError::Io { path, source }
-    };
-    fs::create_dir_all(dir).map_err(io(dir))?;
-    for (name, bytes) in [(WEIGHTS_FILE, WEIGHTS), (MANIFEST_FILE, MANIFEST)] {
-        let path = dir.join(name);
-        fs::write(&path, bytes).map_err(io(&path))?;
-    }
-    Ok(())
+    fs::create_dir_all(dir).map_err(|source| ModelError::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    write_atomically(&dir.join(WEIGHTS_FILE), WEIGHTS)?;
+    write_atomically(&dir.join(MANIFEST_FILE), MANIFEST)
 }
 
 #[cfg(test)]

@@ -497,10 +497,6 @@ impl CpuVae {
             len = geometry.len_out;
         }
         self.head.forward(&scratch.flat, batch, &mut scratch.head)?;
-        scratch.mu.clear();
-        for row in scratch.head.chunks(2 * latent) {
-            scratch.mu.extend_from_slice(&row[..latent]);
-        }
         if let Some((mu, logvar)) = latent_out {
             for ((row, mu), logvar) in scratch
                 .head
@@ -514,6 +510,11 @@ impl CpuVae {
         }
         if matches!(rows, Rows::None) {
             return Ok(());
+        }
+        // The decoder starts from the posterior mean.
+        scratch.mu.clear();
+        for row in scratch.head.chunks(2 * latent) {
+            scratch.mu.extend_from_slice(&row[..latent]);
         }
         // Decoder: the dense layer's output, GELU'd, is the first deconvolution's input.
         self.dec_linear

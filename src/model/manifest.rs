@@ -288,7 +288,9 @@ fn read(path: &Path) -> Result<Vec<u8>, ModelError> {
     })
 }
 
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), ModelError> {
+/// Writes `bytes` to `path` through a `.partial` file renamed into place, so `path` is complete or
+/// absent.
+pub(super) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), ModelError> {
     let mut tmp: PathBuf = path.to_path_buf();
     tmp.as_mut_os_string().push(".partial");
     let io = |source| ModelError::Io {
