@@ -52,24 +52,35 @@ def ms(text):
     return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000
 
 
-def fault_lines(dir):
-    """Each simulated fault and whether an alert episode on its machine overlapped it."""
+def episodes_of(path, id_field):
+    """Per machine, the [start, end] of each episode in a JSON-lines event file."""
     episodes = {}
-    for line in open(os.path.join(dir, "replay", "alerts.jsonl")):
+    if not os.path.exists(path):
+        return episodes
+    for line in open(path):
         a = json.loads(line)
         spans = episodes.setdefault(a["equipment_id"], {})
         if a["state"] == "opened":
-            spans[a["alert_id"]] = [ms(a["window_end"]), float("inf")]
-        elif a["state"] == "resolved" and a["alert_id"] in spans:
-            spans[a["alert_id"]][1] = ms(a["window_end"])
+            spans[a[id_field]] = [ms(a["window_end"]), float("inf")]
+        elif a["state"] == "resolved" and a[id_field] in spans:
+            spans[a[id_field]][1] = ms(a["window_end"])
+    return episodes
+
+
+def fault_lines(dir):
+    """Each simulated fault and what caught it: an alert episode on its machine overlapping it
+    (yes), else a sensor data-quality episode (sensor), else MISSED."""
+    alerts = episodes_of(os.path.join(dir, "replay", "alerts.jsonl"), "alert_id")
+    sensors = episodes_of(os.path.join(dir, "replay", "data_quality.jsonl"), "quality_id")
     out = []
     for line in open(os.path.join(dir, "simulate.log")):
         m = re.match(r"\s+fault (\S+)\s+machine\s+(\d+) from (\S+) to (\S+)", line)
         if m:
             start, end = ms(m[3]), ms(m[4])
-            spans = episodes.get(f"pump-{int(m[2]):02d}", {}).values()
-            hit = any(a <= end and b >= start for a, b in spans)
-            out.append(f"{m[1]}:{'yes' if hit else 'MISSED'}")
+            machine = f"pump-{int(m[2]):02d}"
+            overlaps = lambda spans: any(a <= end and b >= start for a, b in spans.get(machine, {}).values())
+            verdict = "yes" if overlaps(alerts) else "sensor" if overlaps(sensors) else "MISSED"
+            out.append(f"{m[1]}:{verdict}")
     return " ".join(out)
 
 

@@ -13,12 +13,14 @@ use rdkafka::mocking::MockCluster;
 use rdkafka::producer::FutureProducer;
 use tokio::sync::{oneshot, watch};
 
+use crate::alert::quality::{DataQualityEvent, QualityState};
 use crate::alert::{AlertEvent, AlertState};
 use crate::config::Config;
 use crate::daemon::DaemonReport;
 use crate::publish::{Pacing, PublishReport, acknowledged, enqueue, publish_plant};
 use crate::serve::{BindFallback, ServeError, serve};
 use crate::simulate::{Plant, SimulateOptions};
+use crate::tail::TopicEvent;
 
 /// Where the demo's archive and state go unless told: a new folder under the system temp dir,
 /// named after the process.
@@ -51,6 +53,8 @@ pub struct DemoSummary {
     pub bad_messages_sent: u64,
     pub daemon: DaemonReport,
     pub alerts: Vec<AlertEvent>,
+    /// Sensor data-quality events seen on the alert topic.
+    pub quality_events: Vec<DataQualityEvent>,
     pub faults: usize,
     pub archive_dir: PathBuf,
     pub metrics_url: String,
@@ -167,7 +171,7 @@ pub async fn run_demo(
             &[],
             tail_stop_rx,
             move |event| {
-                alert_printer(&crate::tail::format_alert_line(event));
+                alert_printer(&crate::tail::format_event_line(event));
                 if let Ok(mut all) = alert_sink.lock() {
                     all.push(event.clone());
                 }
@@ -202,12 +206,21 @@ pub async fn run_demo(
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let _ = tail_stop_tx.send(true);
     tail_task.await??;
-    let alerts = alerts.lock().map(|a| a.clone()).unwrap_or_default();
+    let events = alerts.lock().map(|a| a.clone()).unwrap_or_default();
+    let mut alerts = Vec::new();
+    let mut quality_events = Vec::new();
+    for event in events {
+        match event {
+            TopicEvent::Alert(alert) => alerts.push(alert),
+            TopicEvent::DataQuality(quality) => quality_events.push(quality),
+        }
+    }
     Ok(DemoSummary {
         published,
         bad_messages_sent,
         daemon: report,
         alerts,
+        quality_events,
         faults,
         archive_dir: config.archive.dir,
         metrics_url,
@@ -241,6 +254,7 @@ pub fn summary_text(summary: &DemoSummary) -> String {
         "demo finished in {:.0} s\n  telemetry messages published: {} ({} inside faults), plus {} bad ones\n  \
          daemon: {} messages, {} samples, {} windows scored, {} alerts published, {} dead-lettered, {} offset commits\n  \
          alerts: {} opened, {} updated, {} resolved for {} injected faults\n  \
+         sensor data quality: {} episodes opened, {} resolved (sensor faults, not equipment alerts)\n  \
          archive (Parquet, one row per scored window): {}",
         summary.wall_seconds,
         summary.published.messages,
@@ -256,6 +270,16 @@ pub fn summary_text(summary: &DemoSummary) -> String {
         count(AlertState::Updated),
         count(AlertState::Resolved),
         summary.faults,
+        summary
+            .quality_events
+            .iter()
+            .filter(|e| e.state == QualityState::Opened)
+            .count(),
+        summary
+            .quality_events
+            .iter()
+            .filter(|e| e.state == QualityState::Resolved)
+            .count(),
         summary.archive_dir.display()
     )
 }

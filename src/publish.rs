@@ -5,6 +5,7 @@
 use std::time::{Duration, Instant};
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 
 use crate::simulate::{Plant, telemetry_json};
@@ -90,8 +91,30 @@ pub async fn enqueue(
     key: &str,
     payload: &str,
 ) -> Result<DeliveryFuture, PublishError> {
+    enqueue_event(producer, topic, key, payload, None).await
+}
+
+/// Name of the Kafka header that says which kind of event an alert-topic message carries
+/// (`alert` or `data_quality`), so a subscriber can filter without parsing the value.
+pub const EVENT_HEADER: &str = "vaewatch-event";
+
+/// [`enqueue`] with the [`EVENT_HEADER`] set to `event` when given.
+pub async fn enqueue_event(
+    producer: &FutureProducer,
+    topic: &str,
+    key: &str,
+    payload: &str,
+    event: Option<&str>,
+) -> Result<DeliveryFuture, PublishError> {
     loop {
-        match producer.send_result(FutureRecord::to(topic).key(key).payload(payload)) {
+        let mut record = FutureRecord::to(topic).key(key).payload(payload);
+        if let Some(event) = event {
+            record = record.headers(OwnedHeaders::new().insert(Header {
+                key: EVENT_HEADER,
+                value: Some(event),
+            }));
+        }
+        match producer.send_result(record) {
             Ok(delivery) => return Ok(delivery),
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
                 tokio::time::sleep(Duration::from_millis(5)).await;

@@ -8,7 +8,52 @@ use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
 use tokio::sync::watch;
 
+use serde::{Deserialize, Serialize};
+
+use crate::alert::quality::{DataQualityEvent, QualityState};
 use crate::alert::{AlertEvent, AlertState};
+
+/// A message of the alert topic: an alert event or a sensor data-quality event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum TopicEvent {
+    /// Tried first: only data-quality events carry `event`, `quality_id` and `channel`.
+    DataQuality(DataQualityEvent),
+    Alert(AlertEvent),
+}
+
+/// One line describing either kind of event.
+pub fn format_event_line(event: &TopicEvent) -> String {
+    match event {
+        TopicEvent::Alert(alert) => format_alert_line(alert),
+        TopicEvent::DataQuality(quality) => format_quality_line(quality),
+    }
+}
+
+/// One line describing a sensor data-quality event, e.g.
+/// `2026-11-26T06:44:24.123Z SENSOR   pump-03  stuck    flow: held 3.2 for the last 40 samples ...`.
+pub fn format_quality_line(event: &DataQualityEvent) -> String {
+    let state = match event.state {
+        QualityState::Opened => "SENSOR  ",
+        QualityState::Resolved => "SENSOR OK",
+    };
+    let detail = match event.state {
+        QualityState::Opened => event.detail.clone(),
+        QualityState::Resolved => {
+            format!("healthy again after {} sick windows", event.sick_windows)
+        }
+    };
+    format!(
+        "{} {} {:<12} {:<12} {}: {}  [{}]",
+        event.event_time,
+        state,
+        event.equipment_id,
+        event.condition.as_str(),
+        event.channel,
+        detail,
+        event.quality_id
+    )
+}
 
 /// One line describing an alert event, e.g.
 /// `2026-11-26T06:44:24.123Z OPENED   pump-03  major    score 0.84 (3.1x) bearing_temp 62%, ...`.
@@ -43,8 +88,8 @@ pub enum TailError {
     Kafka(#[from] rdkafka::error::KafkaError),
 }
 
-/// Reads `topic` from `brokers` and calls `on_event` for every alert event (or `on_other` with a
-/// description for a message that is not one), until `stop` turns true. `from_beginning` reads
+/// Reads `topic` from `brokers` and calls `on_event` for every alert or data-quality event (or
+/// `on_other` with a description for a message that is neither), until `stop` turns true. `from_beginning` reads
 /// the topic's history first. `properties` pass librdkafka settings through (TLS, SASL).
 pub async fn tail_alerts(
     brokers: &str,
@@ -52,7 +97,7 @@ pub async fn tail_alerts(
     from_beginning: bool,
     properties: &[(String, String)],
     mut stop: watch::Receiver<bool>,
-    mut on_event: impl FnMut(&AlertEvent),
+    mut on_event: impl FnMut(&TopicEvent),
     mut on_other: impl FnMut(&str),
 ) -> Result<u64, TailError> {
     let mut config = ClientConfig::new();
@@ -77,12 +122,15 @@ pub async fn tail_alerts(
         tokio::select! {
             _ = stop.changed() => break,
             message = consumer.recv() => match message {
-                Ok(m) => match m.payload().map(serde_json::from_slice::<AlertEvent>) {
+                Ok(m) => match m.payload().map(serde_json::from_slice::<TopicEvent>) {
                     Some(Ok(event)) => {
                         events += 1;
                         on_event(&event);
                     }
-                    Some(Err(e)) => on_other(&format!("offset {}: not an alert event: {e}", m.offset())),
+                    Some(Err(_)) => on_other(&format!(
+                        "offset {}: neither an alert nor a data-quality event",
+                        m.offset()
+                    )),
                     None => on_other(&format!("offset {}: empty message", m.offset())),
                 },
                 Err(e) => on_other(&format!("kafka error: {e}")),

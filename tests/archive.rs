@@ -33,6 +33,8 @@ fn window(i: i64, end_ms: i64, model_id: &str, latent_dim: usize) -> ScoredWindo
             first_offset: i * 10,
             last_offset: i * 10 + 127,
         }],
+        sick_channels: vec![],
+        sick_masked: false,
     }
 }
 

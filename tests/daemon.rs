@@ -13,19 +13,22 @@ use std::time::Duration;
 use rdkafka::message::{Headers, Message};
 use tokio::sync::watch;
 
+use vaewatch::alert::quality::DataQualityEvent;
 use vaewatch::alert::{AlertEvent, AlertState};
 use vaewatch::archive::read_archive_dir;
 use vaewatch::config::Config;
 use vaewatch::daemon::{self, DaemonReport};
 use vaewatch::metrics::Metrics;
+use vaewatch::publish::EVENT_HEADER;
 use vaewatch::replay::replay_history;
 use vaewatch::score::ScoredWindow;
 use vaewatch::telemetry::history::History;
+use vaewatch::window::health::Condition;
 
 use crate::util::kafka::{bootstrap, consume, create_topic, produce, unique_name, unread_messages};
 use crate::util::{
     assert_same_window, bundled_model_dir, bundled_replay_engine, small_plant, telemetry_messages,
-    validate_alert_json,
+    validate_alert_json, validate_quality_json,
 };
 
 /// How long a daemon may take to read what a test produced before the test gives up: a guard
@@ -35,6 +38,18 @@ const WAIT: Duration = Duration::from_secs(360);
 
 fn plant() -> History {
     small_plant()
+}
+
+/// The history with the first machine's flow sensor stuck at one reading for 200 samples of
+/// normal operation (its other channels go on moving).
+fn with_stuck_sensor(mut history: History) -> History {
+    let flow = history.channels.iter().position(|c| c == "flow").unwrap();
+    let rows = &mut history.machines[0].rows;
+    let held = rows[300].values[flow];
+    for row in &mut rows[300..500] {
+        row.values[flow] = held;
+    }
+    history
 }
 
 /// The history as telemetry messages, in time order across machines.
@@ -119,7 +134,7 @@ async fn run_daemon(config: Config, until_messages: u64) -> DaemonReport {
 /// replay makes a machine's last samples final at the end of the file, while live they wait for
 /// later samples (the allowed lateness). Windows and alerts ending within a lateness plus a
 /// period of a machine's last sample are left out, on both sides.
-fn replayed(history: &History) -> (Vec<ScoredWindow>, Vec<AlertEvent>, Cutoffs) {
+fn replayed(history: &History) -> Replayed {
     let (mut engine, windowing) = bundled_replay_engine();
     let result = replay_history(history, &mut engine).unwrap();
     let cutoffs: Cutoffs = history
@@ -143,7 +158,30 @@ fn replayed(history: &History) -> (Vec<ScoredWindow>, Vec<AlertEvent>, Cutoffs) 
         .flat_map(|m| m.alerts.clone())
         .filter(|a| before_cutoff(a, &cutoffs))
         .collect();
-    (windows, alerts, cutoffs)
+    let quality = result
+        .machines
+        .iter()
+        .flat_map(|m| m.quality_events.clone())
+        .filter(|q| {
+            let end = vaewatch::telemetry::timestamp::parse_rfc3339_ms(&q.window_end).unwrap();
+            end <= cutoffs[q.equipment_id.as_str()]
+        })
+        .collect();
+    Replayed {
+        windows,
+        alerts,
+        quality,
+        cutoffs,
+    }
+}
+
+/// What replay gives for a history, up to the cutoffs.
+struct Replayed {
+    windows: Vec<ScoredWindow>,
+    alerts: Vec<AlertEvent>,
+    /// Sensor data-quality events.
+    quality: Vec<DataQualityEvent>,
+    cutoffs: Cutoffs,
 }
 
 /// Per machine, the last window end a live daemon has surely emitted.
@@ -194,26 +232,49 @@ fn assert_same_archive(got: Vec<ScoredWindow>, expected: Vec<ScoredWindow>) {
     }
 }
 
-/// The alert topic's events, in order.
+/// The alert topic's alert events, in order, from its first `count` messages (alert and
+/// data-quality events, told apart by the `vaewatch-event` header; each validated against its
+/// schema and keyed by its machine).
 async fn alert_events(brokers: &str, topic: &str, count: usize) -> Vec<AlertEvent> {
+    topic_events(brokers, topic, count).await.0
+}
+
+/// The alert topic's alert events and data-quality events, each in order; see [`alert_events`].
+async fn topic_events(
+    brokers: &str,
+    topic: &str,
+    count: usize,
+) -> (Vec<AlertEvent>, Vec<DataQualityEvent>) {
     let messages = consume(brokers, topic, count, Duration::from_secs(20)).await;
-    messages
-        .iter()
-        .map(|m| {
-            let text = std::str::from_utf8(m.payload().unwrap()).unwrap();
-            validate_alert_json(text);
-            assert_eq!(
-                m.key(),
-                Some(
-                    serde_json::from_str::<AlertEvent>(text)
-                        .unwrap()
-                        .equipment_id
-                        .as_bytes()
-                )
-            );
-            serde_json::from_str(text).unwrap()
-        })
-        .collect()
+    let mut alerts = Vec::new();
+    let mut quality = Vec::new();
+    for m in &messages {
+        let text = std::str::from_utf8(m.payload().unwrap()).unwrap();
+        let kind = m
+            .headers()
+            .and_then(|h| h.iter().find(|h| h.key == EVENT_HEADER))
+            .and_then(|h| h.value)
+            .expect("every alert-topic message says what it carries");
+        let key = match kind {
+            b"alert" => {
+                validate_alert_json(text);
+                let event: AlertEvent = serde_json::from_str(text).unwrap();
+                let key = event.equipment_id.clone();
+                alerts.push(event);
+                key
+            }
+            b"data_quality" => {
+                validate_quality_json(text);
+                let event: DataQualityEvent = serde_json::from_str(text).unwrap();
+                let key = event.equipment_id.clone();
+                quality.push(event);
+                key
+            }
+            other => panic!("unknown event kind {:?}", String::from_utf8_lossy(other)),
+        };
+        assert_eq!(m.key(), Some(key.as_bytes()));
+    }
+    (alerts, quality)
 }
 
 /// Events per machine in order, with the score compared loosely (batching may change the last
@@ -252,9 +313,10 @@ async fn assert_same_alerts_repeats_allowed(
     brokers: &str,
     topic: &str,
     expected: &[AlertEvent],
+    quality: usize,
     cutoffs: &Cutoffs,
 ) {
-    let alerts = alert_events(brokers, topic, expected.len() * 2).await;
+    let alerts = alert_events(brokers, topic, (expected.len() + quality) * 2).await;
     let mut unique: Vec<AlertEvent> = Vec::new();
     for alert in alerts.into_iter().filter(|a| before_cutoff(a, cutoffs)) {
         match unique.iter().find(|u| {
@@ -279,7 +341,7 @@ const BAD_MESSAGES: [(&str, &[u8], &str); 4] = [
 async fn daemon_alerts_and_archive_equal_replay_and_bad_input_is_dead_lettered() {
     let brokers = bootstrap();
     let topics = topics(&brokers).await;
-    let history = plant();
+    let history = with_stuck_sensor(plant());
     let mut messages = messages(&history);
     // Bad messages among the good ones: the daemon must go on.
     for (i, (key, payload, _)) in BAD_MESSAGES.iter().enumerate() {
@@ -293,7 +355,12 @@ async fn daemon_alerts_and_archive_equal_replay_and_bad_input_is_dead_lettered()
     let report = run_daemon(config, messages.len() as u64).await;
     assert_eq!(report.dead_lettered, BAD_MESSAGES.len() as u64);
 
-    let (expected_windows, expected_alerts, cutoffs) = replayed(&history);
+    let Replayed {
+        windows: expected_windows,
+        alerts: expected_alerts,
+        quality: expected_quality,
+        cutoffs,
+    } = replayed(&history);
     assert!(
         expected_alerts
             .iter()
@@ -301,12 +368,34 @@ async fn daemon_alerts_and_archive_equal_replay_and_bad_input_is_dead_lettered()
         "the faults should open alerts"
     );
     assert_same_archive(archived(archive.path(), &cutoffs), expected_windows);
-    let alerts = alert_events(&brokers, &topics.alerts, expected_alerts.len()).await;
+    let (alerts, quality) = topic_events(
+        &brokers,
+        &topics.alerts,
+        expected_alerts.len() + expected_quality.len(),
+    )
+    .await;
     let alerts: Vec<AlertEvent> = alerts
         .into_iter()
         .filter(|a| before_cutoff(a, &cutoffs))
         .collect();
     assert_same_alerts(&alerts, &expected_alerts);
+    // The stuck sensor is a data-quality episode on the topic, as replay has it.
+    assert!(
+        expected_quality
+            .iter()
+            .any(|q| q.condition == Condition::Stuck),
+        "the stuck-sensor fault should open a data-quality episode"
+    );
+    let summary = |events: &[DataQualityEvent]| {
+        events
+            .iter()
+            .map(|q| (q.quality_id.clone(), q.state, q.event_time.clone()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        summary(&quality[..expected_quality.len()]),
+        summary(&expected_quality)
+    );
 
     let letters = consume(
         &brokers,
@@ -358,9 +447,19 @@ async fn stop_and_restart_mid_stream_loses_and_changes_no_window() {
     let second = run_daemon(config(&brokers, &topics, &group, archive.path()), rest).await;
     assert_eq!(second.messages, rest);
 
-    let (expected_windows, expected_alerts, cutoffs) = replayed(&history);
+    let Replayed {
+        windows: expected_windows,
+        alerts: expected_alerts,
+        quality,
+        cutoffs,
+    } = replayed(&history);
     assert_same_archive(archived(archive.path(), &cutoffs), expected_windows);
-    let alerts = alert_events(&brokers, &topics.alerts, expected_alerts.len() + 1).await;
+    let alerts = alert_events(
+        &brokers,
+        &topics.alerts,
+        expected_alerts.len() + quality.len() + 1,
+    )
+    .await;
     let alerts: Vec<AlertEvent> = alerts
         .into_iter()
         .filter(|a| before_cutoff(a, &cutoffs))
@@ -408,10 +507,22 @@ async fn crash_mid_stream_loses_no_window_and_repeats_only_identical_ones() {
     assert!(rest >= second_half.len() as u64);
     run_daemon(crashing, rest).await;
 
-    let (expected_windows, expected_alerts, cutoffs) = replayed(&history);
+    let Replayed {
+        windows: expected_windows,
+        alerts: expected_alerts,
+        quality,
+        cutoffs,
+    } = replayed(&history);
     // Repeated windows must be identical to the first (checked while keying), none missing.
     assert_same_archive(archived(archive.path(), &cutoffs), expected_windows);
-    assert_same_alerts_repeats_allowed(&brokers, &topics.alerts, &expected_alerts, &cutoffs).await;
+    assert_same_alerts_repeats_allowed(
+        &brokers,
+        &topics.alerts,
+        &expected_alerts,
+        quality.len(),
+        &cutoffs,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -482,7 +593,11 @@ async fn two_daemons_in_one_group_share_the_partitions_and_lose_no_window() {
     let rest = unread_messages(&brokers, &group, &topics.telemetry);
     run_daemon(daemon_config("c"), rest).await;
 
-    let (expected_windows, _, cutoffs) = replayed(&history);
+    let Replayed {
+        windows: expected_windows,
+        cutoffs,
+        ..
+    } = replayed(&history);
     assert_same_archive(archived(archive.path(), &cutoffs), expected_windows);
 }
 
@@ -630,11 +745,23 @@ async fn process_killed_with_sigkill_loses_no_window() {
     let exit = second.wait().unwrap();
     assert!(exit.success(), "exit status {exit}");
 
-    let (expected_windows, expected_alerts, cutoffs) = replayed(&history);
+    let Replayed {
+        windows: expected_windows,
+        alerts: expected_alerts,
+        quality,
+        cutoffs,
+    } = replayed(&history);
     // Windows archived by the killed process in files it completed, and those the second one
     // repeated, must be identical; none may be missing.
     assert_same_archive(archived(&archive, &cutoffs), expected_windows);
-    assert_same_alerts_repeats_allowed(&brokers, &topics.alerts, &expected_alerts, &cutoffs).await;
+    assert_same_alerts_repeats_allowed(
+        &brokers,
+        &topics.alerts,
+        &expected_alerts,
+        quality.len(),
+        &cutoffs,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,6 +8,7 @@ mod daemon;
 mod demo;
 mod deploy;
 mod engine;
+mod health;
 mod kafka;
 mod layers;
 mod metrics;

@@ -114,6 +114,7 @@ fn train_then_replay_writes_every_output() {
             "score",
             "is_anomaly",
             "alert_open",
+            "data_quality_open",
             "label"
         ]
     );

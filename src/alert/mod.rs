@@ -64,6 +64,7 @@ pub struct AlertEvent {
 }
 
 mod policy;
+pub mod quality;
 
 pub use policy::{
     AlertPolicy, AlertPolicyConfig, AlertPolicyState, InvalidAlertPolicy, TOP_CHANNELS,

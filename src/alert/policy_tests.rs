@@ -16,6 +16,8 @@ fn window(i: i64, score: f32) -> ScoredWindow {
         latent_logvar: vec![],
         model_id: "m1".into(),
         sources: vec![],
+        sick_channels: vec![],
+        sick_masked: false,
     }
 }
 

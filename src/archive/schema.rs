@@ -14,12 +14,31 @@ use super::ArchiveError;
 use crate::score::ScoredWindow;
 use crate::telemetry::EquipmentId;
 use crate::window::SourceRange;
+use crate::window::health::{Condition, SickChannel};
 
 /// Name of the child field of the list columns (Arrow's usual name).
 const ITEM: &str = "item";
 
 fn item_field() -> FieldRef {
     Arc::new(Field::new(ITEM, DataType::Float32, false))
+}
+
+fn health_item_field() -> FieldRef {
+    Arc::new(Field::new(ITEM, DataType::Utf8, false))
+}
+
+/// What `channel_health` holds for a channel whose sensor was fine.
+pub(crate) const HEALTHY: &str = "ok";
+
+/// Each channel's sensor health in a window, in channel order: [`HEALTHY`] or the condition.
+fn channel_health(window: &ScoredWindow) -> impl Iterator<Item = &'static str> + '_ {
+    (0..window.channel_errors.len()).map(|c| {
+        window
+            .sick_channels
+            .iter()
+            .find(|s| s.channel == c)
+            .map_or(HEALTHY, |s| s.condition.as_str())
+    })
 }
 
 fn timestamp_type() -> DataType {
@@ -29,6 +48,8 @@ fn timestamp_type() -> DataType {
 /// The archive schema for a model whose latent dimension is `latent_dim`.
 ///
 /// Every column is required except the three `source_*` columns, which are null in replay.
+/// `channel_health` has one entry per channel, like `channel_errors`: `ok`, or the sensor
+/// condition that masked the channel out of the score (`dropout`, `stuck`, `out_of_range`).
 pub fn archive_schema(latent_dim: usize) -> SchemaRef {
     let latent = DataType::FixedSizeList(item_field(), latent_dim_i32(latent_dim));
     Arc::new(Schema::new(vec![
@@ -45,6 +66,7 @@ pub fn archive_schema(latent_dim: usize) -> SchemaRef {
         Field::new("source_partition", DataType::Int32, true),
         Field::new("source_first_offset", DataType::Int64, true),
         Field::new("source_last_offset", DataType::Int64, true),
+        Field::new("channel_health", DataType::List(health_item_field()), false),
     ]))
 }
 
@@ -148,6 +170,17 @@ pub(crate) fn batch_from_refs(
         .map(|w| first_source(w).map(|s| s.last_offset))
         .collect();
 
+    let health_values: StringArray = windows
+        .iter()
+        .flat_map(|w| channel_health(w).map(Some))
+        .collect();
+    let channel_health = ListArray::try_new(
+        health_item_field(),
+        OffsetBuffer::from_lengths(windows.iter().map(|w| w.channel_errors.len())),
+        Arc::new(health_values),
+        None,
+    )?;
+
     let columns: Vec<ArrayRef> = vec![
         Arc::new(equipment_id),
         Arc::new(window_start),
@@ -162,6 +195,7 @@ pub(crate) fn batch_from_refs(
         Arc::new(source_partition),
         Arc::new(source_first_offset),
         Arc::new(source_last_offset),
+        Arc::new(channel_health),
     ];
     Ok(RecordBatch::try_new(archive_schema(latent_dim), columns)?)
 }
@@ -181,6 +215,11 @@ pub fn from_record_batch(batch: &RecordBatch) -> Result<Vec<ScoredWindow>, Archi
     let source_partition = column::<Int32Array>(batch, "source_partition")?;
     let source_first_offset = column::<Int64Array>(batch, "source_first_offset")?;
     let source_last_offset = column::<Int64Array>(batch, "source_last_offset")?;
+    // Archives written before sensor health existed have no such column: every channel was fine.
+    let channel_health = match batch.column_by_name("channel_health") {
+        Some(_) => Some(column::<ListArray>(batch, "channel_health")?),
+        None => None,
+    };
 
     let mut windows = Vec::with_capacity(batch.num_rows());
     for row in 0..batch.num_rows() {
@@ -197,7 +236,13 @@ pub fn from_record_batch(batch: &RecordBatch) -> Result<Vec<ScoredWindow>, Archi
             first_offset: source_first_offset.value(row),
             last_offset: source_last_offset.value(row),
         });
+        let sick_channels = match channel_health {
+            Some(health) => sick_channels(&health.value(row))?,
+            None => Vec::new(),
+        };
         windows.push(ScoredWindow {
+            sick_masked: !sick_channels.is_empty(),
+            sick_channels,
             equipment_id: id,
             window_start_ms: window_start.value(row),
             window_end_ms: window_end.value(row),
@@ -224,6 +269,36 @@ fn column<'a, T: Array + 'static>(
         .ok_or_else(|| ArchiveError::Malformed {
             reason: format!("column {name} is missing or has another type"),
         })
+}
+
+/// The sick channels of one `channel_health` entry (details are not archived).
+fn sick_channels(array: &ArrayRef) -> Result<Vec<SickChannel>, ArchiveError> {
+    let values = array
+        .as_any()
+        .downcast_ref::<StringArray>()
+        .ok_or_else(|| ArchiveError::Malformed {
+            reason: "column channel_health does not hold text".to_owned(),
+        })?;
+    let mut sick = Vec::new();
+    for (channel, value) in values.iter().enumerate() {
+        let condition = match value.unwrap_or(HEALTHY) {
+            HEALTHY => continue,
+            "dropout" => Condition::Dropout,
+            "stuck" => Condition::Stuck,
+            "out_of_range" => Condition::OutOfRange,
+            other => {
+                return Err(ArchiveError::Malformed {
+                    reason: format!("channel_health holds an unknown condition {other:?}"),
+                });
+            }
+        };
+        sick.push(SickChannel {
+            channel,
+            condition,
+            detail: String::new(),
+        });
+    }
+    Ok(sick)
 }
 
 fn f32_values(array: &ArrayRef, name: &str) -> Result<Vec<f32>, ArchiveError> {
@@ -279,6 +354,16 @@ mod tests {
             } else {
                 Vec::new()
             },
+            sick_channels: if i % 4 == 1 {
+                vec![SickChannel {
+                    channel: 0,
+                    condition: Condition::Stuck,
+                    detail: String::new(),
+                }]
+            } else {
+                Vec::new()
+            },
+            sick_masked: i % 4 == 1,
         }
     }
 

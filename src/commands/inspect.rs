@@ -97,6 +97,25 @@ fn describe(m: &Manifest, weight_bytes: usize) -> String {
             if c.floored { " *" } else { "" }
         );
     }
+    for c in &m.set_aside_channels {
+        let _ = writeln!(t, "  {:<20} set aside: {}", c.name, c.reason);
+    }
+    match &m.sensor_limits {
+        Some(limits) => {
+            let _ = writeln!(
+                t,
+                "sensor health: dropout, stuck (still longer than twice training's longest, at least {} samples) and out-of-range ({} training ranges beyond min or max) checks",
+                crate::window::health::MIN_STUCK_SAMPLES,
+                limits.range_margin
+            );
+        }
+        None => {
+            let _ = writeln!(
+                t,
+                "sensor health: dropout check only (the model predates sensor limits; retrain for stuck and out-of-range checks)"
+            );
+        }
+    }
     let d = &m.training_data;
     let _ = writeln!(
         t,

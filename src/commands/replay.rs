@@ -25,6 +25,13 @@ pub fn summary_text(summary: &ReplaySummary, out: &Path) -> String {
         "alerts: {} opened, {} updated, {} resolved",
         summary.alerts_opened, summary.alerts_updated, summary.alerts_resolved
     );
+    if summary.data_quality_opened > 0 {
+        let _ = writeln!(
+            text,
+            "sensor data quality: {} episodes opened, {} resolved (data_quality.jsonl)",
+            summary.data_quality_opened, summary.data_quality_resolved
+        );
+    }
     if let Some(m) = &summary.metrics {
         let show = |x: Option<f64>| x.map_or("n/a".to_owned(), |v| format!("{v:.3}"));
         let _ = writeln!(

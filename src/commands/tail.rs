@@ -3,9 +3,8 @@
 
 use tokio::sync::watch;
 
-use crate::alert::AlertEvent;
 use crate::serve::shutdown_signal;
-use crate::tail::{TailError, format_alert_line, tail_alerts};
+use crate::tail::{TailError, TopicEvent, format_event_line, tail_alerts};
 
 /// What `vaewatch alerts tail` was asked to read.
 #[derive(Debug, Clone)]
@@ -51,12 +50,12 @@ pub async fn tail(
     .await
 }
 
-/// One event as the command prints it: a JSON line, or [`format_alert_line`]. `None` for an event
+/// One event as the command prints it: a JSON line, or [`format_event_line`]. `None` for an event
 /// that cannot be written as JSON.
-pub fn event_line(event: &AlertEvent, json: bool) -> Option<String> {
+pub fn event_line(event: &TopicEvent, json: bool) -> Option<String> {
     if json {
         serde_json::to_string(event).ok()
     } else {
-        Some(format_alert_line(event))
+        Some(format_event_line(event))
     }
 }

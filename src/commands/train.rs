@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::model;
+use crate::model::manifest::SetAsideChannel;
 use crate::telemetry::Sample;
 use crate::telemetry::history::{History, HistoryError, HistoryOptions, read_history};
 use crate::train::{self, TrainOptions, TrainedModel};
@@ -43,6 +44,8 @@ pub struct TrainReport {
     pub windowing: WindowConfig,
     pub training_windows: usize,
     pub labelled_rows_left_out: usize,
+    /// Channels of the history the model leaves out, with the reason.
+    pub set_aside: Vec<SetAsideChannel>,
     pub trained: TrainedModel,
 }
 
@@ -67,6 +70,11 @@ pub enum TrainCommandError {
         rows: usize,
         machines: usize,
     },
+    #[error(
+        "no channel can be trained on: {}",
+        set_aside.iter().map(|c| format!("{} ({})", c.name, c.reason)).collect::<Vec<_>>().join("; ")
+    )]
+    NoLiveChannel { set_aside: Vec<SetAsideChannel> },
     #[error(transparent)]
     Train(#[from] train::TrainError),
     #[error(transparent)]
@@ -130,7 +138,7 @@ pub fn train_options(
 
 /// Reads the history, trains and writes the model directory to `request.out`.
 pub fn train(request: &TrainRequest) -> Result<TrainReport, TrainCommandError> {
-    let history = read_history(
+    let mut history = read_history(
         &request.inputs,
         &HistoryOptions {
             channels: request.channels.clone(),
@@ -142,6 +150,11 @@ pub fn train(request: &TrainRequest) -> Result<TrainReport, TrainCommandError> {
         from_ms: request.from_ms.unwrap_or(i64::MIN),
         until_ms: request.until_ms.unwrap_or(i64::MAX),
     };
+    let set_aside = dead_channels(&history, &rows);
+    if set_aside.len() == history.channels.len() {
+        return Err(TrainCommandError::NoLiveChannel { set_aside });
+    }
+    drop_channels(&mut history, &set_aside);
     let (windows, labelled_rows_left_out) = training_windows(&history, &windowing, &rows);
     if windows.is_empty() {
         return Err(TrainCommandError::TooShort {
@@ -151,13 +164,15 @@ pub fn train(request: &TrainRequest) -> Result<TrainReport, TrainCommandError> {
             machines: history.machines.len(),
         });
     }
-    let trained = train::fit(&windows, &history.channels, &windowing, &request.options)?;
+    let trained = train::fit(&windows, &history.channels, &windowing, &request.options)?
+        .with_set_aside_channels(set_aside.clone())?;
     let model_id = trained.save(&request.out)?;
     Ok(TrainReport {
         model_id,
         windowing,
         training_windows: windows.len(),
         labelled_rows_left_out,
+        set_aside,
         trained,
     })
 }
@@ -174,6 +189,12 @@ pub fn train_text(report: &TrainReport, out: &Path) -> String {
         report.windowing.stride,
         report.trained.manifest().threshold.value,
     );
+    for channel in &report.set_aside {
+        text.push_str(&format!(
+            "\nchannel {} set aside: {}; the model scores without it",
+            channel.name, channel.reason
+        ));
+    }
     if report.labelled_rows_left_out > 0 {
         text.push_str(&format!(
             "\n{} rows labelled anomalous were left out of training",
@@ -231,6 +252,69 @@ pub fn choose_windowing(
         windowing.stride = stride;
     }
     Ok(windowing)
+}
+
+/// The channels training cannot learn from, judged on the rows `filter` keeps: those without
+/// any usable value (all missing, not a number, or beyond the f32 range, as a sentinel like
+/// 1.18e42 is) and those that hold one value throughout (a stuck or unused sensor: the model
+/// would learn nothing of it, and any later change would look like a fault). In channel order.
+pub fn dead_channels(history: &History, filter: &RowFilter) -> Vec<SetAsideChannel> {
+    let in_range = |ts: i64| ts >= filter.from_ms && ts < filter.until_ms;
+    let rows = || {
+        history.machines.iter().flat_map(|m| {
+            m.rows
+                .iter()
+                .filter(|r| in_range(r.ts_ms) && (filter.include_labelled || r.label != Some(true)))
+        })
+    };
+    let total = rows().count();
+    let mut set_aside = Vec::new();
+    for (c, name) in history.channels.iter().enumerate() {
+        let mut present = 0usize;
+        let mut first: Option<f32> = None;
+        let mut varies = false;
+        for value in rows().filter_map(|r| r.values.get(c).copied().flatten()) {
+            present += 1;
+            match first {
+                None => first = Some(value),
+                Some(f) => varies |= f != value,
+            }
+        }
+        let reason = match first {
+            None => format!(
+                "no usable value in the {total} training rows (every value missing, not a number, or beyond the 32-bit float range)"
+            ),
+            Some(value) if !varies && present > 1 => format!(
+                "held one value ({value}) in all {present} training rows that have it: a stuck or unused sensor the model cannot learn from"
+            ),
+            Some(_) => continue,
+        };
+        set_aside.push(SetAsideChannel {
+            name: name.clone(),
+            reason,
+        });
+    }
+    set_aside
+}
+
+/// Removes the `set_aside` channels from `history` (its channel list and every row).
+fn drop_channels(history: &mut History, set_aside: &[SetAsideChannel]) {
+    if set_aside.is_empty() {
+        return;
+    }
+    let keep: Vec<bool> = history
+        .channels
+        .iter()
+        .map(|name| !set_aside.iter().any(|s| &s.name == name))
+        .collect();
+    let mut kept = keep.iter();
+    history
+        .channels
+        .retain(|_| kept.next().copied().unwrap_or(true));
+    for row in history.machines.iter_mut().flat_map(|m| m.rows.iter_mut()) {
+        let mut kept = keep.iter();
+        row.values.retain(|_| kept.next().copied().unwrap_or(true));
+    }
 }
 
 /// Which history rows training uses.

@@ -46,6 +46,7 @@ use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
 use crate::alert::AlertEvent;
+use crate::alert::quality::{DATA_QUALITY_EVENT, DataQualityEvent, QualityState};
 use crate::archive::ArchiveWriter;
 use crate::config::Config;
 use crate::engine::{Engine, ModelSet, ModelSetError, Outcome, ScoreError, ScoredBatch};
@@ -54,7 +55,7 @@ use crate::kafka::{
     close_consumer, commit_durable, consumer_lag, create_consumer, create_producer, lock_tracker,
 };
 use crate::metrics::Metrics;
-use crate::publish::{acknowledged, enqueue};
+use crate::publish::{acknowledged, enqueue_event};
 use crate::score::ScoredWindow;
 use crate::telemetry::{Refusal, RejectReason, SourcePosition};
 
@@ -399,16 +400,19 @@ impl Daemon {
         self.metrics.windows_scored.add(outcomes.len() as u64);
         self.report.windows_scored += outcomes.len() as u64;
         let mut deliveries = Vec::new();
+        let mut quality = Vec::new();
         let mut archived: Vec<ScoredWindow> = Vec::with_capacity(outcomes.len());
         let mut ready: Vec<i64> = Vec::with_capacity(outcomes.len());
         for Outcome {
             window,
             event,
+            quality_events,
             ready_ms,
             ..
         } in outcomes
         {
             deliveries.extend(event);
+            quality.extend(quality_events);
             archived.push(window);
             ready.extend(ready_ms);
         }
@@ -416,6 +420,7 @@ impl Daemon {
         let report = self.archive.append(&archived, now_ms)?;
         self.metrics.archive_rows.add(report.rows);
         self.metrics.archive_files.add(report.files.len() as u64);
+        self.publish_quality(quality).await?;
         self.publish_alerts(deliveries).await?;
         let done_ms = chrono::Utc::now().timestamp_millis();
         for window in &archived {
@@ -431,6 +436,9 @@ impl Daemon {
         self.metrics
             .open_alerts
             .set(self.engine.open_alerts() as i64);
+        self.metrics
+            .sick_channels
+            .set(self.engine.sick_channels() as i64);
         Ok(())
     }
 
@@ -448,14 +456,58 @@ impl Daemon {
         Ok(())
     }
 
+    /// Publishes sensor data-quality events on the alert topic and waits for Kafka to
+    /// acknowledge them, like alerts.
+    async fn publish_quality(&mut self, events: Vec<DataQualityEvent>) -> Result<(), DaemonError> {
+        let topic = self.config.kafka.alert_topic.clone();
+        let mut sends = Vec::with_capacity(events.len());
+        for event in &events {
+            let payload = serde_json::to_string(event).map_err(DaemonError::AlertEncode)?;
+            let delivery = enqueue_event(
+                &self.producer,
+                &topic,
+                &event.equipment_id,
+                &payload,
+                Some(DATA_QUALITY_EVENT),
+            )
+            .await
+            .map_err(DaemonError::AlertDelivery)?;
+            sends.push(delivery);
+        }
+        for (event, delivery) in events.iter().zip(sends) {
+            acknowledged(delivery)
+                .await
+                .map_err(DaemonError::AlertDelivery)?;
+            if event.state == QualityState::Opened {
+                self.metrics.data_quality_opened(event.condition).inc();
+            }
+            warn!(
+                equipment_id = %event.equipment_id,
+                channel = %event.channel,
+                quality_id = %event.quality_id,
+                condition = event.condition.as_str(),
+                state = ?event.state,
+                detail = %event.detail,
+                "sensor data quality"
+            );
+        }
+        Ok(())
+    }
+
     async fn publish_alerts(&mut self, events: Vec<AlertEvent>) -> Result<(), DaemonError> {
         let topic = self.config.kafka.alert_topic.clone();
         let mut sends = Vec::with_capacity(events.len());
         for event in &events {
             let payload = serde_json::to_string(event).map_err(DaemonError::AlertEncode)?;
-            let delivery = enqueue(&self.producer, &topic, &event.equipment_id, &payload)
-                .await
-                .map_err(DaemonError::AlertDelivery)?;
+            let delivery = enqueue_event(
+                &self.producer,
+                &topic,
+                &event.equipment_id,
+                &payload,
+                Some("alert"),
+            )
+            .await
+            .map_err(DaemonError::AlertDelivery)?;
             sends.push(delivery);
         }
         let now_ms = chrono::Utc::now().timestamp_millis();

@@ -94,6 +94,7 @@ mod tests {
             MachineState {
                 last_window_end_ms: Some(42),
                 alerts: policy.state(),
+                quality: Default::default(),
             },
         );
         let state = DaemonState::from([("model-a".to_owned(), fleet)]);
@@ -114,6 +115,7 @@ mod tests {
             MachineState {
                 last_window_end_ms: Some(7),
                 alerts: policy.state(),
+                quality: Default::default(),
             },
         );
         let state = DaemonState::from([("model-a".to_owned(), fleet)]);

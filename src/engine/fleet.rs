@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 
+use crate::alert::quality::{DataQualityEvent, QualityTracker, QualityTrackerState};
 use crate::alert::{AlertEvent, AlertPolicy, AlertPolicyConfig, AlertPolicyState};
 use crate::score::ScoredWindow;
 use crate::telemetry::{EquipmentId, Sample, SourcePosition};
@@ -24,6 +25,7 @@ pub struct Fleet {
 struct Machine {
     windower: Windower,
     policy: AlertPolicy,
+    quality: QualityTracker,
     /// The Kafka partition its samples come from (key = equipment id, so one).
     partition: Option<i32>,
     /// End of the last window observed, ms; windows ending earlier were already handled.
@@ -42,6 +44,9 @@ pub struct FleetState {
 pub struct MachineState {
     pub last_window_end_ms: Option<i64>,
     pub alerts: AlertPolicyState,
+    /// Open data-quality episodes (absent in states saved before they existed).
+    #[serde(default)]
+    pub quality: QualityTrackerState,
 }
 
 impl Fleet {
@@ -89,6 +94,7 @@ impl Fleet {
                     self.windowing.clone(),
                 ),
                 policy: AlertPolicy::new(self.alerts, self.channel_names.clone()),
+                quality: QualityTracker::new(self.alerts.m, self.channel_names.clone()),
                 partition: None,
                 last_window_end_ms: None,
             })
@@ -117,12 +123,17 @@ impl Fleet {
             .is_none_or(|last| window.end_ms > last)
     }
 
-    /// Feeds a scored window to its machine's alert policy. Windows of one machine must come in
-    /// time order.
-    pub fn observe(&mut self, scored: &ScoredWindow) -> Option<AlertEvent> {
+    /// Feeds a scored window to its machine's alert policy and data-quality tracker; returns
+    /// the alert event and the data-quality events it causes. Windows of one machine must come
+    /// in time order.
+    pub fn observe(
+        &mut self,
+        scored: &ScoredWindow,
+    ) -> (Option<AlertEvent>, Vec<DataQualityEvent>) {
         let machine = self.machine(&scored.equipment_id);
         machine.last_window_end_ms = Some(scored.window_end_ms);
-        machine.policy.observe(scored)
+        let quality = machine.quality.observe(scored);
+        (machine.policy.observe(scored), quality)
     }
 
     /// What must survive a restart.
@@ -136,6 +147,7 @@ impl Fleet {
                     let state = MachineState {
                         last_window_end_ms: m.last_window_end_ms,
                         alerts: m.policy.state(),
+                        quality: m.quality.state(),
                     };
                     (id.to_string(), state)
                 })
@@ -152,6 +164,7 @@ impl Fleet {
             let machine = self.machine(&id);
             machine.last_window_end_ms = saved.last_window_end_ms;
             machine.policy.restore(saved.alerts);
+            machine.quality.restore(saved.quality);
         }
     }
 
@@ -162,12 +175,27 @@ impl Fleet {
             .is_some_and(|m| m.policy.is_open())
     }
 
+    /// Whether the machine has a sensor data-quality episode open.
+    pub fn data_quality_open(&self, equipment_id: &EquipmentId) -> bool {
+        self.machines
+            .get(equipment_id)
+            .is_some_and(|m| m.quality.open_channels() > 0)
+    }
+
     /// Number of machines with an alert open.
     pub fn open_alerts(&self) -> usize {
         self.machines
             .values()
             .filter(|m| m.policy.is_open())
             .count()
+    }
+
+    /// Sensor channels with an open data-quality episode, over all machines.
+    pub fn sick_channels(&self) -> usize {
+        self.machines
+            .values()
+            .map(|m| m.quality.open_channels())
+            .sum()
     }
 
     /// Windowing counters summed over machines.

@@ -25,12 +25,14 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::alert::AlertEvent;
+use crate::alert::quality::DataQualityEvent;
 use crate::model::ModelError;
 use crate::score::{ScoredWindow, Scorer};
 use crate::telemetry::timestamp::format_rfc3339_ms_clamped;
 use crate::telemetry::{
     EquipmentId, MessageLimits, Refusal, RejectReason, Sample, SourcePosition, parse_envelope,
 };
+use crate::window::health::{self, SickChannel};
 use crate::window::{RejectedSample, Window, WindowerStats};
 
 /// The pipeline from telemetry to scored windows and alert events, for every model of a
@@ -69,9 +71,18 @@ pub struct Ingested {
 struct Pending {
     /// Index of its model.
     slot: usize,
+    /// With its sick channels masked.
     window: Window,
+    health: Health,
     /// The `now_ms` of the message that completed it (none for history rows).
     ready_ms: Option<i64>,
+}
+
+/// A window's sick channels, and whether they were masked out of it.
+#[derive(Debug, Clone, Default)]
+struct Health {
+    sick: Vec<SickChannel>,
+    masked: bool,
 }
 
 /// Windows taken from the engine to be scored, grouped by model. Owns everything it needs.
@@ -86,6 +97,7 @@ struct Group {
     slot: usize,
     scorer: Arc<Scorer>,
     windows: Vec<Window>,
+    health: Vec<Health>,
     ready_ms: Vec<Option<i64>>,
 }
 
@@ -101,8 +113,12 @@ pub struct Outcome {
     pub window: ScoredWindow,
     /// The alert event the window caused, if any.
     pub event: Option<AlertEvent>,
+    /// The data-quality events the window caused (sensor episodes opened or resolved).
+    pub quality_events: Vec<DataQualityEvent>,
     /// Whether the machine has an alert open after this window.
     pub alert_open: bool,
+    /// Whether the machine has a sensor data-quality episode open after this window.
+    pub data_quality_open: bool,
     /// When the window was complete: the `now_ms` passed with the message that completed it
     /// (none for history rows). The daemon measures its own latency from here.
     pub ready_ms: Option<i64>,
@@ -205,10 +221,10 @@ impl Engine {
             ..Ingested::default()
         };
         let mut late: Vec<(i64, i64)> = Vec::new();
-        let fleet = &mut self.models.slots[slot_index].fleet;
+        let slot = &mut self.models.slots[slot_index];
         for sample in samples {
             ingested.samples += 1;
-            let outcome = fleet.push(equipment_id, sample);
+            let outcome = slot.fleet.push(equipment_id, sample);
             match outcome.rejected {
                 Some(RejectedSample::Late {
                     ts_ms,
@@ -218,12 +234,9 @@ impl Engine {
                 _ => {}
             }
             for window in outcome.windows {
-                if fleet.is_new(&window) {
-                    self.pending.push(Pending {
-                        slot: slot_index,
-                        window,
-                        ready_ms,
-                    });
+                if slot.fleet.is_new(&window) {
+                    self.pending
+                        .push(checked(slot_index, slot, window, ready_ms));
                     ingested.windows += 1;
                 }
             }
@@ -248,15 +261,12 @@ impl Engine {
         let Some(slot_index) = self.models.route(equipment_id.as_str()) else {
             return 0;
         };
-        let fleet = &mut self.models.slots[slot_index].fleet;
+        let slot = &mut self.models.slots[slot_index];
+        let windows = slot.fleet.finish(equipment_id);
         let mut added = 0;
-        for window in fleet.finish(equipment_id) {
-            if fleet.is_new(&window) {
-                self.pending.push(Pending {
-                    slot: slot_index,
-                    window,
-                    ready_ms: None,
-                });
+        for window in windows {
+            if slot.fleet.is_new(&window) {
+                self.pending.push(checked(slot_index, slot, window, None));
                 added += 1;
             }
         }
@@ -275,6 +285,7 @@ impl Engine {
         for Pending {
             slot,
             window,
+            health,
             ready_ms,
         } in self.pending.drain(..take)
         {
@@ -282,9 +293,11 @@ impl Engine {
                 slot,
                 scorer: Arc::clone(&self.models.slots[slot].scorer),
                 windows: Vec::new(),
+                health: Vec::new(),
                 ready_ms: Vec::new(),
             });
             group.windows.push(window);
+            group.health.push(health);
             group.ready_ms.push(ready_ms);
         }
         Batch {
@@ -298,12 +311,15 @@ impl Engine {
         for (slot, windows, ready) in scored.groups {
             let fleet = &mut self.models.slots[slot].fleet;
             for (window, ready_ms) in windows.into_iter().zip(ready) {
-                let event = fleet.observe(&window);
+                let (event, quality_events) = fleet.observe(&window);
                 let alert_open = fleet.alert_open(&window.equipment_id);
+                let data_quality_open = fleet.data_quality_open(&window.equipment_id);
                 outcomes.push(Outcome {
                     window,
                     event,
+                    quality_events,
                     alert_open,
+                    data_quality_open,
                     ready_ms,
                 });
             }
@@ -357,6 +373,15 @@ impl Engine {
         self.models.open_alerts()
     }
 
+    /// Sensor channels with a data-quality episode open, over all models and machines.
+    pub fn sick_channels(&self) -> usize {
+        self.models
+            .slots
+            .iter()
+            .map(|s| s.fleet.sick_channels())
+            .sum()
+    }
+
     /// Machines held now that their model normalises with the fleet's statistics although it has
     /// statistics of their own for others.
     pub fn fleet_normalised_machines(&self) -> Vec<EquipmentId> {
@@ -370,6 +395,25 @@ impl Engine {
             total += slot.fleet.windower_stats();
         }
         total
+    }
+}
+
+/// A window ready for the scorer: its sensors checked against its model's limits and the sick
+/// channels masked (`window::health`).
+fn checked(
+    slot_index: usize,
+    slot: &ModelSlot,
+    mut window: Window,
+    ready_ms: Option<i64>,
+) -> Pending {
+    let limits = slot.scorer.model().manifest().sensor_limits.as_ref();
+    let sick = health::check(&window, limits);
+    let masked = health::mask(&mut window, &sick);
+    Pending {
+        slot: slot_index,
+        window,
+        health: Health { sick, masked },
+        ready_ms,
     }
 }
 
@@ -408,15 +452,20 @@ impl Batch {
             slot,
             scorer,
             windows,
+            health,
             ready_ms,
         } in self.groups
         {
             let refs: Vec<&Window> = windows.iter().collect();
-            let scored = scorer.score(&refs).map_err(|source| ScoreError {
+            let mut scored = scorer.score(&refs).map_err(|source| ScoreError {
                 model_id: scorer.model().model_id().to_owned(),
                 windows: windows.len(),
                 source: Box::new(source),
             })?;
+            for (window, health) in scored.iter_mut().zip(health) {
+                window.sick_channels = health.sick;
+                window.sick_masked = health.masked;
+            }
             groups.push((slot, scored, ready_ms));
         }
         Ok(ScoredBatch { groups })

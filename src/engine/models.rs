@@ -62,11 +62,12 @@ impl ModelSet {
             let manifest = model.manifest().clone();
             let mut windowing = manifest.windowing.clone();
             config.windowing.apply_to(&mut windowing);
-            let channels =
-                ChannelMap::new(manifest.channels.clone()).map_err(|e| ModelSetError::Invalid {
+            let channels = ChannelMap::new(manifest.channels.clone())
+                .map_err(|e| ModelSetError::Invalid {
                     dir: shown.clone(),
                     reason: e.to_string(),
-                })?;
+                })?
+                .with_set_aside(set_aside_names(&manifest));
             let scorer = Scorer::new(model, None).map_err(|e| ModelSetError::Invalid {
                 dir: shown.clone(),
                 reason: e.to_string(),
@@ -93,11 +94,12 @@ impl ModelSet {
         alerts: AlertPolicyConfig,
     ) -> Result<ModelSet, ModelSetError> {
         let manifest = scorer.model().manifest();
-        let channels =
-            ChannelMap::new(manifest.channels.clone()).map_err(|e| ModelSetError::Invalid {
+        let channels = ChannelMap::new(manifest.channels.clone())
+            .map_err(|e| ModelSetError::Invalid {
                 dir: dir.display().to_string(),
                 reason: e.to_string(),
-            })?;
+            })?
+            .with_set_aside(set_aside_names(manifest));
         let fleet = Fleet::new(manifest.channels.clone(), windowing, alerts);
         Ok(ModelSet {
             slots: vec![ModelSlot {
@@ -179,4 +181,13 @@ impl ModelSet {
             .map(|p| p.offset)
             .min()
     }
+}
+
+/// The channels a model's training set aside, by name.
+fn set_aside_names(manifest: &crate::model::Manifest) -> Vec<String> {
+    manifest
+        .set_aside_channels
+        .iter()
+        .map(|c| c.name.clone())
+        .collect()
 }

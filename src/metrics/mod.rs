@@ -13,6 +13,7 @@ pub use server::{MetricsServer, ServerError};
 
 use crate::alert::AlertState;
 use crate::telemetry::RejectReason;
+use crate::window::health::Condition;
 use primitives::{write_header, write_histogram, write_sample};
 
 /// Metric names. Counters end in `_total`; units are in the name (`_seconds`, `_messages`).
@@ -59,6 +60,11 @@ pub mod names {
     pub const OFFSET_COMMITS_TOTAL: &str = "vaewatch_offset_commits_total";
     /// Alert events acknowledged by Kafka, by `state` (opened, updated, resolved).
     pub const ALERTS_PUBLISHED_TOTAL: &str = "vaewatch_alerts_published_total";
+    /// Sensor data-quality episodes opened (data-quality events acknowledged by Kafka with
+    /// state `opened`), by `condition` (dropout, stuck, out_of_range).
+    pub const DATA_QUALITY_OPENED_TOTAL: &str = "vaewatch_data_quality_opened_total";
+    /// Sensor channels with a data-quality episode open now, over all machines (gauge).
+    pub const SICK_CHANNELS: &str = "vaewatch_sick_channels";
     /// 1 when the daemon is ready (models loaded, consuming), else 0 (gauge).
     pub const READY: &str = "vaewatch_ready";
 }
@@ -77,6 +83,8 @@ pub const EVENT_TO_ALERT_SECONDS_BUCKETS: &[f64] = &[
     0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
     300.0,
 ];
+
+const CONDITIONS: [Condition; 3] = [Condition::Dropout, Condition::Stuck, Condition::OutOfRange];
 
 const ALERT_STATES: [AlertState; 3] = [
     AlertState::Opened,
@@ -109,6 +117,8 @@ pub struct Metrics {
     pub open_alerts: Gauge,
     /// [`names::FLEET_NORMALISED_MACHINES`]
     pub fleet_normalised_machines: Gauge,
+    /// [`names::SICK_CHANNELS`]
+    pub sick_channels: Gauge,
     /// [`names::ARCHIVE_FILES_TOTAL`]
     pub archive_files: Counter,
     /// [`names::ARCHIVE_ROWS_TOTAL`]
@@ -123,6 +133,8 @@ pub struct Metrics {
     dead_lettered: Vec<Counter>,
     /// [`names::ALERTS_PUBLISHED_TOTAL`], indexed like `ALERT_STATES`.
     alerts_published: [Counter; 3],
+    /// [`names::DATA_QUALITY_OPENED_TOTAL`], indexed like `CONDITIONS`.
+    data_quality_opened: [Counter; 3],
     ready: AtomicBool,
 }
 
@@ -147,6 +159,7 @@ impl Metrics {
             consumer_lag: Gauge::default(),
             open_alerts: Gauge::default(),
             fleet_normalised_machines: Gauge::default(),
+            sick_channels: Gauge::default(),
             archive_files: Counter::default(),
             archive_rows: Counter::default(),
             offset_commits: Counter::default(),
@@ -157,6 +170,7 @@ impl Metrics {
                 .map(|_| Counter::default())
                 .collect(),
             alerts_published: Default::default(),
+            data_quality_opened: Default::default(),
             ready: AtomicBool::new(false),
         }
     }
@@ -179,6 +193,16 @@ impl Metrics {
             AlertState::Resolved => 2,
         };
         &self.alerts_published[index]
+    }
+
+    /// The counter of data-quality episodes opened for one condition.
+    pub fn data_quality_opened(&self, condition: Condition) -> &Counter {
+        let index = match condition {
+            Condition::Dropout => 0,
+            Condition::Stuck => 1,
+            Condition::OutOfRange => 2,
+        };
+        &self.data_quality_opened[index]
     }
 
     /// Raises or lowers the ready flag that `/readyz` reports.
@@ -273,6 +297,21 @@ impl Metrics {
             );
         }
 
+        write_header(
+            &mut out,
+            names::DATA_QUALITY_OPENED_TOTAL,
+            "counter",
+            "Sensor data-quality episodes opened, by condition.",
+        );
+        for (condition, counter) in CONDITIONS.iter().zip(&self.data_quality_opened) {
+            write_sample(
+                &mut out,
+                names::DATA_QUALITY_OPENED_TOTAL,
+                &[("condition", condition.as_str())],
+                counter.get() as f64,
+            );
+        }
+
         let gauges = [
             (
                 names::CONSUMER_LAG_MESSAGES,
@@ -288,6 +327,11 @@ impl Metrics {
                 names::FLEET_NORMALISED_MACHINES,
                 "Machines scored with their model's fleet normalisation, the model having per-machine statistics for others only.",
                 self.fleet_normalised_machines.get(),
+            ),
+            (
+                names::SICK_CHANNELS,
+                "Sensor channels with a data-quality episode open, over all machines.",
+                self.sick_channels.get(),
             ),
             (
                 names::READY,
@@ -384,7 +428,7 @@ mod tests {
     fn every_family_has_help_and_type_once() {
         let text = Metrics::new().render();
         let types: Vec<&str> = text.lines().filter(|l| l.starts_with("# TYPE")).collect();
-        assert_eq!(types.len(), 19);
+        assert_eq!(types.len(), 21);
         for line in &types {
             let name = line.split(' ').nth(2).unwrap();
             assert!(name.starts_with("vaewatch_"));

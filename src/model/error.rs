@@ -104,4 +104,6 @@ pub enum InconsistentManifest {
     ChannelCalibration(#[from] InvalidChannelCalibration),
     #[error("threshold {0} is not finite")]
     Threshold(f64),
+    #[error("{0}")]
+    SensorLimits(String),
 }

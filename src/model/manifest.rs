@@ -18,6 +18,7 @@ use super::config::VaeConfig;
 use super::error::{InconsistentManifest, ModelError};
 use super::normalise::Normalisation;
 use crate::window::WindowConfig;
+use crate::window::health::SensorLimits;
 
 /// Manifest format written by this version.
 pub const FORMAT_VERSION: u32 = 1;
@@ -81,10 +82,26 @@ pub struct Manifest {
     /// `reconstruction` (models written before cross-channel scoring existed).
     #[serde(default, skip_serializing_if = "Scoring::is_reconstruction")]
     pub scoring: Scoring,
+    /// What training showed of each channel's sensor (range, longest still stretch), for the
+    /// stuck and out-of-range checks; absent in models trained before they existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sensor_limits: Option<SensorLimits>,
+    /// Channels of the training history left out of the model, with the reason.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub set_aside_channels: Vec<SetAsideChannel>,
     /// What the model was trained on.
     pub training_data: TrainingDataSummary,
     /// How training went.
     pub training: TrainingMetrics,
+}
+
+/// A channel of the training history that the model leaves out, and why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetAsideChannel {
+    pub name: String,
+    /// For people: "no usable value in the 400 training rows".
+    pub reason: String,
 }
 
 /// What the model was trained on.
@@ -214,6 +231,11 @@ impl Manifest {
         }
         if !self.threshold.value.is_finite() {
             return Err(InconsistentManifest::Threshold(self.threshold.value));
+        }
+        if let Some(limits) = &self.sensor_limits {
+            limits
+                .validate(c)
+                .map_err(InconsistentManifest::SensorLimits)?;
         }
         Ok(())
     }

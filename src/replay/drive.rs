@@ -2,6 +2,7 @@
 //! per-row scores, scored windows and alert events. No file IO here.
 
 use crate::alert::AlertEvent;
+use crate::alert::quality::DataQualityEvent;
 use crate::engine::{Engine, ScoreError};
 use crate::score::ScoredWindow;
 use crate::telemetry::history::History;
@@ -21,6 +22,8 @@ pub struct PointResult {
     pub is_anomaly: Option<bool>,
     /// Whether the machine had an alert open after that window.
     pub alert_open: bool,
+    /// Whether the machine had a sensor data-quality episode open after that window.
+    pub data_quality_open: bool,
     pub label: Option<bool>,
 }
 
@@ -34,6 +37,8 @@ pub struct MachineReplay {
     pub windows: Vec<ScoredWindow>,
     /// In time order.
     pub alerts: Vec<AlertEvent>,
+    /// Sensor data-quality events, in time order.
+    pub quality_events: Vec<DataQualityEvent>,
 }
 
 /// Replay results of a whole history.
@@ -80,13 +85,16 @@ pub fn replay_history(history: &History, engine: &mut Engine) -> Result<ReplayRe
                 score: latest.map(|o| o.window.score),
                 is_anomaly: latest.map(|o| o.window.is_anomaly),
                 alert_open: latest.is_some_and(|o| o.alert_open),
+                data_quality_open: latest.is_some_and(|o| o.data_quality_open),
                 label: row.label,
             });
         }
         let mut windows = Vec::with_capacity(outcomes.len());
         let mut alerts = Vec::new();
+        let mut quality_events = Vec::new();
         for outcome in outcomes {
             alerts.extend(outcome.event);
+            quality_events.extend(outcome.quality_events);
             windows.push(outcome.window);
         }
         machines.push(MachineReplay {
@@ -94,6 +102,7 @@ pub fn replay_history(history: &History, engine: &mut Engine) -> Result<ReplayRe
             points,
             windows,
             alerts,
+            quality_events,
         });
     }
     Ok(ReplayResult {

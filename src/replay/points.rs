@@ -47,6 +47,7 @@ pub fn points_schema(with_label: bool) -> SchemaRef {
         Field::new("score", DataType::Float32, true),
         Field::new("is_anomaly", DataType::Boolean, true),
         Field::new("alert_open", DataType::Boolean, false),
+        Field::new("data_quality_open", DataType::Boolean, false),
     ];
     if with_label {
         fields.push(Field::new("label", DataType::Boolean, true));
@@ -123,6 +124,9 @@ fn to_batch(
         )),
         Arc::new(BooleanArray::from_iter(
             rows.iter().map(|(_, p)| Some(p.alert_open)),
+        )),
+        Arc::new(BooleanArray::from_iter(
+            rows.iter().map(|(_, p)| Some(p.data_quality_open)),
         )),
     ];
     if with_label {

@@ -1,5 +1,5 @@
 //! `vaewatch replay`: a model and history files in, the backtest files out (points.parquet,
-//! windows.parquet, alerts.jsonl, summary.json, report.html).
+//! windows.parquet, alerts.jsonl, data_quality.jsonl, summary.json, report.html).
 
 use std::fs;
 use std::io::Write;
@@ -10,6 +10,7 @@ use super::drive::{ReplayResult, replay_history};
 use super::metrics::{DetectionMetrics, MachineRows, MetricsOptions, detection_metrics};
 use super::points::write_points;
 use super::summary::ReplaySummary;
+use crate::alert::quality::QualityState;
 use crate::alert::{AlertPolicyConfig, AlertState};
 use crate::archive::write_windows_file;
 use crate::engine::{Engine, ModelSet, ModelSetError, ScoreError};
@@ -121,7 +122,14 @@ pub fn replay(request: &ReplayRequest) -> Result<ReplaySummary, ReplayError> {
         &all_windows,
         manifest.architecture.latent,
     )?;
-    write_alerts(&request.out.join("alerts.jsonl"), &result)?;
+    write_json_lines(
+        &request.out.join("alerts.jsonl"),
+        result.machines.iter().flat_map(|m| &m.alerts),
+    )?;
+    write_json_lines(
+        &request.out.join("data_quality.jsonl"),
+        result.machines.iter().flat_map(|m| &m.quality_events),
+    )?;
 
     let metrics = if with_label {
         Some(metrics_of(&result, request)?)
@@ -135,6 +143,14 @@ pub fn replay(request: &ReplayRequest) -> Result<ReplaySummary, ReplayError> {
             .iter()
             .flat_map(|m| &m.alerts)
             .filter(|a| a.state == state)
+            .count()
+    };
+    let count_quality = |state: QualityState| {
+        result
+            .machines
+            .iter()
+            .flat_map(|m| &m.quality_events)
+            .filter(|e| e.state == state)
             .count()
     };
     let summary = ReplaySummary {
@@ -160,6 +176,8 @@ pub fn replay(request: &ReplayRequest) -> Result<ReplaySummary, ReplayError> {
         alerts_opened: count_state(AlertState::Opened),
         alerts_updated: count_state(AlertState::Updated),
         alerts_resolved: count_state(AlertState::Resolved),
+        data_quality_opened: count_quality(QualityState::Opened),
+        data_quality_resolved: count_quality(QualityState::Resolved),
         metrics,
         metrics_from: request
             .metrics_from_ms
@@ -182,10 +200,14 @@ pub fn replay(request: &ReplayRequest) -> Result<ReplaySummary, ReplayError> {
     Ok(summary)
 }
 
-fn write_alerts(path: &Path, result: &ReplayResult) -> Result<(), ReplayError> {
+/// Writes one JSON object per line.
+fn write_json_lines<'a, T: serde::Serialize + 'a>(
+    path: &Path,
+    events: impl Iterator<Item = &'a T>,
+) -> Result<(), ReplayError> {
     let file = fs::File::create(path).map_err(io_error(path))?;
     let mut out = std::io::BufWriter::new(file);
-    for event in result.machines.iter().flat_map(|m| &m.alerts) {
+    for event in events {
         let line = serde_json::to_string(event).map_err(|e| ReplayError::Io {
             path: path.display().to_string(),
             source: e.into(),
@@ -207,7 +229,10 @@ fn metrics_of(
             let kept = m.points.iter().filter(|p| p.ts_ms >= from);
             let ts = kept.clone().map(|p| p.ts_ms).collect();
             let labels = kept.clone().map(|p| p.label == Some(true)).collect();
-            let predictions = kept.map(|p| p.alert_open).collect();
+            // Either kind of episode tells the plant something is wrong at the machine: an
+            // equipment alert, or a sensor data-quality episode (a stuck sensor is a fault too,
+            // just not of the equipment).
+            let predictions = kept.map(|p| p.alert_open || p.data_quality_open).collect();
             (ts, labels, predictions)
         })
         .collect();

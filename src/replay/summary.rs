@@ -24,7 +24,11 @@ pub struct ReplaySummary {
     pub alerts_opened: usize,
     pub alerts_updated: usize,
     pub alerts_resolved: usize,
-    /// With a `label` column: detection metrics, with alert-open rows as the predictions.
+    /// Sensor data-quality episodes opened and resolved (`data_quality.jsonl`).
+    pub data_quality_opened: usize,
+    pub data_quality_resolved: usize,
+    /// With a `label` column: detection metrics, with rows where an alert or a sensor data-quality
+    /// episode is open as the predictions.
     pub metrics: Option<DetectionMetrics>,
     pub metrics_from: Option<String>,
     pub elapsed_seconds: f64,

@@ -15,6 +15,7 @@ pub use windows::score_windows;
 
 use crate::telemetry::EquipmentId;
 use crate::window::SourceRange;
+use crate::window::health::SickChannel;
 
 /// What the model says about one window.
 #[derive(Debug, Clone, PartialEq)]
@@ -50,4 +51,9 @@ pub struct ScoredWindow {
     pub model_id: String,
     /// Kafka offsets that fed the window; empty in replay.
     pub sources: Vec<SourceRange>,
+    /// Channels whose sensor was found sick in the window (`window::health`), in channel order.
+    pub sick_channels: Vec<SickChannel>,
+    /// Whether the sick channels were masked out of the score (false when that would have left
+    /// nothing to score).
+    pub sick_masked: bool,
 }

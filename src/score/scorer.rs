@@ -59,6 +59,8 @@ impl Scorer {
                 latent_logvar: s.latent_logvar,
                 model_id: model_id.clone(),
                 sources: window.sources.clone(),
+                sick_channels: Vec::new(),
+                sick_masked: false,
             })
             .collect())
     }

@@ -22,6 +22,9 @@ use super::{EquipmentId, RejectReason, Sample};
 pub struct ChannelMap {
     names: Vec<String>,
     index: HashMap<String, usize>,
+    /// Channels the model knows it leaves out (set aside in training): skipped, not counted as
+    /// unknown.
+    set_aside: Vec<String>,
 }
 
 /// Two channels of a model share a name.
@@ -41,7 +44,23 @@ impl ChannelMap {
                 return Err(DuplicateChannel(name.clone()));
             }
         }
-        Ok(ChannelMap { names, index })
+        Ok(ChannelMap {
+            names,
+            index,
+            set_aside: Vec::new(),
+        })
+    }
+
+    /// The same map, also knowing the channels the model sets aside: their values are skipped
+    /// without counting as unknown.
+    pub fn with_set_aside(mut self, names: impl IntoIterator<Item = String>) -> Self {
+        self.set_aside = names.into_iter().collect();
+        self
+    }
+
+    /// Whether the model sets this channel aside.
+    pub fn is_set_aside(&self, name: &str) -> bool {
+        self.set_aside.iter().any(|s| s == name)
     }
 
     /// Number of channels (C).
@@ -324,7 +343,9 @@ fn parse_sample(
     let mut parsed = vec![None; channels.len()];
     for (name, value) in values {
         let Some(c) = channels.index_of(name) else {
-            *unknown_channels += 1;
+            if !channels.is_set_aside(name) {
+                *unknown_channels += 1;
+            }
             continue;
         };
         parsed[c] = parse_value(value, context, name)?;

@@ -397,3 +397,23 @@ fn envelope_then_samples_equals_one_parse() {
     );
     assert_eq!(two_steps.unknown_channels, 1);
 }
+
+#[test]
+fn channels_the_model_set_aside_are_skipped_without_counting_as_unknown() {
+    let payload = br#"{"equipment_id":"p","ts":1795675464000,"values":{"current":1.5,"P_PDG":1.18e42,"other":2}}"#;
+    let set_aside = channels().with_set_aside(["P_PDG".to_owned()]);
+    let parsed = parse_message(
+        Some(b"p"),
+        payload,
+        &set_aside,
+        &MessageLimits::default(),
+        NOW_MS,
+    )
+    .unwrap();
+    assert_eq!(parsed.unknown_channels, 1, "only `other` is unknown");
+    assert_eq!(
+        parsed.samples.len(),
+        1,
+        "a sentinel in a set-aside channel is no rejection"
+    );
+}

@@ -32,13 +32,14 @@ pub use error::TrainError;
 
 use crate::model::init::{SeededRng, seeded_vae, weights_bytes};
 use crate::model::manifest::{
-    self, FORMAT_VERSION, Manifest, TrainingDataSummary, TrainingMetrics,
+    self, FORMAT_VERSION, Manifest, SetAsideChannel, TrainingDataSummary, TrainingMetrics,
 };
 use crate::model::normalise::{FloorRule, Normalisation};
 use crate::model::{Model, ModelError, Scoring, Vae, VaeConfig, hide_channels};
 use crate::score::channel::{ChannelCalibration, ChannelErrors};
 use crate::score::threshold::{ThresholdMethod, ThresholdOptions, calibrate};
 use crate::score::windows::raw_batch;
+use crate::window::health::SensorLimits;
 use crate::window::{Window, WindowConfig};
 use split::split_by_machine;
 
@@ -182,6 +183,19 @@ impl TrainedModel {
         manifest::write_model_dir(dir, &self.weights, &mut manifest)
     }
 
+    /// The same model, its manifest recording `channels` of the training history as set aside
+    /// (the model id changes with it).
+    pub fn with_set_aside_channels(
+        mut self,
+        channels: Vec<SetAsideChannel>,
+    ) -> Result<TrainedModel, TrainError> {
+        self.manifest.set_aside_channels = channels;
+        self.manifest.model_id = self.manifest.compute_model_id(&self.weights).map_err(|e| {
+            TrainError::InvalidOptions(format!("manifest cannot be serialised: {e}"))
+        })?;
+        Ok(self)
+    }
+
     /// The model ready to score, on `device`, without a round trip through files.
     pub fn model(&self, device: &Device) -> Result<Model, ModelError> {
         Model::from_parts(self.manifest.clone(), self.weights.clone(), device)
@@ -308,6 +322,11 @@ pub fn fit(
         threshold,
         channel_calibration: Some(channel_calibration),
         scoring,
+        sensor_limits: Some(SensorLimits::fit(
+            &usable.iter().collect::<Vec<_>>(),
+            channels,
+        )),
+        set_aside_channels: Vec::new(),
         training_data: TrainingDataSummary {
             machines,
             windows: usable.len(),

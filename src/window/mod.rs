@@ -1,6 +1,7 @@
 //! Per-machine windowing: samples on a machine's clock become fixed-length `[channels, window]`
 //! windows on the model's sample period. Pure: no IO, no clock of its own.
 
+pub mod health;
 mod windower;
 
 pub use windower::{PushOutcome, RejectedSample, Windower, WindowerStats};

@@ -41,6 +41,21 @@ pub(crate) fn validate_alert_json(text: &str) {
     );
 }
 
+/// Fails unless `text` is a data-quality event that validates against
+/// `schemas/data-quality.v1.json`.
+pub(crate) fn validate_quality_json(text: &str) {
+    let value: serde_json::Value = serde_json::from_str(text).unwrap();
+    let validator = schema("data-quality.v1.json");
+    let errors: Vec<String> = validator
+        .iter_errors(&value)
+        .map(|e| e.to_string())
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "data-quality event does not validate: {errors:?}\n{text}"
+    );
+}
+
 /// A history as telemetry v1 messages (key, payload), in time order across machines, as a plant
 /// publishes it.
 pub(crate) fn telemetry_messages(

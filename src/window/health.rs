@@ -1,0 +1,286 @@
+//! Sensor health of one window, channel by channel: is a channel's sensor working, apart from
+//! whether the machine is? Three conditions, each judged on the window alone (so the daemon and
+//! replay agree and a restart changes nothing):
+//!
+//! - **dropout**: the channel has no present value in the window while other channels do;
+//! - **stuck**: the channel's last present values are all the same for longer than the sensor
+//!   ever held still in training (at least twice its longest still stretch there, and at least
+//!   [`MIN_STUCK_SAMPLES`]), while some other channel changed value in the later half of that
+//!   stretch. When every channel holds still at once the machine is idle or off, not its sensors,
+//!   and nothing is flagged;
+//! - **out of range**: a present value lies far outside anything training saw: more than
+//!   [`RANGE_MARGIN`] training ranges below its minimum or above its maximum. Real faults move a
+//!   reading by a few ranges; a broken loop, a sentinel or a unit error moves it by hundreds.
+//!
+//! A sick channel is masked out of the window before scoring (the model fills it in from the
+//! others, as with any missing value), unless that would leave the window without any present
+//! value. The limits come from the training windows and live in the model's manifest; models
+//! trained before they existed get the dropout check only.
+
+use serde::{Deserialize, Serialize};
+
+use super::Window;
+
+/// Fewest identical samples in a row that can count as stuck, whatever training showed.
+pub const MIN_STUCK_SAMPLES: usize = 8;
+/// How many training ranges beyond the training minimum or maximum a value must lie to be out of
+/// range.
+pub const RANGE_MARGIN: f64 = 100.0;
+
+/// What training showed of one channel's sensor, raw units.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelLimits {
+    /// Channel name, as in the manifest's channel list.
+    pub name: String,
+    /// Smallest present training value.
+    pub min: f64,
+    /// Largest present training value.
+    pub max: f64,
+    /// Longest run of identical consecutive present values in any training window, samples.
+    pub longest_still_run: usize,
+    /// Present training values the limits come from (overlapping windows count a sample
+    /// repeatedly); 0 leaves `min` and `max` at 0 and the range unchecked.
+    pub values: u64,
+}
+
+/// The sensor limits of every channel of a model, in channel order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SensorLimits {
+    /// [`RANGE_MARGIN`] when the limits were fitted.
+    pub range_margin: f64,
+    pub channels: Vec<ChannelLimits>,
+}
+
+/// Why a channel's sensor is not trusted in a window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Condition {
+    Dropout,
+    Stuck,
+    OutOfRange,
+}
+
+impl Condition {
+    /// The name used in events, the archive and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Condition::Dropout => "dropout",
+            Condition::Stuck => "stuck",
+            Condition::OutOfRange => "out_of_range",
+        }
+    }
+}
+
+/// A channel found sick in a window.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SickChannel {
+    /// Row of the channel in the window.
+    pub channel: usize,
+    pub condition: Condition,
+    /// What was seen, for people: "held 3.2 for the last 40 samples (training: at most 6)".
+    pub detail: String,
+}
+
+impl SensorLimits {
+    /// Limits from the present values of `windows` (each `[C, W]`, `C = channel_names.len()`).
+    pub fn fit(windows: &[&Window], channel_names: &[String]) -> SensorLimits {
+        let channels = channel_names
+            .iter()
+            .enumerate()
+            .map(|(c, name)| {
+                let mut min = f64::INFINITY;
+                let mut max = f64::NEG_INFINITY;
+                let mut longest = 0;
+                let mut values = 0u64;
+                for window in windows.iter().filter(|w| c < w.channels) {
+                    for v in present(window, c) {
+                        min = min.min(f64::from(v));
+                        max = max.max(f64::from(v));
+                        values += 1;
+                    }
+                    longest = longest.max(longest_still_run(window, c));
+                }
+                if values == 0 {
+                    (min, max) = (0.0, 0.0);
+                }
+                ChannelLimits {
+                    name: name.clone(),
+                    min,
+                    max,
+                    longest_still_run: longest,
+                    values,
+                }
+            })
+            .collect();
+        SensorLimits {
+            range_margin: RANGE_MARGIN,
+            channels,
+        }
+    }
+
+    /// Checks the limits belong to a model of `channels` channels; the reason when not.
+    pub fn validate(&self, channels: usize) -> Result<(), String> {
+        if self.channels.len() != channels {
+            return Err(format!(
+                "sensor limits cover {} channels, the model has {channels}",
+                self.channels.len()
+            ));
+        }
+        if !(self.range_margin.is_finite() && self.range_margin > 0.0) {
+            return Err(format!(
+                "sensor limits: range_margin {} must be finite and positive",
+                self.range_margin
+            ));
+        }
+        if let Some(bad) = self
+            .channels
+            .iter()
+            .find(|c| !(c.min.is_finite() && c.max.is_finite() && c.min <= c.max))
+        {
+            return Err(format!(
+                "sensor limits of channel {}: min {} and max {} must be finite, min <= max",
+                bad.name, bad.min, bad.max
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl ChannelLimits {
+    /// The range outside which a value is out of range.
+    pub fn valid_range(&self, margin: f64) -> (f64, f64) {
+        let width = (self.max - self.min).max(self.max.abs().max(self.min.abs()) * 0.01);
+        let width = if width > 0.0 { width } else { 1.0 };
+        (self.min - margin * width, self.max + margin * width)
+    }
+
+    /// Identical samples in a row from which the channel counts as stuck.
+    pub fn stuck_after(&self) -> usize {
+        (2 * self.longest_still_run).max(MIN_STUCK_SAMPLES)
+    }
+}
+
+/// The sick channels of `window`, in channel order; `limits` (the model's, when it has them)
+/// enable the stuck and out-of-range checks.
+pub fn check(window: &Window, limits: Option<&SensorLimits>) -> Vec<SickChannel> {
+    let c_count = window.channels;
+    let has_values: Vec<bool> = (0..c_count)
+        .map(|c| present(window, c).next().is_some())
+        .collect();
+    let any_present = has_values.iter().any(|p| *p);
+    let trailing: Vec<(usize, Option<f32>)> = (0..c_count)
+        .map(|c| trailing_still_run(window, c))
+        .collect();
+    let mut sick = Vec::new();
+    for c in 0..c_count {
+        if !has_values[c] {
+            if any_present {
+                sick.push(SickChannel {
+                    channel: c,
+                    condition: Condition::Dropout,
+                    detail: format!("no value in the {} samples of the window", window.len),
+                });
+            }
+            continue;
+        }
+        let Some(limits) = limits.and_then(|l| l.channels.get(c).map(|ch| (l, ch))) else {
+            continue;
+        };
+        let (all, channel) = limits;
+        let (low, high) = channel.valid_range(all.range_margin);
+        if channel.values > 0
+            && let Some(v) = present(window, c).find(|v| {
+                let v = f64::from(*v);
+                v < low || v > high
+            })
+        {
+            sick.push(SickChannel {
+                channel: c,
+                condition: Condition::OutOfRange,
+                detail: format!(
+                    "value {v} outside the plausible range {low:.4e} to {high:.4e} (training saw {:.4e} to {:.4e})",
+                    channel.min, channel.max
+                ),
+            });
+            continue;
+        }
+        let (run, value) = trailing[c];
+        // Another channel changed value in the later half of this one's still stretch.
+        let others_moving =
+            (0..c_count).any(|o| o != c && has_values[o] && 2 * trailing[o].0 < run);
+        if run >= channel.stuck_after()
+            && others_moving
+            && let Some(value) = value
+        {
+            sick.push(SickChannel {
+                channel: c,
+                condition: Condition::Stuck,
+                detail: format!(
+                    "held {value} for the last {run} samples (training: at most {} in a row)",
+                    channel.longest_still_run
+                ),
+            });
+        }
+    }
+    sick
+}
+
+/// Masks the sick channels of `window` (they score as missing), unless that would leave the
+/// window without any present value. Returns whether it masked.
+pub fn mask(window: &mut Window, sick: &[SickChannel]) -> bool {
+    if sick.is_empty() {
+        return false;
+    }
+    let len = window.len;
+    let keeps_a_value = (0..window.channels)
+        .filter(|c| !sick.iter().any(|s| s.channel == *c))
+        .any(|c| window.mask[c * len..(c + 1) * len].iter().any(|m| *m));
+    if !keeps_a_value {
+        return false;
+    }
+    for s in sick {
+        let span = s.channel * len..(s.channel + 1) * len;
+        window.mask[span.clone()].fill(false);
+        window.values[span].fill(0.0);
+    }
+    true
+}
+
+/// The present values of channel `c`, in time order.
+fn present(window: &Window, c: usize) -> impl Iterator<Item = f32> + '_ {
+    let span = c * window.len..(c + 1) * window.len;
+    window.values[span.clone()]
+        .iter()
+        .zip(&window.mask[span])
+        .filter(|(_, m)| **m)
+        .map(|(v, _)| *v)
+}
+
+/// Longest run of identical consecutive present values of channel `c` (masked slots skipped).
+fn longest_still_run(window: &Window, c: usize) -> usize {
+    let mut longest = 0;
+    let mut run = 0;
+    let mut last: Option<f32> = None;
+    for v in present(window, c) {
+        run = if last == Some(v) { run + 1 } else { 1 };
+        last = Some(v);
+        longest = longest.max(run);
+    }
+    longest
+}
+
+/// How many of channel `c`'s last present values equal its last one, and that value.
+fn trailing_still_run(window: &Window, c: usize) -> (usize, Option<f32>) {
+    let values: Vec<f32> = present(window, c).collect();
+    let Some(&last) = values.last() else {
+        return (0, None);
+    };
+    let run = values.iter().rev().take_while(|v| **v == last).count();
+    (run, Some(last))
+}
+
+#[cfg(test)]
+#[path = "health_tests.rs"]
+mod tests;
