@@ -9,8 +9,9 @@ import subprocess
 import sys
 
 COUNTS = (("tp", "true_positives"), ("fp", "false_positives"), ("tn", "true_negatives"),
-          ("fn", "false_negatives"), ("events", "events"), ("detected_events", "detected_events"))
-HEADER = f"{'prec':>5} {'rec':>5} {'f1':>5} {'far':>5} {'miss':>5} {'ev':>5}"
+          ("fn", "false_negatives"), ("events", "events"), ("detected_events", "detected_events"),
+          ("data_quality_opened", "data_quality_opened"))
+HEADER = f"{'prec':>5} {'rec':>5} {'f1':>5} {'far':>5} {'miss':>5} {'ev':>5} {'dq':>3}"
 
 
 def ratio(num, den):
@@ -70,14 +71,16 @@ def train_and_replay(vaewatch, train_csv, full_csv, model, out, metrics_from, op
                     "--metrics-from", metrics_from, "--no-report"],
                    check=True, stdout=subprocess.DEVNULL)
     with open(os.path.join(out, "summary.json")) as f:
-        return json.load(f)["metrics"]
+        summary = json.load(f)
+    # Sensor data-quality episodes opened in the whole replay (they count as predictions).
+    return {**summary["metrics"], "data_quality_opened": summary.get("data_quality_opened", 0)}
 
 
 def row(m):
-    """One line of figures for a run's metrics."""
+    """One line of figures for a run's metrics; `dq`: sensor data-quality episodes opened."""
     return (f"{fmt(m['precision'])} {fmt(m['recall'])} {fmt(m['f1'])} "
             f"{fmt(m['false_alarm_rate'])} {fmt(m['miss_rate'])} "
-            f"{m['detected_events']}/{m['events']}")
+            f"{m['detected_events']:>2}/{m['events']:<2} {m.get('data_quality_opened', 0):>3}")
 
 
 class Totals:
@@ -90,7 +93,7 @@ class Totals:
 
     def add(self, name, metrics):
         for k, key in COUNTS:
-            self.counts[k] += metrics[key]
+            self.counts[k] += metrics.get(key, 0)
         self.results.append({"file": name, "metrics": metrics})
 
     def fail(self, name, error):

@@ -69,11 +69,12 @@ pub fn format_alert_line(event: &AlertEvent) -> String {
         .map(|c| format!("{} {:.0}%", c.channel, c.share * 100.0))
         .collect();
     format!(
-        "{} {} {:<12} {:<8} score {:.3} ({:.1}x threshold) {}  [{}]",
+        "{} {} {:<12} {:<8} {:>3.0}/100 score {:.3} ({:.1}x threshold) {}  [{}]",
         event.event_time,
         state,
         event.equipment_id,
         format!("{:?}", event.severity).to_lowercase(),
+        event.anomaly_score,
         event.score,
         event.score_ratio,
         channels.join(", "),
@@ -140,4 +141,61 @@ pub async fn tail_alerts(
     }
     let _ = crate::kafka::close_consumer(consumer, Duration::from_secs(5)).await;
     Ok(events)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::window::health::Condition;
+
+    fn quality(state: QualityState) -> DataQualityEvent {
+        DataQualityEvent {
+            schema_version: 1,
+            event: crate::alert::quality::DATA_QUALITY_EVENT.to_owned(),
+            quality_id: "pump-03/flow@2026-11-26T06:44:24.000Z".into(),
+            equipment_id: "pump-03".into(),
+            channel: "flow".into(),
+            condition: Condition::Stuck,
+            state,
+            opened_at: "2026-11-26T06:44:24.000Z".into(),
+            event_time: "2026-11-26T06:50:00.000Z".into(),
+            resolved_at: None,
+            detail: "held 3.2 for the last 40 samples (training: at most 3 in a row)".into(),
+            sick_windows: 12,
+            masked: true,
+            model_id: "m1".into(),
+            window_start: "2026-11-26T06:47:52.000Z".into(),
+            window_end: "2026-11-26T06:50:00.000Z".into(),
+        }
+    }
+
+    #[test]
+    fn topic_messages_parse_as_their_own_kind() {
+        let text = serde_json::to_string(&quality(QualityState::Opened)).unwrap();
+        let parsed: TopicEvent = serde_json::from_str(&text).unwrap();
+        assert!(matches!(parsed, TopicEvent::DataQuality(_)), "{parsed:?}");
+        assert_eq!(
+            serde_json::to_string(&parsed).unwrap(),
+            text,
+            "printed as read"
+        );
+        assert!(serde_json::from_str::<TopicEvent>(r#"{"hello": 1}"#).is_err());
+    }
+
+    #[test]
+    fn sensor_lines_say_what_was_seen_and_when_it_is_over() {
+        let opened = format_quality_line(&quality(QualityState::Opened));
+        assert!(opened.contains("SENSOR"), "{opened}");
+        assert!(opened.contains("stuck"), "{opened}");
+        assert!(
+            opened.contains("flow: held 3.2 for the last 40 samples"),
+            "{opened}"
+        );
+        let resolved = format_quality_line(&quality(QualityState::Resolved));
+        assert!(resolved.contains("SENSOR OK"), "{resolved}");
+        assert!(
+            resolved.contains("healthy again after 12 sick windows"),
+            "{resolved}"
+        );
+    }
 }

@@ -161,6 +161,14 @@ fn train_then_replay_writes_every_output() {
         alerts.lines().count(),
         summary.alerts_opened + summary.alerts_updated + summary.alerts_resolved
     );
+    // An alert opens on a window above the threshold: its 0-100 score is at least 50.
+    for line in alerts.lines() {
+        let event: vaewatch::alert::AlertEvent = serde_json::from_str(line).unwrap();
+        if event.state == vaewatch::alert::AlertState::Opened {
+            assert!(event.anomaly_score >= 50.0, "{line}");
+        }
+        assert!((0.0..=100.0).contains(&event.anomaly_score));
+    }
 
     // summary.json with metrics, since the history has labels.
     let text = std::fs::read_to_string(out.join("summary.json")).unwrap();
@@ -470,4 +478,40 @@ fn training_options_documented_are_the_defaults() {
         ..TrainOptions::default()
     };
     assert_eq!(documented, expected);
+}
+
+#[test]
+fn an_alarm_budget_sets_the_threshold_from_the_held_out_tail() {
+    use vaewatch::score::{ThresholdOptions, ThresholdRule};
+    let dir = tempfile::tempdir().unwrap();
+    let history = simulate(dir.path(), "plant.parquet", 60);
+    let threshold_of = |rule: ThresholdRule, budget: f64| {
+        let mut request = train_request(vec![history.clone()], dir.path().join("model"));
+        request.options.threshold = ThresholdOptions {
+            rule,
+            alarms_per_machine_day: budget,
+            ..ThresholdOptions::default()
+        };
+        train(&request)
+            .unwrap()
+            .trained
+            .manifest()
+            .threshold
+            .clone()
+    };
+    let loose = threshold_of(ThresholdRule::AlarmBudget, 10.0);
+    let tight = threshold_of(ThresholdRule::AlarmBudget, 0.01);
+    assert_eq!(loose.rule, ThresholdRule::AlarmBudget);
+    assert_eq!(tight.alarms_per_machine_day, Some(0.01));
+    assert!(
+        tight.value > loose.value,
+        "{} <= {}",
+        tight.value,
+        loose.value
+    );
+    // Stride 4 at 1 s: 21,600 windows per machine-day.
+    let risk = tight.risk.unwrap();
+    assert!((risk - 0.01 / 21_600.0).abs() < 1e-12, "{risk}");
+    let tail = tight.tail.unwrap();
+    assert!((tail.exceedance(tight.value) - risk).abs() / risk < 1e-6);
 }

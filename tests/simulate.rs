@@ -294,6 +294,7 @@ fn alert(state: AlertState, resolved_at: Option<&str>) -> AlertEvent {
         score: 2.4,
         threshold: 1.0,
         score_ratio: 2.4,
+        anomaly_score: 71.5,
         peak_score: 3.1,
         severity: Severity::Major,
         top_channels: vec![

@@ -50,6 +50,10 @@ pub struct AlertEvent {
     pub threshold: f32,
     /// `score / threshold`.
     pub score_ratio: f32,
+    /// 0-100, the same meaning on every machine and model: 50 at the threshold, higher as a
+    /// normal window scoring this high gets less probable (from the model's calibration tail;
+    /// see `ThresholdCalibration::anomaly_score`).
+    pub anomaly_score: f32,
     /// Highest score seen in the episode so far.
     pub peak_score: f32,
     pub severity: Severity,

@@ -6,10 +6,12 @@
 //! most four events however the score flaps. Pure: time comes from the windows.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use super::{AlertEvent, AlertState, ChannelShare, Severity};
+use crate::model::ThresholdCalibration;
 use crate::score::ScoredWindow;
 use crate::telemetry::timestamp::format_rfc3339_ms_clamped as format_rfc3339_ms;
 
@@ -122,6 +124,8 @@ pub struct AlertPolicyState {
 pub struct AlertPolicy {
     cfg: AlertPolicyConfig,
     channel_names: Vec<String>,
+    /// The model's threshold calibration, for the events' `anomaly_score`.
+    calibration: Option<Arc<ThresholdCalibration>>,
     recent_above: VecDeque<bool>,
     open: Option<Episode>,
 }
@@ -132,9 +136,17 @@ impl AlertPolicy {
         AlertPolicy {
             cfg,
             channel_names,
+            calibration: None,
             recent_above: VecDeque::with_capacity(cfg.n),
             open: None,
         }
+    }
+
+    /// The same policy, computing events' `anomaly_score` from the model's calibration (without
+    /// one: `50 · score / threshold`, capped at 100).
+    pub fn with_calibration(mut self, calibration: Arc<ThresholdCalibration>) -> AlertPolicy {
+        self.calibration = Some(calibration);
+        self
     }
 
     /// A copy of what the policy remembers.
@@ -224,6 +236,10 @@ impl AlertPolicy {
             score: window.score,
             threshold: window.threshold,
             score_ratio: score_ratio(window.score, window.threshold),
+            anomaly_score: match &self.calibration {
+                Some(calibration) => calibration.anomaly_score(window.score, window.threshold),
+                None => (50.0 * score_ratio(window.score, window.threshold)).clamp(0.0, 100.0),
+            },
             peak_score: episode.peak_score,
             severity: episode.severity,
             top_channels: top_channels(&window.channel_errors, &self.channel_names),

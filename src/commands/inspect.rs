@@ -4,7 +4,7 @@ use std::fmt::Write;
 use std::path::Path;
 
 use crate::model::manifest::read_model_dir;
-use crate::model::{Manifest, ModelError, Scoring};
+use crate::model::{Manifest, ModelError, Scoring, ThresholdRule};
 use crate::telemetry::timestamp::format_rfc3339_ms_clamped as format_rfc3339_ms;
 
 /// Reads and verifies the model directory, then describes it: the manifest as pretty JSON when
@@ -49,11 +49,45 @@ fn describe(m: &Manifest, weight_bytes: usize) -> String {
         w.min_present_fraction * 100.0
     );
     let th = &m.threshold;
-    let _ = writeln!(
-        t,
-        "threshold: {:.5} ({:?}: quantile {} of {} calibration windows = {:.5}, margin x{:.2})",
-        th.value, th.method, th.quantile, th.calibration_windows, th.quantile_score, th.margin
-    );
+    match th.rule {
+        ThresholdRule::Quantile => {
+            let _ = writeln!(
+                t,
+                "threshold: {:.5} ({:?}: quantile {} of {} calibration windows = {:.5}, margin x{:.2})",
+                th.value,
+                th.method,
+                th.quantile,
+                th.calibration_windows,
+                th.quantile_score,
+                th.margin
+            );
+        }
+        rule => {
+            let _ = writeln!(
+                t,
+                "threshold: {:.5} ({:?} rule on {} calibration windows: a normal window scores above it with probability {:.2e}{})",
+                th.value,
+                rule,
+                th.calibration_windows,
+                th.risk.unwrap_or(f64::NAN),
+                th.alarms_per_machine_day
+                    .map(|b| format!(", from a budget of {b} false alarms per machine-day"))
+                    .unwrap_or_default()
+            );
+        }
+    }
+    if let Some(tail) = &th.tail {
+        let _ = writeln!(
+            t,
+            "score tail: generalized Pareto above {:.5} (shape {:.3}, scale {:.5}, {} of {} windows); at the threshold a normal window's probability of scoring higher is {:.2e}",
+            tail.start,
+            tail.shape,
+            tail.scale,
+            tail.above,
+            tail.windows,
+            tail.exceedance(th.value)
+        );
+    }
     let _ = writeln!(
         t,
         "scoring: {}",

@@ -3,11 +3,13 @@
 //! [`super::Engine`] drives one fleet per model. Pure: no IO, no clock.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use crate::alert::quality::{DataQualityEvent, QualityTracker, QualityTrackerState};
 use crate::alert::{AlertEvent, AlertPolicy, AlertPolicyConfig, AlertPolicyState};
+use crate::model::ThresholdCalibration;
 use crate::score::ScoredWindow;
 use crate::telemetry::{EquipmentId, Sample, SourcePosition};
 use crate::window::{PushOutcome, Window, WindowConfig, Windower, WindowerStats};
@@ -18,6 +20,8 @@ pub struct Fleet {
     channel_names: Vec<String>,
     windowing: WindowConfig,
     alerts: AlertPolicyConfig,
+    /// The model's threshold calibration, for alert events' `anomaly_score`.
+    calibration: Option<Arc<ThresholdCalibration>>,
     machines: HashMap<EquipmentId, Machine>,
 }
 
@@ -60,8 +64,15 @@ impl Fleet {
             channel_names,
             windowing,
             alerts,
+            calibration: None,
             machines: HashMap::new(),
         }
+    }
+
+    /// The same fleet, its alert events scored 0-100 with the model's threshold calibration.
+    pub fn with_calibration(mut self, calibration: ThresholdCalibration) -> Fleet {
+        self.calibration = Some(Arc::new(calibration));
+        self
     }
 
     /// The model's channel names, in order.
@@ -93,7 +104,11 @@ impl Fleet {
                     self.channel_names.len(),
                     self.windowing.clone(),
                 ),
-                policy: AlertPolicy::new(self.alerts, self.channel_names.clone()),
+                policy: match &self.calibration {
+                    Some(calibration) => AlertPolicy::new(self.alerts, self.channel_names.clone())
+                        .with_calibration(Arc::clone(calibration)),
+                    None => AlertPolicy::new(self.alerts, self.channel_names.clone()),
+                },
                 quality: QualityTracker::new(self.alerts.m, self.channel_names.clone()),
                 partition: None,
                 last_window_end_ms: None,

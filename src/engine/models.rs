@@ -76,7 +76,8 @@ impl ModelSet {
                 dir: dir.to_path_buf(),
                 scorer: Arc::new(scorer),
                 channels,
-                fleet: Fleet::new(manifest.channels.clone(), windowing, alerts),
+                fleet: Fleet::new(manifest.channels.clone(), windowing, alerts)
+                    .with_calibration(manifest.threshold.clone()),
             });
         }
         Ok(ModelSet {
@@ -100,7 +101,8 @@ impl ModelSet {
                 reason: e.to_string(),
             })?
             .with_set_aside(set_aside_names(manifest));
-        let fleet = Fleet::new(manifest.channels.clone(), windowing, alerts);
+        let fleet = Fleet::new(manifest.channels.clone(), windowing, alerts)
+            .with_calibration(manifest.threshold.clone());
         Ok(ModelSet {
             slots: vec![ModelSlot {
                 dir,

@@ -45,7 +45,8 @@ mod vae;
 
 pub use bundled::write_bundled_model;
 pub use calibration::{
-    ChannelCalibration, InvalidChannelCalibration, ThresholdCalibration, ThresholdMethod,
+    ChannelCalibration, InvalidChannelCalibration, TailFit, ThresholdCalibration, ThresholdMethod,
+    ThresholdRule,
 };
 pub use candle_core::Device;
 pub use config::{InvalidVaeConfig, VaeConfig};

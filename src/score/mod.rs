@@ -10,7 +10,9 @@ pub mod windows;
 
 pub use channel::{ChannelCalibration, ChannelErrors};
 pub use scorer::{InvalidThreshold, Scorer};
-pub use threshold::{ThresholdCalibration, ThresholdMethod, ThresholdOptions};
+pub use threshold::{
+    TailFit, ThresholdCalibration, ThresholdMethod, ThresholdOptions, ThresholdRule,
+};
 pub use windows::score_windows;
 
 use crate::telemetry::EquipmentId;

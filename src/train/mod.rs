@@ -305,7 +305,9 @@ pub fn fit(
         .iter()
         .map(|e| channel_calibration.score(e).0)
         .collect();
-    let threshold = calibrate(&values, method, &opts.threshold)?;
+    let windows_per_machine_day =
+        86_400_000.0 / (windowing.stride.max(1) as f64 * windowing.sample_period_ms.max(1) as f64);
+    let threshold = calibrate(&values, method, &opts.threshold, windows_per_machine_day)?;
     let latent_activity = latent_variance(raw.iter().map(|(_, mu, _)| mu), arch.latent);
 
     let mut machines: Vec<String> = usable.iter().map(|w| w.equipment_id.to_string()).collect();

@@ -5,7 +5,8 @@
 //! - **dropout**: the channel has no present value in the window while other channels do;
 //! - **stuck**: the channel's last present values are all the same for longer than the sensor
 //!   ever held still in training (at least twice its longest still stretch there, and at least
-//!   [`MIN_STUCK_SAMPLES`]), while some other channel changed value in the later half of that
+//!   [`MIN_STUCK_SAMPLES`]; for a sensor that reads on a coarse grid, the whole window and four
+//!   times that stretch), while some other channel changed value in the later half of that
 //!   stretch. When every channel holds still at once the machine is idle or off, not its sensors,
 //!   and nothing is flagged;
 //! - **out of range**: a present value lies far outside anything training saw: more than
@@ -42,6 +43,16 @@ pub struct ChannelLimits {
     /// Present training values the limits come from (overlapping windows count a sample
     /// repeatedly); 0 leaves `min` and `max` at 0 and the range unchecked.
     pub values: u64,
+    /// True when the sensor reads on a coarse grid: in the median training window, fewer than
+    /// half of its readings are distinct (a flow meter reporting whole litres, a pressure in
+    /// tenths of a bar). Such a sensor repeats a reading whenever the process is steady, so it
+    /// counts as stuck only after a whole window and four times its longest still stretch.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub quantized: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// The sensor limits of every channel of a model, in channel order.
@@ -94,14 +105,27 @@ impl SensorLimits {
                 let mut max = f64::NEG_INFINITY;
                 let mut longest = 0;
                 let mut values = 0u64;
+                let mut distinct_shares = Vec::new();
                 for window in windows.iter().filter(|w| c < w.channels) {
+                    let mut readings: Vec<u32> = Vec::new();
                     for v in present(window, c) {
                         min = min.min(f64::from(v));
                         max = max.max(f64::from(v));
                         values += 1;
+                        readings.push(v.to_bits());
                     }
                     longest = longest.max(longest_still_run(window, c));
+                    if readings.len() > 1 {
+                        let count = readings.len();
+                        readings.sort_unstable();
+                        readings.dedup();
+                        distinct_shares.push(readings.len() as f64 / count as f64);
+                    }
                 }
+                distinct_shares.sort_by(f64::total_cmp);
+                let quantized = distinct_shares
+                    .get(distinct_shares.len() / 2)
+                    .is_some_and(|share| *share < 0.5);
                 if values == 0 {
                     (min, max) = (0.0, 0.0);
                 }
@@ -111,6 +135,7 @@ impl SensorLimits {
                     max,
                     longest_still_run: longest,
                     values,
+                    quantized,
                 }
             })
             .collect();
@@ -156,9 +181,16 @@ impl ChannelLimits {
         (self.min - margin * width, self.max + margin * width)
     }
 
-    /// Identical samples in a row from which the channel counts as stuck.
-    pub fn stuck_after(&self) -> usize {
-        (2 * self.longest_still_run).max(MIN_STUCK_SAMPLES)
+    /// Identical samples in a row from which the channel counts as stuck, in windows of
+    /// `window` samples (a quantized sensor needs the whole window).
+    pub fn stuck_after(&self, window: usize) -> usize {
+        if self.quantized {
+            (4 * self.longest_still_run)
+                .max(window)
+                .max(MIN_STUCK_SAMPLES)
+        } else {
+            (2 * self.longest_still_run).max(MIN_STUCK_SAMPLES)
+        }
     }
 }
 
@@ -210,7 +242,7 @@ pub fn check(window: &Window, limits: Option<&SensorLimits>) -> Vec<SickChannel>
         // Another channel changed value in the later half of this one's still stretch.
         let others_moving =
             (0..c_count).any(|o| o != c && has_values[o] && 2 * trailing[o].0 < run);
-        if run >= channel.stuck_after()
+        if run >= channel.stuck_after(window.len)
             && others_moving
             && let Some(value) = value
         {

@@ -64,7 +64,8 @@ fn fitting_records_the_training_range_and_the_longest_still_stretch() {
     );
     assert_eq!(ch0.min, 0.5);
     assert_eq!(ch0.max, 7.0);
-    assert_eq!(ch0.stuck_after(), MIN_STUCK_SAMPLES);
+    assert!(!ch0.quantized);
+    assert_eq!(ch0.stuck_after(32), MIN_STUCK_SAMPLES);
     let ch1 = &limits.channels[1];
     assert_eq!((ch1.values, ch1.min, ch1.max), (0, 0.0, 0.0));
     assert_eq!(limits.validate(2), Ok(()));
@@ -119,14 +120,15 @@ fn every_channel_holding_still_is_an_idle_machine_not_stuck_sensors() {
 
 #[test]
 fn a_channel_that_held_still_in_training_needs_twice_as_long_to_be_stuck() {
-    let mut steps = Vec::new();
-    for t in 0..64 {
-        steps.push(Some((t / 10) as f32)); // runs of 10
+    let mut held = moving(64, 0.0);
+    for v in held.iter_mut().skip(20).take(10) {
+        *v = Some(2.0); // ten in a row
     }
-    let training = window(&[steps, moving(64, 50.0)]);
+    let training = window(&[held, moving(64, 50.0)]);
     let limits = SensorLimits::fit(&[&training], &names(2));
-    assert_eq!(limits.channels[0].stuck_after(), 20);
-    let mut live: Vec<Option<f32>> = (0..64).map(|t| Some((t / 10) as f32)).collect();
+    assert!(!limits.channels[0].quantized);
+    assert_eq!(limits.channels[0].stuck_after(64), 20);
+    let mut live = moving(64, 0.0);
     for v in live.iter_mut().skip(45) {
         *v = Some(3.0); // 19 in a row
     }
@@ -134,6 +136,31 @@ fn a_channel_that_held_still_in_training_needs_twice_as_long_to_be_stuck() {
     assert_eq!(conditions(&w, Some(&limits)), vec![]);
     live[44] = Some(3.0); // 20 in a row
     let w = window(&[live, moving(64, 50.0)]);
+    assert_eq!(conditions(&w, Some(&limits)), vec![(0, Condition::Stuck)]);
+}
+
+#[test]
+fn a_sensor_on_a_coarse_grid_is_stuck_only_after_a_whole_still_window() {
+    // Whole units, jumping between a few levels: most readings repeat one seen before.
+    let levels = |len: usize| -> Vec<Option<f32>> {
+        (0..len)
+            .map(|t| Some(((t * 7 / 3) % 5) as f32 + 30.0))
+            .collect()
+    };
+    let training = window(&[levels(32), moving(32, 50.0)]);
+    let limits = SensorLimits::fit(&[&training], &names(2));
+    let flow = &limits.channels[0];
+    assert!(flow.quantized, "{flow:?}");
+    assert_eq!(flow.stuck_after(32), 32);
+    // Steady for 20 readings (a valve closed, the flow settled): not stuck.
+    let mut steady = levels(32);
+    for v in steady.iter_mut().skip(12) {
+        *v = Some(29.0);
+    }
+    let w = window(&[steady, moving(32, 50.0)]);
+    assert_eq!(conditions(&w, Some(&limits)), vec![]);
+    // The whole window on one reading while the other channel moves: stuck.
+    let w = window(&[vec![Some(29.0); 32], moving(32, 50.0)]);
     assert_eq!(conditions(&w, Some(&limits)), vec![(0, Condition::Stuck)]);
 }
 
