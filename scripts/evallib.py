@@ -11,7 +11,11 @@ import sys
 COUNTS = (("tp", "true_positives"), ("fp", "false_positives"), ("tn", "true_negatives"),
           ("fn", "false_negatives"), ("events", "events"), ("detected_events", "detected_events"),
           ("data_quality_opened", "data_quality_opened"))
-HEADER = f"{'prec':>5} {'rec':>5} {'f1':>5} {'far':>5} {'miss':>5} {'ev':>5} {'dq':>3}"
+HEADER = (f"{'prec':>5} {'rec':>5} {'f1':>5} {'far':>5} {'miss':>5} {'ev':>5} {'dq':>3}"
+          f" | {'w_f1':>5} {'w_far':>5}")
+"""Columns: point-wise figures with open alerts and sensor episodes as predictions, events
+detected, sensor data-quality episodes opened, then F1 and false-alarm rate with `is_anomaly`
+(each window above the threshold, before the alert policy) as predictions."""
 
 
 def ratio(num, den):
@@ -72,15 +76,33 @@ def train_and_replay(vaewatch, train_csv, full_csv, model, out, metrics_from, op
                    check=True, stdout=subprocess.DEVNULL)
     with open(os.path.join(out, "summary.json")) as f:
         summary = json.load(f)
-    # Sensor data-quality episodes opened in the whole replay (they count as predictions).
-    return {**summary["metrics"], "data_quality_opened": summary.get("data_quality_opened", 0)}
+    # Sensor data-quality episodes opened in the whole replay (they count as predictions), and
+    # the metrics with `is_anomaly` as the predictions.
+    return {**summary["metrics"], "data_quality_opened": summary.get("data_quality_opened", 0),
+            "window": summary.get("window_metrics")}
 
 
 def row(m):
     """One line of figures for a run's metrics; `dq`: sensor data-quality episodes opened."""
+    w = m.get("window") or {}
     return (f"{fmt(m['precision'])} {fmt(m['recall'])} {fmt(m['f1'])} "
             f"{fmt(m['false_alarm_rate'])} {fmt(m['miss_rate'])} "
-            f"{m['detected_events']:>2}/{m['events']:<2} {m.get('data_quality_opened', 0):>3}")
+            f"{m['detected_events']:>2}/{m['events']:<2} {m.get('data_quality_opened', 0):>3}"
+            f" | {fmt(w.get('f1'))} {fmt(w.get('false_alarm_rate'))}")
+
+
+def point_figures(c):
+    """Precision, recall, F1, false-alarm and miss rates of point counts."""
+    tp, fp, tn, fn = c["tp"], c["fp"], c["tn"], c["fn"]
+    precision, recall = ratio(tp, tp + fp), ratio(tp, tp + fn)
+    f1 = ratio(2 * precision * recall, precision + recall) if precision and recall else None
+    return {
+        "precision": precision,
+        "recall": recall,
+        "f1": f1,
+        "false_alarm_rate": ratio(fp, fp + tn),
+        "miss_rate": ratio(fn, tp + fn),
+    }
 
 
 class Totals:
@@ -88,12 +110,15 @@ class Totals:
 
     def __init__(self):
         self.counts = {k: 0 for k, _ in COUNTS}
+        self.window_counts = {k: 0 for k, _ in COUNTS[:4]}
         self.results = []
         self.failed = []
 
     def add(self, name, metrics):
         for k, key in COUNTS:
             self.counts[k] += metrics.get(key, 0)
+        for k, key in COUNTS[:4]:
+            self.window_counts[k] += (metrics.get("window") or {}).get(key, 0)
         self.results.append({"file": name, "metrics": metrics})
 
     def fail(self, name, error):
@@ -102,17 +127,11 @@ class Totals:
 
     def summary(self):
         c = self.counts
-        tp, fp, tn, fn = c["tp"], c["fp"], c["tn"], c["fn"]
-        precision, recall = ratio(tp, tp + fp), ratio(tp, tp + fn)
-        f1 = ratio(2 * precision * recall, precision + recall) if precision and recall else None
         return {
             **c,
-            "precision": precision,
-            "recall": recall,
-            "f1": f1,
-            "false_alarm_rate": ratio(fp, fp + tn),
-            "miss_rate": ratio(fn, tp + fn),
+            **point_figures(c),
             "event_recall": ratio(c["detected_events"], c["events"]),
+            "window": point_figures(self.window_counts),
             "failed_files": self.failed,
         }
 

@@ -72,6 +72,21 @@ fn replay_request(model: PathBuf, inputs: Vec<PathBuf>, out: PathBuf) -> ReplayR
     }
 }
 
+/// Rows of `points.parquet` whose boolean column `column` is true.
+fn batches_rows_with(path: &Path, column: usize) -> u64 {
+    parquet_rows(path)
+        .iter()
+        .map(|b| {
+            let values = b
+                .column(column)
+                .as_any()
+                .downcast_ref::<BooleanArray>()
+                .unwrap();
+            values.iter().filter(|v| *v == Some(true)).count() as u64
+        })
+        .sum()
+}
+
 fn parquet_rows(path: &Path) -> Vec<arrow::record_batch::RecordBatch> {
     let file = std::fs::File::open(path).unwrap();
     ParquetRecordBatchReaderBuilder::try_new(file)
@@ -189,6 +204,18 @@ fn train_then_replay_writes_every_output() {
         );
     }
     assert_eq!(metrics["events"], 2);
+    // The same rows judged window by window (is_anomaly): every window above the threshold is
+    // a prediction, so at least as many rows are predicted as with the alert policy's k of n,
+    // less those an episode keeps open after its windows fell below (m to resolve).
+    let windows = &json["window_metrics"];
+    let predicted = |m: &serde_json::Value| {
+        m["true_positives"].as_u64().unwrap() + m["false_positives"].as_u64().unwrap()
+    };
+    assert_eq!(windows["rows"], metrics["rows"]);
+    assert_eq!(windows["events"], metrics["events"]);
+    assert!(predicted(windows) > 0);
+    let points = batches_rows_with(&out.join("points.parquet"), 3);
+    assert_eq!(predicted(windows), points, "is_anomaly rows after the cut");
 
     // report.html: self-contained.
     let page = std::fs::read_to_string(out.join("report.html")).unwrap();

@@ -131,10 +131,17 @@ pub fn replay(request: &ReplayRequest) -> Result<ReplaySummary, ReplayError> {
         result.machines.iter().flat_map(|m| &m.quality_events),
     )?;
 
-    let metrics = if with_label {
-        Some(metrics_of(&result, request)?)
+    let (metrics, window_metrics) = if with_label {
+        (
+            Some(metrics_of(&result, request, Prediction::Episodes)?),
+            Some(metrics_of(
+                &result,
+                request,
+                Prediction::WindowAboveThreshold,
+            )?),
+        )
     } else {
-        None
+        (None, None)
     };
     let elapsed = started.elapsed().as_secs_f64();
     let count_state = |state: AlertState| {
@@ -179,6 +186,7 @@ pub fn replay(request: &ReplayRequest) -> Result<ReplaySummary, ReplayError> {
         data_quality_opened: count_quality(QualityState::Opened),
         data_quality_resolved: count_quality(QualityState::Resolved),
         metrics,
+        window_metrics,
         metrics_from: request
             .metrics_from_ms
             .map(crate::telemetry::timestamp::format_rfc3339_ms_clamped),
@@ -217,9 +225,19 @@ fn write_json_lines<'a, T: serde::Serialize + 'a>(
     out.flush().map_err(io_error(path))
 }
 
+/// Which rows count as predicted anomalous.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Prediction {
+    /// The machine has an alert or a sensor data-quality episode open: what people are told.
+    Episodes,
+    /// The latest window is above the threshold (`is_anomaly`), before the alert policy.
+    WindowAboveThreshold,
+}
+
 fn metrics_of(
     result: &ReplayResult,
     request: &ReplayRequest,
+    prediction: Prediction,
 ) -> Result<DetectionMetrics, ReplayError> {
     let from = request.metrics_from_ms.unwrap_or(i64::MIN);
     let columns: Vec<(Vec<i64>, Vec<bool>, Vec<bool>)> = result
@@ -232,7 +250,12 @@ fn metrics_of(
             // Either kind of episode tells the plant something is wrong at the machine: an
             // equipment alert, or a sensor data-quality episode (a stuck sensor is a fault too,
             // just not of the equipment).
-            let predictions = kept.map(|p| p.alert_open || p.data_quality_open).collect();
+            let predictions = kept
+                .map(|p| match prediction {
+                    Prediction::Episodes => p.alert_open || p.data_quality_open,
+                    Prediction::WindowAboveThreshold => p.is_anomaly == Some(true),
+                })
+                .collect();
             (ts, labels, predictions)
         })
         .collect();

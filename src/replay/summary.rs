@@ -30,6 +30,9 @@ pub struct ReplaySummary {
     /// With a `label` column: detection metrics, with rows where an alert or a sensor data-quality
     /// episode is open as the predictions.
     pub metrics: Option<DetectionMetrics>,
+    /// With a `label` column: the same metrics with `is_anomaly` (the latest window above the
+    /// threshold, before the alert policy's k of n and m) as the predictions.
+    pub window_metrics: Option<DetectionMetrics>,
     pub metrics_from: Option<String>,
     pub elapsed_seconds: f64,
     pub windows_per_second: f64,
