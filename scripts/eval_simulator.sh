@@ -67,25 +67,36 @@ def episodes_of(path, id_field):
     return episodes
 
 
-def fault_lines(dir):
+def fault_lines(dir, attribution):
     """Each simulated fault and what caught it: an alert episode on its machine overlapping it
-    (yes), else a sensor data-quality episode (sensor), else MISSED."""
+    (yes), else a sensor data-quality episode (sensor), else MISSED. For faults that act on one
+    channel first, adds to `attribution[kind]` = [alert events inside the fault, those whose top
+    channel is that channel]."""
     alerts = episodes_of(os.path.join(dir, "replay", "alerts.jsonl"), "alert_id")
     sensors = episodes_of(os.path.join(dir, "replay", "data_quality.jsonl"), "quality_id")
+    events = [json.loads(line) for line in open(os.path.join(dir, "replay", "alerts.jsonl"))]
     out = []
     for line in open(os.path.join(dir, "simulate.log")):
-        m = re.match(r"\s+fault (\S+)\s+machine\s+(\d+) from (\S+) to (\S+)", line)
+        m = re.match(r"\s+fault (\S+)\s+machine\s+(\d+) from (\S+) to (\S+)(?: on (\S+))?", line)
         if m:
             start, end = ms(m[3]), ms(m[4])
             machine = f"pump-{int(m[2]):02d}"
             overlaps = lambda spans: any(a <= end and b >= start for a, b in spans.get(machine, {}).values())
             verdict = "yes" if overlaps(alerts) else "sensor" if overlaps(sensors) else "MISSED"
             out.append(f"{m[1]}:{verdict}")
+            if m[5]:
+                inside = [e for e in events if e["equipment_id"] == machine and e["state"] != "resolved"
+                          and start <= ms(e["window_end"]) <= end]
+                first = [e for e in inside if e["top_channels"] and e["top_channels"][0]["channel"] == m[5]]
+                counts = attribution.setdefault(m[1], [0, 0])
+                counts[0] += len(inside)
+                counts[1] += len(first)
     return " ".join(out)
 
 
 work, seeds = sys.argv[1], sys.argv[2:]
 totals = evallib.Totals()
+attribution = {}
 print(f"{'seed':>6} {'events':>7} {'ev_rec':>7} {'far':>7} {'prec':>6} {'recall':>6} {'f1':>6} "
       f"{'fa_ep/d':>7} {'delay_s':>7}")
 for seed in seeds:
@@ -96,9 +107,14 @@ for seed in seeds:
           f"{m['false_alarm_rate']:7.4f} {m['precision'] or 0:6.3f} {m['recall'] or 0:6.3f} "
           f"{m['f1'] or 0:6.3f} {m['false_alarm_episodes_per_day']:7.2f} "
           f"{'-' if delay is None else round(delay / 1000):>7}")
-    print(f"{'':>6} {fault_lines(os.path.join(work, f'seed-{seed}'))}")
+    print(f"{'':>6} {fault_lines(os.path.join(work, f'seed-{seed}'), attribution)}")
 t = totals.summary()
 print(f"{'total':>6} {t['detected_events']:>3}/{t['events']:<3} {t['event_recall'] or 0:7.3f} "
       f"{t['false_alarm_rate'] or 0:7.4f} {t['precision'] or 0:6.3f} {t['recall'] or 0:6.3f} "
       f"{t['f1'] or 0:6.3f}")
+events = sum(c[0] for c in attribution.values())
+first = sum(c[1] for c in attribution.values())
+print("channel attribution (alert events inside single-channel faults whose top channel is the "
+      "faulty one): " + ", ".join(f"{k} {c[1]}/{c[0]}" for k, c in sorted(attribution.items()))
+      + f"; total {first}/{events}" + (f" ({first / events:.0%})" if events else ""))
 EOF

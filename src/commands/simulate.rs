@@ -179,6 +179,14 @@ pub fn outcome_text(outcome: &SimulateOutcome) -> String {
                     format_rfc3339_ms_clamped(fault.start_ms),
                     format_rfc3339_ms_clamped(fault.end_ms)
                 );
+                // The one channel the fault acts on first, if it has one (its own, or its kind's).
+                if let Some(name) = fault
+                    .channel
+                    .and_then(|c| crate::simulate::CHANNELS.get(c).copied())
+                    .or(fault.kind.primary_channel_name())
+                {
+                    let _ = write!(text, " on {name}");
+                }
             }
             text
         }

@@ -49,6 +49,17 @@ impl FaultKind {
         FaultKind::ALL.into_iter().find(|k| k.as_str() == name)
     }
 
+    /// The channel a fault of this kind shows in first, when it is one fixed channel: where
+    /// an alert's top channel should point (step changes and stuck sensors pick theirs per
+    /// fault, see [`FaultEvent::channel`]).
+    pub fn primary_channel_name(self) -> Option<&'static str> {
+        match self {
+            FaultKind::Degradation => Some("bearing_temp"),
+            FaultKind::VibrationRise => Some("vibration_rms"),
+            _ => None,
+        }
+    }
+
     /// Typical duration before it is cut to fit the run, in ms.
     fn nominal_duration_ms(self) -> f64 {
         match self {
@@ -204,6 +215,15 @@ mod tests {
                 for kind in FaultKind::ALL {
                     assert!(events.iter().any(|e| e.kind == kind), "{kind} missing");
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn primary_channels_are_channels_of_the_plant() {
+        for kind in FaultKind::ALL {
+            if let Some(name) = kind.primary_channel_name() {
+                assert!(super::super::CHANNELS.contains(&name), "{kind}: {name}");
             }
         }
     }
