@@ -208,7 +208,9 @@ fn a_stuck_sensor_and_a_sentinel_reading_are_data_quality_episodes_masked_out_of
     );
     let stuck = &events[0];
     assert!(
-        stuck.detail.starts_with("held 99.123 for the last"),
+        stuck
+            .detail
+            .starts_with("held 99.123 for 8 samples in a row"),
         "{}",
         stuck.detail
     );
@@ -227,6 +229,12 @@ fn a_stuck_sensor_and_a_sentinel_reading_are_data_quality_episodes_masked_out_of
             .detail
             .starts_with("value -9999 outside the plausible range")
     );
+
+    // A dead sensor pages no one as a failing machine: no equipment alert while it is stuck,
+    // nor in the windows after it recovers that still hold the stuck stretch.
+    let alerts = std::fs::read_to_string(out.join("alerts.jsonl")).unwrap();
+    assert!(alerts.is_empty(), "{alerts}");
+    assert_eq!(summary.alerts_opened, 0);
 
     // The archive rows say which channel was masked, and a masked channel adds no error.
     let windows = read_scored_windows(&out.join("windows.parquet")).unwrap();

@@ -4,8 +4,10 @@
 use super::drive::{MachineReplay, ReplayResult};
 use super::report::{LatentPoint, MachineReport, ReportInput, render_report};
 use super::summary::ReplaySummary;
+use crate::alert::quality::{DataQualityEvent, QualityState};
 use crate::model::Manifest;
 use crate::telemetry::history::{History, MachineHistory};
+use crate::telemetry::timestamp::parse_rfc3339_ms;
 
 /// Renders `report.html` for a finished replay.
 pub(super) fn render(
@@ -18,7 +20,7 @@ pub(super) fn render(
         .machines
         .iter()
         .zip(&result.machines)
-        .map(|(h, r)| machine_report(h, r))
+        .map(|(h, r)| machine_report(h, r, &manifest.channels))
         .collect();
     let input = ReportInput {
         title: format!("vaewatch replay of {}", summary.inputs.join(", ")),
@@ -39,6 +41,10 @@ pub(super) fn render(
                 format!("{} / {}", summary.alerts_opened, summary.alerts_resolved),
             ),
             (
+                "sensor data-quality episodes".into(),
+                summary.data_quality_opened.to_string(),
+            ),
+            (
                 "window".into(),
                 format!(
                     "{} samples at {} ms, stride {}",
@@ -53,7 +59,11 @@ pub(super) fn render(
     render_report(&input)
 }
 
-fn machine_report(history: &MachineHistory, replay: &MachineReplay) -> MachineReport {
+fn machine_report(
+    history: &MachineHistory,
+    replay: &MachineReplay,
+    channel_names: &[String],
+) -> MachineReport {
     let channel_count = history.rows.first().map_or(0, |r| r.values.len());
     let channels = (0..channel_count)
         .map(|c| history.rows.iter().map(|r| r.values[c]).collect())
@@ -81,15 +91,45 @@ fn machine_report(history: &MachineHistory, replay: &MachineReplay) -> MachineRe
             }
         })
         .collect();
+    let last_ts = ts.last().copied().unwrap_or(0);
     MachineReport {
         equipment_id: replay.equipment_id.to_string(),
         scores: replay.points.iter().map(|p| p.score).collect(),
         alert_spans: spans(&ts, &open),
         label_spans: spans(&ts, &labels),
+        sensor_spans: sensor_spans(channel_names, &replay.quality_events, last_ts),
         latents,
         ts_ms: ts,
         channels,
     }
+}
+
+/// Per channel, its data-quality episodes as `(opened, resolved)` in ms; an episode still open
+/// at the end runs to `last_ts`.
+fn sensor_spans(
+    channel_names: &[String],
+    events: &[DataQualityEvent],
+    last_ts: i64,
+) -> Vec<Vec<(i64, i64)>> {
+    let ms = |text: &str| parse_rfc3339_ms(text).unwrap_or(last_ts);
+    channel_names
+        .iter()
+        .map(|name| {
+            let mine = || events.iter().filter(|e| &e.channel == name);
+            mine()
+                .filter(|e| e.state == QualityState::Opened)
+                .map(|opened| {
+                    let end = mine()
+                        .find(|e| {
+                            e.state == QualityState::Resolved && e.quality_id == opened.quality_id
+                        })
+                        .and_then(|e| e.resolved_at.as_deref())
+                        .map_or(last_ts, ms);
+                    (ms(&opened.opened_at), end)
+                })
+                .collect()
+        })
+        .collect()
 }
 
 /// Maximal runs of true flags as `(first ts, last ts)`; `ts` and `flags` are row-aligned.

@@ -102,6 +102,9 @@ pub(crate) fn raw_batch(
         .zip(windows.par_iter())
         .for_each(|(out, window)| norm.apply_into(window, out));
     let cross_channel = scoring == Scoring::CrossChannel && c > 1;
+    if cross_channel {
+        fill_empty_channels(vae, cpu, &mut input, windows, device)?;
+    }
     if let Some(cpu) = cpu {
         let Forward { recon, mu, logvar } =
             cpu_pass(cpu, &input, cross_channel).map_err(candle_core::Error::wrap)?;
@@ -153,6 +156,60 @@ pub(crate) fn raw_batch(
             (errors, mu, logvar)
         })
         .collect())
+}
+
+/// Fills in, in the normalised `input` (`[B, C, W]` flat), the rows of channels that have no
+/// present value in their window (a dropped-out sensor, or one masked out as sick) with the
+/// model's reconstruction of the window with those channels hidden: what the other channels say
+/// they should read. Cross-channel scoring hides one channel per pass; a second one missing at
+/// the same time is what the model never learnt, and it would misread the others (a stuck
+/// current masked out made the speed's error ten times its usual). The filled rows stay masked,
+/// so they add no error of their own. One extra forward pass over the windows concerned.
+fn fill_empty_channels(
+    vae: &Vae,
+    cpu: Option<&CpuVae>,
+    input: &mut [f32],
+    windows: &[&Window],
+    device: &Device,
+) -> candle_core::Result<()> {
+    let cfg = vae.config();
+    let (c, w) = (cfg.channels, cfg.window);
+    let empty: Vec<(usize, Vec<usize>)> = windows
+        .iter()
+        .enumerate()
+        .filter_map(|(b, window)| {
+            let channels: Vec<usize> = (0..c)
+                .filter(|ch| !window.mask[ch * w..(ch + 1) * w].iter().any(|m| *m))
+                .collect();
+            (!channels.is_empty() && channels.len() < c).then_some((b, channels))
+        })
+        .collect();
+    if empty.is_empty() {
+        return Ok(());
+    }
+    let mut sub = Vec::with_capacity(empty.len() * c * w);
+    for (b, _) in &empty {
+        sub.extend_from_slice(&input[b * c * w..(b + 1) * c * w]);
+    }
+    let recon = match cpu {
+        Some(cpu) => {
+            cpu.forward_mean(&sub)
+                .map_err(candle_core::Error::wrap)?
+                .recon
+        }
+        None => {
+            let x = Tensor::from_slice(&sub, (empty.len(), c, w), device)?;
+            vae.forward_mean(&x)?.0.flatten_all()?.to_vec1::<f32>()?
+        }
+    };
+    for (i, (b, channels)) in empty.iter().enumerate() {
+        for ch in channels {
+            let row = ch * w..(ch + 1) * w;
+            input[b * c * w + row.start..b * c * w + row.end]
+                .copy_from_slice(&recon[i * c * w + row.start..i * c * w + row.end]);
+        }
+    }
+    Ok(())
 }
 
 /// The CPU path's reconstruction `[B, C, W]`, μ and log σ² `[B, latent]` of the normalised

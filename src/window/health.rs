@@ -3,8 +3,9 @@
 //! replay agree and a restart changes nothing):
 //!
 //! - **dropout**: the channel has no present value in the window while other channels do;
-//! - **stuck**: the channel's last present values are all the same for longer than the sensor
-//!   ever held still in training (at least twice its longest still stretch there, and at least
+//! - **stuck**: the channel's present values are all the same, somewhere in the window (so
+//!   the windows after the sensor recovers, still holding the stuck stretch, count too), for
+//!   longer than the sensor ever held still in training (at least twice its longest still stretch there, and at least
 //!   [`MIN_STUCK_SAMPLES`]; for a sensor that reads on a coarse grid, the whole window and four
 //!   times that stretch), while some other channel changed value in the later half of that
 //!   stretch. When every channel holds still at once the machine is idle or off, not its sensors,
@@ -202,12 +203,9 @@ pub fn check(window: &Window, limits: Option<&SensorLimits>) -> Vec<SickChannel>
         .map(|c| present(window, c).next().is_some())
         .collect();
     let any_present = has_values.iter().any(|p| *p);
-    let trailing: Vec<(usize, Option<f32>)> = (0..c_count)
-        .map(|c| trailing_still_run(window, c))
-        .collect();
     let mut sick = Vec::new();
-    for c in 0..c_count {
-        if !has_values[c] {
+    for (c, &has_value) in has_values.iter().enumerate() {
+        if !has_value {
             if any_present {
                 sick.push(SickChannel {
                     channel: c,
@@ -238,20 +236,21 @@ pub fn check(window: &Window, limits: Option<&SensorLimits>) -> Vec<SickChannel>
             });
             continue;
         }
-        let (run, value) = trailing[c];
-        // Another channel changed value in the later half of this one's still stretch.
-        let others_moving =
-            (0..c_count).any(|o| o != c && has_values[o] && 2 * trailing[o].0 < run);
-        if run >= channel.stuck_after(window.len)
-            && others_moving
-            && let Some(value) = value
-        {
+        // The longest still stretch anywhere in the window, so the windows after a stuck
+        // sensor recovers, which still hold the stuck stretch, are judged like those during it.
+        let Some(run) = longest_still_stretch(window, c) else {
+            continue;
+        };
+        // Another channel changed value in the later half of the still stretch.
+        let mid = run.start + (run.end - run.start) / 2;
+        let others_moving = (0..c_count).any(|o| o != c && changes_within(window, o, mid, run.end));
+        if run.len >= channel.stuck_after(window.len) && others_moving {
             sick.push(SickChannel {
                 channel: c,
                 condition: Condition::Stuck,
                 detail: format!(
-                    "held {value} for the last {run} samples (training: at most {} in a row)",
-                    channel.longest_still_run
+                    "held {} for {} samples in a row (training: at most {})",
+                    run.value, run.len, channel.longest_still_run
                 ),
             });
         }
@@ -303,14 +302,62 @@ fn longest_still_run(window: &Window, c: usize) -> usize {
     longest
 }
 
-/// How many of channel `c`'s last present values equal its last one, and that value.
-fn trailing_still_run(window: &Window, c: usize) -> (usize, Option<f32>) {
-    let values: Vec<f32> = present(window, c).collect();
-    let Some(&last) = values.last() else {
-        return (0, None);
-    };
-    let run = values.iter().rev().take_while(|v| **v == last).count();
-    (run, Some(last))
+/// A run of identical consecutive present values of one channel.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct StillStretch {
+    /// First slot of the run.
+    start: usize,
+    /// One past its last slot.
+    end: usize,
+    /// Present values in it (masked slots inside are skipped, not a break).
+    len: usize,
+    value: f32,
+}
+
+/// The longest still stretch of channel `c` (the latest of equally long ones); `None` without
+/// a present value.
+fn longest_still_stretch(window: &Window, c: usize) -> Option<StillStretch> {
+    let mut best: Option<StillStretch> = None;
+    let mut current: Option<StillStretch> = None;
+    for t in 0..window.len {
+        let Some(v) = window.value(c, t) else {
+            continue;
+        };
+        current = match current {
+            Some(run) if run.value == v => Some(StillStretch {
+                end: t + 1,
+                len: run.len + 1,
+                ..run
+            }),
+            _ => Some(StillStretch {
+                start: t,
+                end: t + 1,
+                len: 1,
+                value: v,
+            }),
+        };
+        if let Some(run) = current
+            && best.is_none_or(|b| run.len >= b.len)
+        {
+            best = Some(run);
+        }
+    }
+    best
+}
+
+/// Whether channel `o` has two different present values in slots `from..to`.
+fn changes_within(window: &Window, o: usize, from: usize, to: usize) -> bool {
+    let mut first: Option<f32> = None;
+    for t in from..to.min(window.len) {
+        if let Some(v) = window.value(o, t) {
+            match first {
+                None => first = Some(v),
+                Some(f) if f != v => return true,
+                Some(_) => {}
+            }
+        }
+    }
+    false
 }
 
 #[cfg(test)]

@@ -98,7 +98,7 @@ fn a_channel_holding_one_value_while_another_moves_is_stuck() {
     assert_eq!(conditions(&w, Some(&limits)), vec![(0, Condition::Stuck)]);
     let detail = &check(&w, Some(&limits))[0].detail;
     assert!(
-        detail.contains("held 12 for the last 12 samples"),
+        detail.contains("held 12 for 12 samples in a row"),
         "{detail}"
     );
 
@@ -232,4 +232,16 @@ fn channels_going_still_together_are_an_idle_machine() {
     }
     let w = window(&[a, b]);
     assert_eq!(conditions(&w, Some(&limits)), vec![]);
+}
+
+#[test]
+fn the_windows_after_a_stuck_sensor_recovers_still_count_it_stuck() {
+    let limits = trained_limits();
+    // Stuck from slot 4 to 19, moving again after: the stretch is still in the window.
+    let mut recovered = moving(32, 10.0);
+    for v in recovered.iter_mut().skip(4).take(16) {
+        *v = Some(12.0);
+    }
+    let w = window(&[recovered, moving(32, 50.0)]);
+    assert_eq!(conditions(&w, Some(&limits)), vec![(0, Condition::Stuck)]);
 }

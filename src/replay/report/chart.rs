@@ -14,6 +14,8 @@ const RIGHT: f64 = 12.0;
 const AXIS_HEIGHT: f64 = 20.0;
 pub(crate) const ALERT_FILL: &str = "#d62728";
 pub(crate) const LABEL_FILL: &str = "#f2a900";
+/// Colour of a channel's sensor data-quality episodes (a strip along the chart's bottom).
+pub(crate) const SENSOR_FILL: &str = "#6a3d9a";
 /// Height of the alert strip along the top of a chart.
 const ALERT_STRIP: f64 = 5.0;
 
@@ -191,6 +193,8 @@ pub(crate) struct Chart<'a> {
     pub threshold: Option<f32>,
     pub alert_spans: &'a [(i64, i64)],
     pub label_spans: &'a [(i64, i64)],
+    /// This channel's sensor data-quality episodes (masked out of the score meanwhile).
+    pub sensor_spans: &'a [(i64, i64)],
     /// Draw the time axis under the chart.
     pub axis: bool,
 }
@@ -212,12 +216,20 @@ pub(crate) fn render_chart(chart: &Chart<'_>, range: TimeRange) -> String {
     );
     // Labels tint the whole height; alerts tint lightly and mark a solid strip along the top, so
     // both stay readable where they overlap.
+    // Sensor episodes mark a strip along the bottom.
     let spans = [
-        (chart.label_spans, LABEL_FILL, 0.25, plot_h),
-        (chart.alert_spans, ALERT_FILL, 0.07, plot_h),
-        (chart.alert_spans, ALERT_FILL, 0.85, ALERT_STRIP),
+        (chart.label_spans, LABEL_FILL, 0.25, plot_h, 0.0),
+        (chart.alert_spans, ALERT_FILL, 0.07, plot_h, 0.0),
+        (chart.alert_spans, ALERT_FILL, 0.85, ALERT_STRIP, 0.0),
+        (
+            chart.sensor_spans,
+            SENSOR_FILL,
+            0.85,
+            ALERT_STRIP,
+            plot_h - ALERT_STRIP,
+        ),
     ];
-    for (spans, fill, opacity, height) in spans {
+    for (spans, fill, opacity, height, top) in spans {
         for &(a, b) in spans {
             if b < range.t0 || a > range.t1 {
                 continue;
@@ -226,7 +238,7 @@ pub(crate) fn render_chart(chart: &Chart<'_>, range: TimeRange) -> String {
             let w = (x1 - x0).max(1.0);
             let _ = write!(
                 s,
-                r#"<rect x="{x0:.1}" y="0" width="{w:.1}" height="{height}" fill="{fill}" fill-opacity="{opacity}"/>"#
+                r#"<rect x="{x0:.1}" y="{top}" width="{w:.1}" height="{height}" fill="{fill}" fill-opacity="{opacity}"/>"#
             );
         }
     }

@@ -8,7 +8,9 @@ mod pca;
 
 use std::fmt::Write;
 
-use chart::{ALERT_FILL, Chart, LABEL_FILL, TimeRange, ValueScale, decimate, render_chart};
+use chart::{
+    ALERT_FILL, Chart, LABEL_FILL, SENSOR_FILL, TimeRange, ValueScale, decimate, render_chart,
+};
 
 use super::metrics::DetectionMetrics;
 
@@ -57,6 +59,8 @@ pub struct MachineReport {
     pub alert_spans: Vec<(i64, i64)>,
     /// Labelled anomalies, `(first, last labelled row)` in ms.
     pub label_spans: Vec<(i64, i64)>,
+    /// Per channel: its sensor data-quality episodes, `(opened, resolved or last row)` in ms.
+    pub sensor_spans: Vec<Vec<(i64, i64)>>,
     /// One point per scored window.
     pub latents: Vec<LatentPoint>,
 }
@@ -144,6 +148,7 @@ fn legend() -> String {
     format!(
         "<div class=\"legend\"><span><i class=\"sw\" style=\"background:{ALERT_FILL};opacity:.35\"></i>alert open</span>\
          <span><i class=\"sw\" style=\"background:{LABEL_FILL};opacity:.5\"></i>labelled anomaly</span>\
+         <span><i class=\"sw\" style=\"background:{SENSOR_FILL};height:5px\"></i>sensor data-quality episode (channel masked)</span>\
          <span><i class=\"sw\" style=\"border-top:2px dashed {ALERT_FILL};height:0\"></i>threshold</span>\
          <span><i class=\"sw\" style=\"background:#7f9cc0;border-radius:7px;width:10px\"></i>window (latent)</span>\
          <span><i class=\"sw\" style=\"background:{ALERT_FILL};border-radius:7px;width:10px\"></i>anomalous window</span>\
@@ -299,6 +304,7 @@ fn machine_section(m: &MachineReport, input: &ReportInput) -> String {
             threshold: None,
             alert_spans: &m.alert_spans,
             label_spans: &m.label_spans,
+            sensor_spans: m.sensor_spans.get(c).map_or(&[], Vec::as_slice),
             axis: false,
         };
         s.push_str(&render_chart(&chart, range));
@@ -314,6 +320,7 @@ fn machine_section(m: &MachineReport, input: &ReportInput) -> String {
         threshold: Some(input.threshold),
         alert_spans: &m.alert_spans,
         label_spans: &m.label_spans,
+        sensor_spans: &[],
         axis: true,
     };
     s.push_str(&render_chart(&chart, range));

@@ -91,6 +91,7 @@ pub(super) fn synthetic_input(machines: usize, rows: usize) -> ReportInput {
             equipment_id: format!("pump-{m:02}"),
             alert_spans: spans(&predictions),
             label_spans: spans(&labels),
+            sensor_spans: Vec::new(),
             ts_ms: ts.clone(),
             channels,
             scores,
