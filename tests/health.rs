@@ -176,6 +176,11 @@ fn a_stuck_sensor_and_a_sentinel_reading_are_data_quality_episodes_masked_out_of
     let normal = machine_csv(&dir.path().join("normal.csv"), 1200, &[], |_, _| {});
     let model = dir.path().join("model");
     train(&train_request(normal, model.clone())).unwrap();
+    let described = vaewatch::commands::inspect::inspect(&model, false).unwrap();
+    assert!(
+        described.contains("sensor health: dropout, stuck"),
+        "{described}"
+    );
 
     // flow sticks at one reading from row 300 to 499; temp reads -9999 once at row 700.
     let live = machine_csv(&dir.path().join("live.csv"), 900, &[], |t, v| {

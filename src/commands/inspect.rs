@@ -142,6 +142,19 @@ fn describe(m: &Manifest, weight_bytes: usize) -> String {
                 crate::window::health::MIN_STUCK_SAMPLES,
                 limits.range_margin
             );
+            let coarse: Vec<&str> = limits
+                .channels
+                .iter()
+                .filter(|c| c.quantized)
+                .map(|c| c.name.as_str())
+                .collect();
+            if !coarse.is_empty() {
+                let _ = writeln!(
+                    t,
+                    "  read on a coarse grid, stuck only after a whole still window: {}",
+                    coarse.join(", ")
+                );
+            }
         }
         None => {
             let _ = writeln!(
