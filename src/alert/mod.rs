@@ -29,6 +29,10 @@ pub struct ChannelShare {
     pub share: f32,
 }
 
+/// The `vaewatch-event` header of alert events on the alert topic (data-quality events carry
+/// `quality::DATA_QUALITY_EVENT`).
+pub const ALERT_EVENT: &str = "alert";
+
 /// Alert event v1 (schemas/alert.v1.json): the value of an alert-topic message, key = equipment id.
 /// Timestamps are RFC 3339 UTC text with milliseconds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::{AlertEvent, AlertState, ChannelShare, Severity};
-use crate::model::ThresholdCalibration;
+use crate::model::{ThresholdCalibration, linear_anomaly_score};
 use crate::score::ScoredWindow;
 use crate::telemetry::timestamp::format_rfc3339_ms_clamped as format_rfc3339_ms;
 
@@ -144,8 +144,11 @@ impl AlertPolicy {
 
     /// The same policy, computing events' `anomaly_score` from the model's calibration (without
     /// one: `50 · score / threshold`, capped at 100).
-    pub fn with_calibration(mut self, calibration: Arc<ThresholdCalibration>) -> AlertPolicy {
-        self.calibration = Some(calibration);
+    pub fn with_calibration(
+        mut self,
+        calibration: Option<Arc<ThresholdCalibration>>,
+    ) -> AlertPolicy {
+        self.calibration = calibration;
         self
     }
 
@@ -238,7 +241,7 @@ impl AlertPolicy {
             score_ratio: score_ratio(window.score, window.threshold),
             anomaly_score: match &self.calibration {
                 Some(calibration) => calibration.anomaly_score(window.score, window.threshold),
-                None => (50.0 * score_ratio(window.score, window.threshold)).clamp(0.0, 100.0),
+                None => linear_anomaly_score(window.score, window.threshold),
             },
             peak_score: episode.peak_score,
             severity: episode.severity,

@@ -40,13 +40,13 @@ const LAG_TIMEOUT: Duration = Duration::from_secs(10);
 use rdkafka::TopicPartitionList;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Message, OwnedMessage};
-use rdkafka::producer::FutureProducer;
+use rdkafka::producer::{DeliveryFuture, FutureProducer};
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
-use crate::alert::AlertEvent;
 use crate::alert::quality::{DATA_QUALITY_EVENT, DataQualityEvent, QualityState};
+use crate::alert::{ALERT_EVENT, AlertEvent};
 use crate::archive::ArchiveWriter;
 use crate::config::Config;
 use crate::engine::{Engine, ModelSet, ModelSetError, Outcome, ScoreError, ScoredBatch};
@@ -459,21 +459,14 @@ impl Daemon {
     /// Publishes sensor data-quality events on the alert topic and waits for Kafka to
     /// acknowledge them, like alerts.
     async fn publish_quality(&mut self, events: Vec<DataQualityEvent>) -> Result<(), DaemonError> {
-        let topic = self.config.kafka.alert_topic.clone();
-        let mut sends = Vec::with_capacity(events.len());
-        for event in &events {
-            let payload = serde_json::to_string(event).map_err(DaemonError::AlertEncode)?;
-            let delivery = enqueue_event(
-                &self.producer,
-                &topic,
-                &event.equipment_id,
-                &payload,
-                Some(DATA_QUALITY_EVENT),
-            )
-            .await
-            .map_err(DaemonError::AlertDelivery)?;
-            sends.push(delivery);
-        }
+        let sends = enqueue_on_alert_topic(
+            &self.producer,
+            &self.config.kafka.alert_topic,
+            &events,
+            |e| &e.equipment_id,
+            DATA_QUALITY_EVENT,
+        )
+        .await?;
         for (event, delivery) in events.iter().zip(sends) {
             acknowledged(delivery)
                 .await
@@ -495,21 +488,14 @@ impl Daemon {
     }
 
     async fn publish_alerts(&mut self, events: Vec<AlertEvent>) -> Result<(), DaemonError> {
-        let topic = self.config.kafka.alert_topic.clone();
-        let mut sends = Vec::with_capacity(events.len());
-        for event in &events {
-            let payload = serde_json::to_string(event).map_err(DaemonError::AlertEncode)?;
-            let delivery = enqueue_event(
-                &self.producer,
-                &topic,
-                &event.equipment_id,
-                &payload,
-                Some("alert"),
-            )
-            .await
-            .map_err(DaemonError::AlertDelivery)?;
-            sends.push(delivery);
-        }
+        let sends = enqueue_on_alert_topic(
+            &self.producer,
+            &self.config.kafka.alert_topic,
+            &events,
+            |e| &e.equipment_id,
+            ALERT_EVENT,
+        )
+        .await?;
         let now_ms = chrono::Utc::now().timestamp_millis();
         for (event, delivery) in events.iter().zip(sends) {
             acknowledged(delivery)
@@ -633,6 +619,26 @@ async fn scored(scoring: &mut Option<InFlight>) -> Option<(InFlight, ScoringResu
 /// The partitions of a list, for logs.
 pub fn partitions_of(list: &TopicPartitionList) -> Vec<i32> {
     list.elements().iter().map(|e| e.partition()).collect()
+}
+
+/// Hands `events` to the producer for the alert topic as JSON, keyed by their machine and
+/// with the `vaewatch-event` header set to `kind`; returns the deliveries to await.
+async fn enqueue_on_alert_topic<T: serde::Serialize>(
+    producer: &FutureProducer,
+    topic: &str,
+    events: &[T],
+    equipment_id: impl Fn(&T) -> &str,
+    kind: &str,
+) -> Result<Vec<DeliveryFuture>, DaemonError> {
+    let mut sends = Vec::with_capacity(events.len());
+    for event in events {
+        let payload = serde_json::to_string(event).map_err(DaemonError::AlertEncode)?;
+        let delivery = enqueue_event(producer, topic, equipment_id(event), &payload, Some(kind))
+            .await
+            .map_err(DaemonError::AlertDelivery)?;
+        sends.push(delivery);
+    }
+    Ok(sends)
 }
 
 #[cfg(test)]

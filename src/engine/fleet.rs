@@ -104,11 +104,8 @@ impl Fleet {
                     self.channel_names.len(),
                     self.windowing.clone(),
                 ),
-                policy: match &self.calibration {
-                    Some(calibration) => AlertPolicy::new(self.alerts, self.channel_names.clone())
-                        .with_calibration(Arc::clone(calibration)),
-                    None => AlertPolicy::new(self.alerts, self.channel_names.clone()),
-                },
+                policy: AlertPolicy::new(self.alerts, self.channel_names.clone())
+                    .with_calibration(self.calibration.clone()),
                 quality: QualityTracker::new(self.alerts.m, self.channel_names.clone()),
                 partition: None,
                 last_window_end_ms: None,

@@ -71,18 +71,9 @@ pub struct Ingested {
 struct Pending {
     /// Index of its model.
     slot: usize,
-    /// With its sick channels masked.
     window: Window,
-    health: Health,
     /// The `now_ms` of the message that completed it (none for history rows).
     ready_ms: Option<i64>,
-}
-
-/// A window's sick channels, and whether they were masked out of it.
-#[derive(Debug, Clone, Default)]
-struct Health {
-    sick: Vec<SickChannel>,
-    masked: bool,
 }
 
 /// Windows taken from the engine to be scored, grouped by model. Owns everything it needs.
@@ -97,7 +88,6 @@ struct Group {
     slot: usize,
     scorer: Arc<Scorer>,
     windows: Vec<Window>,
-    health: Vec<Health>,
     ready_ms: Vec<Option<i64>>,
 }
 
@@ -235,8 +225,11 @@ impl Engine {
             }
             for window in outcome.windows {
                 if slot.fleet.is_new(&window) {
-                    self.pending
-                        .push(checked(slot_index, slot, window, ready_ms));
+                    self.pending.push(Pending {
+                        slot: slot_index,
+                        window,
+                        ready_ms,
+                    });
                     ingested.windows += 1;
                 }
             }
@@ -266,7 +259,11 @@ impl Engine {
         let mut added = 0;
         for window in windows {
             if slot.fleet.is_new(&window) {
-                self.pending.push(checked(slot_index, slot, window, None));
+                self.pending.push(Pending {
+                    slot: slot_index,
+                    window,
+                    ready_ms: None,
+                });
                 added += 1;
             }
         }
@@ -285,7 +282,6 @@ impl Engine {
         for Pending {
             slot,
             window,
-            health,
             ready_ms,
         } in self.pending.drain(..take)
         {
@@ -293,11 +289,9 @@ impl Engine {
                 slot,
                 scorer: Arc::clone(&self.models.slots[slot].scorer),
                 windows: Vec::new(),
-                health: Vec::new(),
                 ready_ms: Vec::new(),
             });
             group.windows.push(window);
-            group.health.push(health);
             group.ready_ms.push(ready_ms);
         }
         Batch {
@@ -398,25 +392,6 @@ impl Engine {
     }
 }
 
-/// A window ready for the scorer: its sensors checked against its model's limits and the sick
-/// channels masked (`window::health`).
-fn checked(
-    slot_index: usize,
-    slot: &ModelSlot,
-    mut window: Window,
-    ready_ms: Option<i64>,
-) -> Pending {
-    let limits = slot.scorer.model().manifest().sensor_limits.as_ref();
-    let sick = health::check(&window, limits);
-    let masked = health::mask(&mut window, &sick);
-    Pending {
-        slot: slot_index,
-        window,
-        health: Health { sick, masked },
-        ready_ms,
-    }
-}
-
 impl Ingested {
     fn refused(
         equipment_id: Option<EquipmentId>,
@@ -445,26 +420,36 @@ impl Batch {
         self.len() == 0
     }
 
-    /// Scores every window, one model call per model.
+    /// Checks each window's sensors against its model's limits, masks the sick channels
+    /// (`window::health`), then scores every window, one model call per model. Runs where the
+    /// scoring runs (the daemon's blocking thread), not on the reading path.
     pub fn score(self) -> Result<ScoredBatch, ScoreError> {
         let mut groups = Vec::with_capacity(self.groups.len());
         for Group {
             slot,
             scorer,
-            windows,
-            health,
+            mut windows,
             ready_ms,
         } in self.groups
         {
+            let limits = scorer.model().manifest().sensor_limits.as_ref();
+            let health: Vec<(Vec<SickChannel>, bool)> = windows
+                .iter_mut()
+                .map(|window| {
+                    let sick = health::check(window, limits);
+                    let masked = health::mask(window, &sick);
+                    (sick, masked)
+                })
+                .collect();
             let refs: Vec<&Window> = windows.iter().collect();
             let mut scored = scorer.score(&refs).map_err(|source| ScoreError {
                 model_id: scorer.model().model_id().to_owned(),
                 windows: windows.len(),
                 source: Box::new(source),
             })?;
-            for (window, health) in scored.iter_mut().zip(health) {
-                window.sick_channels = health.sick;
-                window.sick_masked = health.masked;
+            for (window, (sick, masked)) in scored.iter_mut().zip(health) {
+                window.sick_channels = sick;
+                window.sick_masked = masked;
             }
             groups.push((slot, scored, ready_ms));
         }

@@ -189,6 +189,11 @@ pub struct ThresholdCalibration {
     pub tail: Option<TailFit>,
 }
 
+/// The 0-100 anomaly score without a tail fit: `50 · score / threshold`, capped at 100.
+pub fn linear_anomaly_score(score: f32, threshold: f32) -> f32 {
+    (50.0 * score / threshold.max(f32::MIN_POSITIVE)).clamp(0.0, 100.0)
+}
+
 impl ThresholdCalibration {
     /// A 0-100 score that means the same on every machine: 50 at `threshold` (the threshold in
     /// force), and otherwise `50 · ln P(score) / ln P(threshold)` with `P` the probability that
@@ -196,7 +201,7 @@ impl ThresholdCalibration {
     /// window at least as improbable as the square of the threshold's probability. Without a
     /// tail fit: `50 · score / threshold`, capped at 100.
     pub fn anomaly_score(&self, score: f32, threshold: f32) -> f32 {
-        let linear = || (50.0 * score / threshold.max(f32::MIN_POSITIVE)).clamp(0.0, 100.0);
+        let linear = || linear_anomaly_score(score, threshold);
         let Some(tail) = &self.tail else {
             return linear();
         };

@@ -46,7 +46,7 @@ mod vae;
 pub use bundled::write_bundled_model;
 pub use calibration::{
     ChannelCalibration, InvalidChannelCalibration, TailFit, ThresholdCalibration, ThresholdMethod,
-    ThresholdRule,
+    ThresholdRule, linear_anomaly_score,
 };
 pub use candle_core::Device;
 pub use config::{InvalidVaeConfig, VaeConfig};
