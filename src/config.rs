@@ -105,6 +105,9 @@ pub struct KafkaConfig {
     pub alert_topic: String,
     /// Topic that receives messages the daemon cannot use, with the reason in headers.
     pub dead_letter_topic: String,
+    /// Topic of operators' control messages v1 ("accept as normal"), read from its start by
+    /// every daemon; empty: none is read.
+    pub control_topic: String,
     /// librdkafka settings for every client (consumer and producers): TLS, SASL, timeouts. Passed
     /// through verbatim; numbers and booleans are turned into their text form.
     #[serde(deserialize_with = "properties::deserialize")]
@@ -125,6 +128,7 @@ impl Default for KafkaConfig {
             telemetry_topic: "telemetry".to_string(),
             alert_topic: "vaewatch.alerts".to_string(),
             dead_letter_topic: "vaewatch.dead-letter".to_string(),
+            control_topic: "vaewatch.control".to_string(),
             properties: BTreeMap::new(),
             consumer: BTreeMap::new(),
             producer: BTreeMap::new(),
@@ -267,10 +271,20 @@ impl Config {
         }
         if kafka.dead_letter_topic == kafka.telemetry_topic
             || kafka.alert_topic == kafka.telemetry_topic
+            || kafka.control_topic == kafka.telemetry_topic
         {
             return Err(ConfigError::invalid(
                 "kafka.telemetry_topic",
-                "the alert and dead-letter topics must differ from it",
+                "the alert, dead-letter and control topics must differ from it",
+            ));
+        }
+        if !kafka.control_topic.is_empty()
+            && (kafka.control_topic == kafka.alert_topic
+                || kafka.control_topic == kafka.dead_letter_topic)
+        {
+            return Err(ConfigError::invalid(
+                "kafka.control_topic",
+                "it must differ from the alert and dead-letter topics",
             ));
         }
         for (section, map, managed) in [

@@ -131,6 +131,8 @@ pub async fn run_demo(
     config.kafka.telemetry_topic = TELEMETRY_TOPIC.into();
     config.kafka.alert_topic = ALERT_TOPIC.into();
     config.kafka.dead_letter_topic = DEAD_LETTER_TOPIC.into();
+    // The demo has no operator: no control topic to read.
+    config.kafka.control_topic = String::new();
     config.models.default = Some(model_dir);
     config.archive.dir = options.out_dir.join("archive");
     config.archive.roll_age = std::time::Duration::from_secs(5);

@@ -96,6 +96,40 @@ struct BenchConsumerArgs {
 enum AlertsCommand {
     /// Print alert events as they arrive.
     Tail(TailArgs),
+    /// Tell the daemons that a machine's present behaviour is normal (a new operating point, a
+    /// recalibrated sensor): its channels' present levels are accepted from now on.
+    Accept(AcceptArgs),
+}
+
+#[derive(Args)]
+struct AcceptArgs {
+    /// The machine (equipment id).
+    equipment_id: String,
+    /// Kafka bootstrap servers.
+    #[arg(long, env = "VAEWATCH_KAFKA_BROKERS")]
+    brokers: String,
+    /// The daemons' control topic (`kafka.control_topic`).
+    #[arg(
+        long,
+        env = "VAEWATCH_KAFKA_CONTROL_TOPIC",
+        default_value = "vaewatch.control"
+    )]
+    topic: String,
+    /// From when (RFC 3339 or epoch ms); now when not given.
+    #[arg(long, value_parser = parse_time_ms)]
+    at: Option<i64>,
+    /// Who accepts (kept in the daemon's log of the change).
+    #[arg(long)]
+    by: Option<String>,
+    /// Why (kept in the daemon's log of the change).
+    #[arg(long)]
+    reason: Option<String>,
+    /// Forget what was accepted for the machine instead: score it against its training again.
+    #[arg(long)]
+    reset: bool,
+    /// librdkafka producer setting KEY=VALUE (TLS, SASL); repeatable.
+    #[arg(long = "property")]
+    properties: Vec<String>,
 }
 
 #[derive(Args)]
@@ -255,6 +289,10 @@ struct ReplayArgs {
     /// Score on the CPU even when a GPU is available.
     #[arg(long)]
     cpu: bool,
+    /// Operators' control messages to apply as the replay reaches them (JSON lines of control
+    /// v1, e.g. "accept_normal" for a machine from a time on); writes baseline.jsonl.
+    #[arg(long)]
+    control: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -379,6 +417,7 @@ impl ReplayArgs {
             event_tolerance_ms: self.event_tolerance.unwrap_or(0),
             report: !self.no_report,
             prefer_gpu: !self.cpu,
+            control: self.control,
         }
     }
 }
@@ -435,6 +474,33 @@ impl TailArgs {
             topic: self.topic,
             from_beginning: self.from_beginning,
             json: self.json,
+        })
+    }
+}
+
+impl AcceptArgs {
+    fn into_request(self) -> Result<commands::control::ControlSend> {
+        let equipment_id = vaewatch::telemetry::EquipmentId::try_from(self.equipment_id.as_str())
+            .map_err(|e| {
+            anyhow::anyhow!("invalid equipment id {:?}: {e}", self.equipment_id)
+        })?;
+        Ok(commands::control::ControlSend {
+            properties: commands::values::parse_properties(&self.properties)?,
+            brokers: self.brokers,
+            topic: self.topic,
+            request: vaewatch::engine::ControlRequest {
+                action: if self.reset {
+                    vaewatch::engine::ControlAction::ResetNormal
+                } else {
+                    vaewatch::engine::ControlAction::AcceptNormal
+                },
+                equipment_id,
+                at_ms: self
+                    .at
+                    .unwrap_or_else(|| chrono::Utc::now().timestamp_millis()),
+                by: self.by,
+                reason: self.reason,
+            },
         })
     }
 }
@@ -563,6 +629,11 @@ fn run(command: Command, log_format: LogFormat) -> Result<ExitCode> {
                 |line| println!("{line}"),
                 |other| eprintln!("{other}"),
             ))??;
+        }
+        Command::Alerts(AlertsCommand::Accept(args)) => {
+            let request = args.into_request()?;
+            let sent = block_on(commands::control::send(&request))??;
+            println!("{sent}");
         }
         Command::Model(ModelCommand::Inspect { model_dir, json }) => {
             print!("{}", commands::inspect::inspect(&model_dir, json)?);

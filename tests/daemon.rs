@@ -18,6 +18,7 @@ use vaewatch::alert::{AlertEvent, AlertState};
 use vaewatch::archive::read_archive_dir;
 use vaewatch::config::Config;
 use vaewatch::daemon::{self, DaemonReport};
+use vaewatch::engine::{ControlAction, ControlRequest};
 use vaewatch::metrics::Metrics;
 use vaewatch::publish::EVENT_HEADER;
 use vaewatch::replay::replay_history;
@@ -135,8 +136,13 @@ async fn run_daemon(config: Config, until_messages: u64) -> DaemonReport {
 /// later samples (the allowed lateness). Windows and alerts ending within a lateness plus a
 /// period of a machine's last sample are left out, on both sides.
 fn replayed(history: &History) -> Replayed {
+    replayed_with(history, &[])
+}
+
+/// [`replayed`] with operators' control requests.
+fn replayed_with(history: &History, requests: &[ControlRequest]) -> Replayed {
     let (mut engine, windowing) = bundled_replay_engine();
-    let result = replay_history(history, &mut engine).unwrap();
+    let result = replay_history(history, &mut engine, requests).unwrap();
     let cutoffs: Cutoffs = history
         .machines
         .iter()
@@ -336,6 +342,87 @@ const BAD_MESSAGES: [(&str, &[u8], &str); 4] = [
     ("pump-03", b"{\"equipment_id\": \"pump-03\", \"ts\": \"1970-01-01T00:00:00Z\", \"values\": {}}", "absurd_timestamp"),
     ("pump-09", b"{\"equipment_id\": \"pump-01\", \"ts\": 1767571200000, \"values\": {}}", "key_mismatch"),
 ];
+
+/// The history with the first machine's flow reading 20 m³/h higher from its 300th sample on (a
+/// flow meter recalibrated, or a new operating point of the loop): a lasting change.
+fn with_lasting_flow_shift(mut history: History) -> History {
+    let flow = history.channels.iter().position(|c| c == "flow").unwrap();
+    for row in &mut history.machines[0].rows[300..] {
+        if let Some(v) = row.values[flow].as_mut() {
+            *v += 20.0;
+        }
+    }
+    history
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_accept_as_normal_on_the_control_topic_applies_as_replay_applies_it() {
+    let brokers = bootstrap();
+    let topics = topics(&brokers).await;
+    let control_topic = unique_name("control");
+    create_topic(&brokers, &control_topic, 1).await;
+    let history = with_lasting_flow_shift(plant());
+    let machine = history.machines[0].equipment_id.clone();
+    let accept = ControlRequest {
+        action: ControlAction::AcceptNormal,
+        equipment_id: machine.clone(),
+        at_ms: history.machines[0].rows[600].ts_ms,
+        by: Some("test".into()),
+        reason: Some("flow meter recalibrated".into()),
+    };
+    // Sent before the daemon starts, with a message that is no control message: the daemon
+    // reads the control topic to its end before the telemetry, and dead-letters the bad one.
+    let accept_json = serde_json::to_vec(&accept.message()).unwrap();
+    crate::util::validate_against(
+        "control.v1.json",
+        std::str::from_utf8(&accept_json).unwrap(),
+    );
+    let control = [
+        (machine.as_str(), &b"accept everything"[..]),
+        (machine.as_str(), accept_json.as_slice()),
+    ];
+    produce(&brokers, &control_topic, &control).await;
+    let messages = messages(&history);
+    produce(&brokers, &topics.telemetry, &as_refs(&messages)).await;
+
+    let archive = tempfile::tempdir().unwrap();
+    let mut config = config(&brokers, &topics, &unique_name("group"), archive.path());
+    config.kafka.control_topic = control_topic;
+    let report = run_daemon(config, messages.len() as u64).await;
+    assert_eq!(report.dead_lettered, 1);
+
+    let with = replayed_with(&history, std::slice::from_ref(&accept));
+    let without = replayed(&history);
+    // The acceptance changes the machine's scores from some window on, and lowers them.
+    let scores = |r: &Replayed| -> Vec<f32> {
+        r.windows
+            .iter()
+            .filter(|w| w.equipment_id == machine && w.window_end_ms >= accept.at_ms)
+            .map(|w| w.score)
+            .collect()
+    };
+    let (accepted, unaccepted) = (scores(&with), scores(&without));
+    assert_eq!(accepted.len(), unaccepted.len());
+    let changed = accepted
+        .iter()
+        .zip(&unaccepted)
+        .filter(|(a, b)| (*a - *b).abs() > 1e-3)
+        .count();
+    assert!(
+        changed > accepted.len() / 2,
+        "{changed} of {} windows changed",
+        accepted.len()
+    );
+    let mean = |v: &[f32]| v.iter().sum::<f32>() / v.len() as f32;
+    assert!(
+        mean(&accepted) < mean(&unaccepted),
+        "accepted {} against {}",
+        mean(&accepted),
+        mean(&unaccepted)
+    );
+    // The daemon scored every window as the replay with the request did.
+    assert_same_archive(archived(archive.path(), &with.cutoffs), with.windows);
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn daemon_alerts_and_archive_equal_replay_and_bad_input_is_dead_lettered() {

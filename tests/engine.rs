@@ -140,7 +140,7 @@ fn assert_same_event(live: &AlertEvent, replayed: &AlertEvent) {
 #[test]
 fn live_engine_equals_replay_without_a_broker() {
     let history = small_plant();
-    let replayed = replay_history(&history, &mut replay_engine()).unwrap();
+    let replayed = replay_history(&history, &mut replay_engine(), &[]).unwrap();
     let live = run_live(&history);
     assert_eq!(live.len(), history.machines.len());
     let mut alerts = 0;

@@ -95,6 +95,7 @@ fn replay_request(model: PathBuf, input: PathBuf, out: PathBuf) -> ReplayRequest
         event_tolerance_ms: 0,
         report: false,
         prefer_gpu: false,
+        control: None,
     }
 }
 
@@ -261,4 +262,121 @@ fn a_stuck_sensor_and_a_sentinel_reading_are_data_quality_episodes_masked_out_of
             .iter()
             .any(|s| s.channel == 2 && s.condition == Condition::Stuck)
     }));
+}
+
+/// Alert events of a replay's `alerts.jsonl`, as (state, window end ms).
+fn alert_states(out: &Path) -> Vec<(String, i64)> {
+    std::fs::read_to_string(out.join("alerts.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|line| {
+            let event: serde_json::Value = serde_json::from_str(line).unwrap();
+            let end = event["window_end"].as_str().unwrap();
+            (
+                event["state"].as_str().unwrap().to_owned(),
+                vaewatch::telemetry::timestamp::parse_rfc3339_ms(end).unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn an_accepted_lasting_change_stops_alerting_and_a_reset_brings_it_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let normal = machine_csv(&dir.path().join("normal.csv"), 1200, &[], |_, _| {});
+    let model = dir.path().join("model");
+    train(&train_request(normal, model.clone())).unwrap();
+
+    // From row 300 on, flow reads 12 higher: its meter was recalibrated.
+    let live = machine_csv(&dir.path().join("live.csv"), 1500, &[], |t, v| {
+        if t >= 300 {
+            v[2] += 12.0;
+        }
+    });
+    let row_ms = |row: i64| START_MS + row * 1000;
+    let plain = dir.path().join("plain");
+    replay(&replay_request(model.clone(), live.clone(), plain.clone())).unwrap();
+    let events = alert_states(&plain);
+    assert!(
+        events
+            .iter()
+            .any(|(s, at)| s == "opened" && *at >= row_ms(300)),
+        "{events:?}"
+    );
+    assert_ne!(events.last().unwrap().0, "resolved", "{events:?}");
+
+    // An operator accepts the new reading at row 500 and takes it back at row 1100.
+    let control = dir.path().join("control.jsonl");
+    std::fs::write(
+        &control,
+        format!(
+            "{}\n{}\n",
+            r#"{"schema_version":1,"action":"accept_normal","equipment_id":"live","at":"2026-11-26T06:52:44Z","by":"op","reason":"flow meter recalibrated"}"#,
+            r#"{"schema_version":1,"action":"reset_normal","equipment_id":"live","at":"2026-11-26T07:02:44Z"}"#,
+        ),
+    )
+    .unwrap();
+    assert_eq!(
+        vaewatch::telemetry::timestamp::parse_rfc3339_ms("2026-11-26T06:52:44Z"),
+        Some(row_ms(500))
+    );
+    let accepted = dir.path().join("accepted");
+    let mut request = replay_request(model, live, accepted.clone());
+    request.control = Some(control);
+    let summary = replay(&request).unwrap();
+    assert_eq!(summary.baseline_changes, 2);
+
+    let changes: Vec<serde_json::Value> = std::fs::read_to_string(accepted.join("baseline.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|line| {
+            crate::util::validate_baseline_json(line);
+            serde_json::from_str(line).unwrap()
+        })
+        .collect();
+    assert_eq!(changes[0]["action"], "accept_normal");
+    assert_eq!(changes[0]["windows_used"], 16);
+    assert_eq!(changes[0]["reason"], "flow meter recalibrated");
+    let offsets = changes[0]["offsets"].as_object().unwrap();
+    let largest = offsets
+        .iter()
+        .max_by(|a, b| {
+            a.1.as_f64()
+                .unwrap()
+                .abs()
+                .total_cmp(&b.1.as_f64().unwrap().abs())
+        })
+        .unwrap();
+    assert_eq!(largest.0, "flow", "{offsets:?}");
+    assert!(largest.1.as_f64().unwrap() > 0.0, "{offsets:?}");
+    assert!(
+        changes[0]["residual_after"].as_f64().unwrap()
+            < 0.5 * changes[0]["residual_before"].as_f64().unwrap(),
+        "{:?}",
+        changes[0]
+    );
+    assert_eq!(changes[1]["action"], "reset_normal");
+    assert!(changes[1]["offsets"].as_object().unwrap().is_empty());
+
+    // The alert resolves once the new level is accepted, and no alert opens until the reset;
+    // after it the shifted flow alerts again.
+    let events = alert_states(&accepted);
+    let resolved = events
+        .iter()
+        .find(|(s, at)| s == "resolved" && *at >= row_ms(500))
+        .map(|(_, at)| *at)
+        .unwrap_or_else(|| panic!("{events:?}"));
+    assert!(resolved < row_ms(800), "{events:?}");
+    assert!(
+        !events
+            .iter()
+            .any(|(s, at)| s == "opened" && *at > resolved && *at < row_ms(1100)),
+        "{events:?}"
+    );
+    assert!(
+        events
+            .iter()
+            .any(|(s, at)| s == "opened" && *at >= row_ms(1100)),
+        "{events:?}"
+    );
 }

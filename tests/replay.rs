@@ -69,6 +69,7 @@ fn replay_request(model: PathBuf, inputs: Vec<PathBuf>, out: PathBuf) -> ReplayR
         event_tolerance_ms: 0,
         report: true,
         prefer_gpu: false,
+        control: None,
     }
 }
 

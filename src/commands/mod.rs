@@ -6,6 +6,8 @@
 pub mod bench;
 /// `vaewatch bench-consumer`: a bare consumer's messages per second, the daemon's reference.
 pub mod consume_bench;
+/// `vaewatch alerts accept`: an operator's "accept as normal" to the control topic.
+pub mod control;
 /// `vaewatch model inspect`: what a model is, as text or JSON.
 pub mod inspect;
 /// `vaewatch replay`: the lines printed after a backtest.

@@ -49,10 +49,12 @@ use crate::alert::quality::{DATA_QUALITY_EVENT, DataQualityEvent, QualityState};
 use crate::alert::{ALERT_EVENT, AlertEvent};
 use crate::archive::ArchiveWriter;
 use crate::config::Config;
+use crate::engine::baseline::ControlRequest;
 use crate::engine::{Engine, ModelSet, ModelSetError, Outcome, ScoreError, ScoredBatch};
 use crate::kafka::{
     CommitOnRevoke, DeadLetter, DeadLetterPublisher, OffsetTracker, PartitionChange, SharedTracker,
-    close_consumer, commit_durable, consumer_lag, create_consumer, create_producer, lock_tracker,
+    close_consumer, commit_durable, consumer_lag, create_consumer, create_control_consumer,
+    create_producer, lock_tracker,
 };
 use crate::metrics::Metrics;
 use crate::publish::{acknowledged, enqueue_event};
@@ -136,6 +138,10 @@ pub async fn run(
     let dead_letters =
         DeadLetterPublisher::new(producer.clone(), config.kafka.dead_letter_topic.clone());
     consumer.subscribe(&[&config.kafka.telemetry_topic])?;
+    let control = match config.kafka.control_topic.as_str() {
+        "" => None,
+        topic => open_control(&config.kafka, topic)?,
+    };
     let mut daemon = Daemon {
         state: state::load_state(&config.archive.dir, &config.archive.file_prefix)?,
         config,
@@ -152,6 +158,13 @@ pub async fn run(
         report: DaemonReport::default(),
     };
     daemon.restore_state();
+    let control = match control {
+        Some((consumer, ends)) => {
+            daemon.read_control_to(&consumer, ends).await?;
+            Some(consumer)
+        }
+        None => None,
+    };
     daemon.metrics.set_ready(true);
     info!(
         topic = %daemon.config.kafka.telemetry_topic,
@@ -164,7 +177,7 @@ pub async fn run(
         Arc::clone(&daemon.metrics),
         lag_stopped,
     ));
-    let result = daemon.run_loop(&consumer, shutdown).await;
+    let result = daemon.run_loop(&consumer, control.as_ref(), shutdown).await;
     daemon.metrics.set_ready(false);
     let _ = lag_stop.send(true);
     let _ = lag_watch.await;
@@ -209,6 +222,7 @@ impl Daemon {
     async fn run_loop(
         &mut self,
         consumer: &DaemonConsumer,
+        control: Option<&StreamConsumer>,
         mut shutdown: watch::Receiver<bool>,
     ) -> Result<(), DaemonError> {
         let roll_every = self.config.archive.roll_age.max(Duration::from_secs(1));
@@ -237,6 +251,10 @@ impl Daemon {
                         self.handle_message(&owned).await?;
                     }
                     Err(e) => warn!(error = %e, "kafka consumer error"),
+                },
+                message = next_control(control), if control.is_some() => match message {
+                    Ok(m) => self.handle_control(&m.detach()).await?,
+                    Err(e) => warn!(error = %e, "kafka control consumer error"),
                 },
                 finished = scored(&mut self.scoring), if self.scoring.is_some() => {
                     if let Some((in_flight, scored)) = finished {
@@ -324,6 +342,69 @@ impl Daemon {
         self.done(partition, offset)
     }
 
+    /// Reads the control topic up to the ends it had at start, before any telemetry, so requests
+    /// made while the daemon was down apply to the backlog as a replay would apply them.
+    async fn read_control_to(
+        &mut self,
+        control: &StreamConsumer,
+        mut ends: BTreeMap<i32, i64>,
+    ) -> Result<(), DaemonError> {
+        while !ends.is_empty() {
+            match tokio::time::timeout(CONTROL_TIMEOUT, control.recv()).await {
+                Ok(Ok(message)) => {
+                    let message = message.detach();
+                    if ends
+                        .get(&message.partition())
+                        .is_some_and(|end| message.offset() + 1 >= *end)
+                    {
+                        ends.remove(&message.partition());
+                    }
+                    self.handle_control(&message).await?;
+                }
+                Ok(Err(e)) => warn!(error = %e, "kafka control consumer error"),
+                Err(_) => {
+                    warn!(
+                        topic = %self.config.kafka.control_topic,
+                        "the control topic was not read to its end in time; reading telemetry meanwhile"
+                    );
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Queues an operator's control request ("accept as normal") with the engine; a message that
+    /// is not one, or names a machine no model covers, goes to the dead-letter topic (each time
+    /// a daemon reads it: the control topic is read from its start at every start).
+    async fn handle_control(&mut self, message: &OwnedMessage) -> Result<(), DaemonError> {
+        let parsed = match message.payload() {
+            Some(payload) => ControlRequest::parse(payload).map_err(|e| e.to_string()),
+            None => Err("message has no payload".to_owned()),
+        };
+        let request = match parsed {
+            Ok(request) => request,
+            Err(detail) => {
+                let refusal = Refusal {
+                    reason: RejectReason::InvalidMessage,
+                    detail,
+                };
+                return self.dead_letter(message, refusal).await;
+            }
+        };
+        info!(
+            equipment_id = %request.equipment_id,
+            action = request.action.as_str(),
+            at = %crate::telemetry::timestamp::format_rfc3339_ms_clamped(request.at_ms),
+            by = request.by.as_deref().unwrap_or(""),
+            "control request read"
+        );
+        match self.engine.request(request) {
+            Ok(()) => Ok(()),
+            Err(refusal) => self.dead_letter(message, refusal).await,
+        }
+    }
+
     fn done(&mut self, partition: i32, offset: i64) -> Result<(), DaemonError> {
         let last = self.consumed.entry(partition).or_insert(offset);
         *last = (*last).max(offset);
@@ -377,6 +458,22 @@ impl Daemon {
         if self.engine.pending_windows() == 0 {
             self.pending_since = None;
         }
+        for change in self.engine.take_baseline_changes() {
+            info!(
+                equipment_id = %change.equipment_id,
+                action = change.action.as_str(),
+                requested_at = %change.requested_at,
+                applied_from = %change.applied_from,
+                windows_used = change.windows_used,
+                offsets = ?change.offsets,
+                by = change.by.as_deref().unwrap_or(""),
+                "control request applied"
+            );
+            self.metrics.baseline_changes.inc();
+        }
+        self.metrics
+            .accepted_baselines
+            .set(self.engine.accepted_baselines() as i64);
         InFlight {
             windows: batch.len(),
             started: Instant::now(),
@@ -639,6 +736,56 @@ async fn enqueue_on_alert_topic<T: serde::Serialize>(
         sends.push(delivery);
     }
     Ok(sends)
+}
+
+/// The next message of the control topic; never ready without one.
+async fn next_control(
+    control: Option<&StreamConsumer>,
+) -> rdkafka::error::KafkaResult<rdkafka::message::BorrowedMessage<'_>> {
+    match control {
+        Some(consumer) => consumer.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The longest the control topic's metadata, watermarks or its catch-up at start may take.
+const CONTROL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The control consumer and, per partition holding messages at start, the offset to read to.
+type ControlConsumer = (StreamConsumer, BTreeMap<i32, i64>);
+
+/// The control consumer, assigned every partition of `topic` from its start, with the end of
+/// each partition that holds messages now; `None` (and a warning) when the topic does not exist.
+fn open_control(
+    kafka: &crate::config::KafkaConfig,
+    topic: &str,
+) -> Result<Option<ControlConsumer>, DaemonError> {
+    let consumer = create_control_consumer(kafka)?;
+    let metadata = consumer.fetch_metadata(Some(topic), CONTROL_TIMEOUT)?;
+    let partitions: Vec<i32> = metadata
+        .topics()
+        .iter()
+        .filter(|t| t.name() == topic && t.error().is_none())
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect();
+    if partitions.is_empty() {
+        warn!(
+            topic,
+            "the control topic does not exist: operators' accept-as-normal requests are read once it exists and the daemon restarts"
+        );
+        return Ok(None);
+    }
+    let mut list = TopicPartitionList::new();
+    let mut ends = BTreeMap::new();
+    for partition in partitions {
+        list.add_partition_offset(topic, partition, rdkafka::Offset::Beginning)?;
+        let (low, high) = consumer.fetch_watermarks(topic, partition, CONTROL_TIMEOUT)?;
+        if high > low {
+            ends.insert(partition, high);
+        }
+    }
+    consumer.assign(&list)?;
+    Ok(Some((consumer, ends)))
 }
 
 #[cfg(test)]

@@ -95,6 +95,10 @@ mod tests {
                 last_window_end_ms: Some(42),
                 alerts: policy.state(),
                 quality: Default::default(),
+                baseline: crate::engine::baseline::BaselineState {
+                    offsets: vec![0.25],
+                    last_request_ms: Some(40),
+                },
             },
         );
         let state = DaemonState::from([("model-a".to_owned(), fleet)]);
@@ -116,6 +120,7 @@ mod tests {
                 last_window_end_ms: Some(7),
                 alerts: policy.state(),
                 quality: Default::default(),
+                baseline: Default::default(),
             },
         );
         let state = DaemonState::from([("model-a".to_owned(), fleet)]);

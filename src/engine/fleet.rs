@@ -7,10 +7,15 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use super::baseline::{
+    ACCEPT_WINDOWS, BASELINE_EVENT, Baseline, BaselineChange, BaselineState, ControlAction,
+    ControlRequest, Fit, Learning,
+};
 use crate::alert::quality::{DataQualityEvent, QualityTracker, QualityTrackerState};
 use crate::alert::{AlertEvent, AlertPolicy, AlertPolicyConfig, AlertPolicyState};
 use crate::model::ThresholdCalibration;
 use crate::score::ScoredWindow;
+use crate::telemetry::timestamp::format_rfc3339_ms_clamped;
 use crate::telemetry::{EquipmentId, Sample, SourcePosition};
 use crate::window::{PushOutcome, Window, WindowConfig, Windower, WindowerStats};
 
@@ -23,6 +28,10 @@ pub struct Fleet {
     /// The model's threshold calibration, for alert events' `anomaly_score`.
     calibration: Option<Arc<ThresholdCalibration>>,
     machines: HashMap<EquipmentId, Machine>,
+    /// Control requests not applied yet, per machine, by `at` (`engine::baseline`).
+    requests: HashMap<EquipmentId, BTreeMap<i64, ControlRequest>>,
+    /// Records of the requests applied since they were last taken.
+    changes: Vec<BaselineChange>,
 }
 
 #[derive(Debug)]
@@ -30,6 +39,8 @@ struct Machine {
     windower: Windower,
     policy: AlertPolicy,
     quality: QualityTracker,
+    /// Levels an operator accepted as normal, and the residuals to learn them from.
+    baseline: Baseline,
     /// The Kafka partition its samples come from (key = equipment id, so one).
     partition: Option<i32>,
     /// End of the last window observed, ms; windows ending earlier were already handled.
@@ -51,6 +62,9 @@ pub struct MachineState {
     /// Open data-quality episodes (absent in states saved before they existed).
     #[serde(default)]
     pub quality: QualityTrackerState,
+    /// Levels accepted as normal (absent when none ever were).
+    #[serde(default, skip_serializing_if = "BaselineState::is_empty")]
+    pub baseline: BaselineState,
 }
 
 impl Fleet {
@@ -66,6 +80,8 @@ impl Fleet {
             alerts,
             calibration: None,
             machines: HashMap::new(),
+            requests: HashMap::new(),
+            changes: Vec::new(),
         }
     }
 
@@ -107,6 +123,7 @@ impl Fleet {
                 policy: AlertPolicy::new(self.alerts, self.channel_names.clone())
                     .with_calibration(self.calibration.clone()),
                 quality: QualityTracker::new(self.alerts.m, self.channel_names.clone()),
+                baseline: Baseline::default(),
                 partition: None,
                 last_window_end_ms: None,
             })
@@ -160,6 +177,7 @@ impl Fleet {
                         last_window_end_ms: m.last_window_end_ms,
                         alerts: m.policy.state(),
                         quality: m.quality.state(),
+                        baseline: m.baseline.state(),
                     };
                     (id.to_string(), state)
                 })
@@ -173,11 +191,125 @@ impl Fleet {
             let Ok(id) = EquipmentId::try_from(id) else {
                 continue;
             };
+            let channels = self.channel_names.len();
             let machine = self.machine(&id);
             machine.last_window_end_ms = saved.last_window_end_ms;
             machine.policy.restore(saved.alerts);
             machine.quality.restore(saved.quality);
+            machine.baseline.restore(saved.baseline, channels);
         }
+    }
+
+    /// Queues an operator's control request for its machine (held or not yet seen); it is
+    /// applied when a window of the machine ending at or after its `at` is taken for scoring.
+    pub fn request(&mut self, request: ControlRequest) {
+        self.requests
+            .entry(request.equipment_id.clone())
+            .or_default()
+            .insert(request.at_ms, request);
+    }
+
+    /// Takes `window` (being taken for scoring) into its machine's pending acceptance: starts
+    /// one when a request for the machine is due by the window's end (a reset applies at once),
+    /// adds the window to it, and returns it once it holds [`ACCEPT_WINDOWS`] windows, for the
+    /// engine to fit and hand back to [`Fleet::accept`].
+    pub(crate) fn learn(&mut self, window: &Window) -> Option<Learning> {
+        let machine = self.machines.get_mut(&window.equipment_id)?;
+        if machine.baseline.learning.is_none()
+            && let Some(queue) = self.requests.get_mut(&window.equipment_id)
+        {
+            while let Some(entry) = queue.first_entry() {
+                if entry.get().at_ms > window.end_ms {
+                    break;
+                }
+                let request = entry.remove();
+                if machine.baseline.has_applied(&request) {
+                    continue;
+                }
+                match request.action {
+                    ControlAction::ResetNormal => {
+                        machine.baseline.set(&request, None);
+                        self.changes.push(change(
+                            &request,
+                            window.end_ms,
+                            0,
+                            None,
+                            BTreeMap::new(),
+                        ));
+                    }
+                    ControlAction::AcceptNormal => {
+                        machine.baseline.learning = Some(Learning {
+                            request,
+                            windows: Vec::with_capacity(ACCEPT_WINDOWS),
+                        });
+                        break;
+                    }
+                }
+            }
+            if queue.is_empty() {
+                self.requests.remove(&window.equipment_id);
+            }
+        }
+        let learning = machine.baseline.learning.as_mut()?;
+        learning.windows.push(window.clone());
+        if learning.windows.len() < ACCEPT_WINDOWS {
+            return None;
+        }
+        machine.baseline.learning.take()
+    }
+
+    /// Applies a fitted acceptance from the window ending at `from_ms` on.
+    pub(crate) fn accept(&mut self, learning: &Learning, fit: Fit, from_ms: i64) {
+        let Some(machine) = self.machines.get_mut(&learning.request.equipment_id) else {
+            return;
+        };
+        // Nothing unusual to accept leaves the machine on its training levels.
+        let kept = fit.offsets.iter().any(|o| *o != 0.0).then_some(fit.offsets);
+        let offsets = match &kept {
+            Some(o) => self
+                .channel_names
+                .iter()
+                .cloned()
+                .zip(o.iter().copied())
+                .collect(),
+            None => BTreeMap::new(),
+        };
+        machine.baseline.set(&learning.request, kept);
+        self.changes.push(change(
+            &learning.request,
+            from_ms,
+            learning.windows.len(),
+            Some((fit.residual_before, fit.residual_after)),
+            offsets,
+        ));
+    }
+
+    /// Marks an acceptance that could not be fitted as handled, keeping the offsets in force.
+    pub(crate) fn give_up(&mut self, learning: &Learning) {
+        if let Some(machine) = self.machines.get_mut(&learning.request.equipment_id) {
+            let kept = machine.baseline.offsets().map(|o| o.to_vec());
+            machine.baseline.set(&learning.request, kept);
+        }
+    }
+
+    /// The level offsets the machine's windows are scored with now.
+    pub(crate) fn offsets(&self, equipment_id: &EquipmentId) -> Option<Arc<[f32]>> {
+        self.machines
+            .get(equipment_id)
+            .and_then(|m| m.baseline.offsets().cloned())
+    }
+
+    /// The records of the control requests applied since the last call.
+    pub(crate) fn take_changes(&mut self) -> Vec<BaselineChange> {
+        std::mem::take(&mut self.changes)
+    }
+
+    /// Machines scored with levels accepted as normal.
+    pub fn accepted_baselines(&self) -> usize {
+        self.machines
+            .values()
+            .filter(|m| m.baseline.offsets().is_some())
+            .count()
     }
 
     /// Whether the machine has an alert open.
@@ -235,5 +367,30 @@ impl Fleet {
     /// Forgets machines whose samples came from `partition` (after Kafka revoked it).
     pub fn drop_partition(&mut self, partition: i32) {
         self.machines.retain(|_, m| m.partition != Some(partition));
+    }
+}
+
+/// The record of `request` applied from the window ending at `from_ms`.
+fn change(
+    request: &ControlRequest,
+    from_ms: i64,
+    windows_used: usize,
+    residuals: Option<(f64, f64)>,
+    offsets: BTreeMap<String, f32>,
+) -> BaselineChange {
+    BaselineChange {
+        schema_version: 1,
+        event: BASELINE_EVENT.to_owned(),
+        equipment_id: request.equipment_id.to_string(),
+        action: request.action,
+        requested_at: format_rfc3339_ms_clamped(request.at_ms),
+        applied_from: format_rfc3339_ms_clamped(from_ms),
+        windows_used,
+        residual_before: residuals.map(|r| r.0),
+        residual_after: residuals.map(|r| r.1),
+        offsets,
+        model_id: String::new(),
+        by: request.by.clone(),
+        reason: request.reason.clone(),
     }
 }

@@ -15,9 +15,11 @@
 //! decides when a batch is due. Scoring a [`Batch`] borrows nothing from the engine, so the daemon
 //! runs it on a blocking thread while replay runs it in place.
 
+pub mod baseline;
 mod fleet;
 mod models;
 
+pub use baseline::{BaselineChange, ControlAction, ControlRequest};
 pub use fleet::{Fleet, FleetState, MachineState};
 pub use models::{ModelSet, ModelSetError, ModelSlot};
 
@@ -89,6 +91,8 @@ struct Group {
     scorer: Arc<Scorer>,
     windows: Vec<Window>,
     ready_ms: Vec<Option<i64>>,
+    /// Per window, the levels its machine's operator accepted as normal.
+    offsets: Vec<Option<Arc<[f32]>>>,
 }
 
 /// A scored [`Batch`], to hand back to [`Engine::complete`].
@@ -285,14 +289,36 @@ impl Engine {
             ready_ms,
         } in self.pending.drain(..take)
         {
+            let model = &mut self.models.slots[slot];
+            if let Some(learning) = model.fleet.learn(&window) {
+                let current = model.fleet.offsets(&window.equipment_id);
+                match baseline::fit_offsets(
+                    model.scorer.model(),
+                    &learning.windows,
+                    current.as_deref(),
+                ) {
+                    Ok(fit) => model.fleet.accept(&learning, fit, window.end_ms),
+                    Err(error) => {
+                        tracing::warn!(
+                            equipment_id = %window.equipment_id,
+                            error = %error,
+                            "an accept-as-normal request could not be fitted; the machine keeps its levels"
+                        );
+                        model.fleet.give_up(&learning);
+                    }
+                }
+            }
+            let offsets = model.fleet.offsets(&window.equipment_id);
             let group = by_model.entry(slot).or_insert_with(|| Group {
                 slot,
-                scorer: Arc::clone(&self.models.slots[slot].scorer),
+                scorer: Arc::clone(&model.scorer),
                 windows: Vec::new(),
                 ready_ms: Vec::new(),
+                offsets: Vec::new(),
             });
             group.windows.push(window);
             group.ready_ms.push(ready_ms);
+            group.offsets.push(offsets);
         }
         Batch {
             groups: by_model.into_values().collect(),
@@ -330,6 +356,42 @@ impl Engine {
             outcomes.extend(self.complete(scored));
         }
         Ok(outcomes)
+    }
+
+    /// Queues an operator's control request ("accept as normal", `engine::baseline`) with the
+    /// model that covers its machine. Refused when no model does.
+    pub fn request(&mut self, request: ControlRequest) -> Result<(), Refusal> {
+        let Some(slot) = self.models.route(request.equipment_id.as_str()) else {
+            return Err(Refusal {
+                reason: RejectReason::NoModel,
+                detail: format!("no model covers equipment {}", request.equipment_id),
+            });
+        };
+        self.models.slots[slot].fleet.request(request);
+        Ok(())
+    }
+
+    /// The records of the control requests applied since the last call, in the order their
+    /// windows were taken.
+    pub fn take_baseline_changes(&mut self) -> Vec<BaselineChange> {
+        let mut changes = Vec::new();
+        for slot in &mut self.models.slots {
+            let model_id = slot.scorer.model().model_id().to_owned();
+            changes.extend(slot.fleet.take_changes().into_iter().map(|mut c| {
+                c.model_id.clone_from(&model_id);
+                c
+            }));
+        }
+        changes
+    }
+
+    /// Machines scored with levels an operator accepted as normal, over all models.
+    pub fn accepted_baselines(&self) -> usize {
+        self.models
+            .slots
+            .iter()
+            .map(|s| s.fleet.accepted_baselines())
+            .sum()
     }
 
     /// Forgets the machines of a revoked Kafka partition and their pending windows.
@@ -430,14 +492,23 @@ impl Batch {
             scorer,
             mut windows,
             ready_ms,
+            offsets,
         } in self.groups
         {
-            let limits = scorer.model().manifest().sensor_limits.as_ref();
+            let manifest = scorer.model().manifest();
+            let limits = manifest.sensor_limits.as_ref();
             let health: Vec<(Vec<SickChannel>, bool)> = windows
                 .iter_mut()
-                .map(|window| {
+                .zip(&offsets)
+                .map(|(window, offsets)| {
                     let sick = health::check(window, limits);
                     let masked = health::mask(window, &sick);
+                    if let Some(offsets) = offsets {
+                        let norms = manifest
+                            .normalisation
+                            .for_machine(window.equipment_id.as_str());
+                        baseline::shift_window(window, offsets, norms);
+                    }
                     (sick, masked)
                 })
                 .collect();

@@ -73,6 +73,33 @@ pub fn create_consumer<C: ConsumerContext + 'static>(
         })
 }
 
+/// Creates the consumer of the control topic: the pass-through settings, a group of its own
+/// (`GROUP_ID.control.PID-NANOS`, never committed) and the topic read from its start, so every
+/// daemon sees every control message. It is not subscribed.
+pub fn create_control_consumer(kafka: &KafkaConfig) -> Result<StreamConsumer, ClientError> {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let mut client = ClientConfig::new();
+    for (key, value) in kafka.consumer_properties() {
+        client.set(key, value);
+    }
+    client
+        .set("bootstrap.servers", &kafka.brokers)
+        .set(
+            "group.id",
+            format!("{}.control.{}-{nanos}", kafka.group_id, std::process::id()),
+        )
+        .set("auto.offset.reset", "earliest")
+        .set("enable.partition.eof", "false")
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false");
+    client.create().map_err(|source| ClientError {
+        role: "control consumer",
+        source,
+    })
+}
+
 /// Creates the idempotent producer for alerts and dead letters.
 pub fn create_producer(kafka: &KafkaConfig) -> Result<FutureProducer, ClientError> {
     producer_client_config(kafka)

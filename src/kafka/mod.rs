@@ -49,7 +49,8 @@ mod rebalance;
 mod shutdown;
 
 pub use client::{
-    ClientError, consumer_client_config, create_consumer, create_producer, producer_client_config,
+    ClientError, consumer_client_config, create_consumer, create_control_consumer, create_producer,
+    producer_client_config,
 };
 pub use dead_letter::{
     DeadLetter, DeadLetterError, DeadLetterPublisher, MAX_DETAIL_BYTES, header_names, headers,

@@ -65,6 +65,10 @@ pub mod names {
     pub const DATA_QUALITY_OPENED_TOTAL: &str = "vaewatch_data_quality_opened_total";
     /// Sensor channels with a data-quality episode open now, over all machines (gauge).
     pub const SICK_CHANNELS: &str = "vaewatch_sick_channels";
+    /// Operators' control requests ("accept as normal", "reset") applied to a machine.
+    pub const BASELINE_CHANGES_TOTAL: &str = "vaewatch_baseline_changes_total";
+    /// Machines scored with levels an operator accepted as normal (gauge).
+    pub const ACCEPTED_BASELINES: &str = "vaewatch_accepted_baselines";
     /// 1 when the daemon is ready (models loaded, consuming), else 0 (gauge).
     pub const READY: &str = "vaewatch_ready";
 }
@@ -119,6 +123,10 @@ pub struct Metrics {
     pub fleet_normalised_machines: Gauge,
     /// [`names::SICK_CHANNELS`]
     pub sick_channels: Gauge,
+    /// [`names::ACCEPTED_BASELINES`]
+    pub accepted_baselines: Gauge,
+    /// [`names::BASELINE_CHANGES_TOTAL`]
+    pub baseline_changes: Counter,
     /// [`names::ARCHIVE_FILES_TOTAL`]
     pub archive_files: Counter,
     /// [`names::ARCHIVE_ROWS_TOTAL`]
@@ -160,6 +168,8 @@ impl Metrics {
             open_alerts: Gauge::default(),
             fleet_normalised_machines: Gauge::default(),
             sick_channels: Gauge::default(),
+            accepted_baselines: Gauge::default(),
+            baseline_changes: Counter::default(),
             archive_files: Counter::default(),
             archive_rows: Counter::default(),
             offset_commits: Counter::default(),
@@ -259,6 +269,11 @@ impl Metrics {
                 "Offset commits made after what they cover was durable.",
                 &self.offset_commits,
             ),
+            (
+                names::BASELINE_CHANGES_TOTAL,
+                "Operators' control requests (accept as normal, reset) applied to a machine.",
+                &self.baseline_changes,
+            ),
         ];
         for (name, help, counter) in counters {
             write_header(&mut out, name, "counter", help);
@@ -332,6 +347,11 @@ impl Metrics {
                 names::SICK_CHANNELS,
                 "Sensor channels with a data-quality episode open, over all machines.",
                 self.sick_channels.get(),
+            ),
+            (
+                names::ACCEPTED_BASELINES,
+                "Machines scored with levels an operator accepted as normal.",
+                self.accepted_baselines.get(),
             ),
             (
                 names::READY,
@@ -428,7 +448,7 @@ mod tests {
     fn every_family_has_help_and_type_once() {
         let text = Metrics::new().render();
         let types: Vec<&str> = text.lines().filter(|l| l.starts_with("# TYPE")).collect();
-        assert_eq!(types.len(), 21);
+        assert_eq!(types.len(), 23);
         for line in &types {
             let name = line.split(' ').nth(2).unwrap();
             assert!(name.starts_with("vaewatch_"));

@@ -3,7 +3,7 @@
 
 use crate::alert::AlertEvent;
 use crate::alert::quality::DataQualityEvent;
-use crate::engine::{Engine, ScoreError};
+use crate::engine::{BaselineChange, ControlRequest, Engine, ScoreError};
 use crate::score::ScoredWindow;
 use crate::telemetry::history::History;
 use crate::telemetry::{EquipmentId, Sample};
@@ -39,6 +39,8 @@ pub struct MachineReplay {
     pub alerts: Vec<AlertEvent>,
     /// Sensor data-quality events, in time order.
     pub quality_events: Vec<DataQualityEvent>,
+    /// Operators' control requests applied (`--control`), in time order.
+    pub baseline_changes: Vec<BaselineChange>,
 }
 
 /// Replay results of a whole history.
@@ -53,12 +55,33 @@ pub struct ReplayResult {
 /// machine after the other, scoring in batches of [`REPLAY_BATCH`] as windows close so a long
 /// history never holds all of its windows' tensors at once. `history.channels` must be the
 /// model's channels, in the model's order.
-pub fn replay_history(history: &History, engine: &mut Engine) -> Result<ReplayResult, ScoreError> {
+///
+/// `requests` are operators' control requests (`engine::baseline`): each is handed to the engine
+/// when the machine's rows reach its `at`, after the windows of the earlier rows are scored, so
+/// it applies from the machine's first window ending at or after `at`, as in a daemon that is
+/// keeping up.
+pub fn replay_history(
+    history: &History,
+    engine: &mut Engine,
+    requests: &[ControlRequest],
+) -> Result<ReplayResult, ScoreError> {
     let mut machines = Vec::with_capacity(history.machines.len());
     for machine in &history.machines {
         let id = &machine.equipment_id;
         let mut outcomes = Vec::new();
+        let mut baseline_changes = Vec::new();
+        let mut due: Vec<&ControlRequest> =
+            requests.iter().filter(|r| r.equipment_id == *id).collect();
+        due.sort_by_key(|r| std::cmp::Reverse(r.at_ms));
         for row in &machine.rows {
+            while due.last().is_some_and(|r| r.at_ms <= row.ts_ms) {
+                outcomes.extend(engine.score_all(REPLAY_BATCH)?);
+                if let Some(request) = due.pop() {
+                    // The engine covers every machine of a history (replay routes all to its
+                    // one model), so this is never refused.
+                    let _ = engine.request(request.clone());
+                }
+            }
             let sample = Sample {
                 ts_ms: row.ts_ms,
                 values: row.values.clone(),
@@ -69,9 +92,11 @@ pub fn replay_history(history: &History, engine: &mut Engine) -> Result<ReplayRe
                 let scored = engine.take_batch(REPLAY_BATCH).score()?;
                 outcomes.extend(engine.complete(scored));
             }
+            baseline_changes.extend(engine.take_baseline_changes());
         }
         engine.finish(id);
         outcomes.extend(engine.score_all(REPLAY_BATCH)?);
+        baseline_changes.extend(engine.take_baseline_changes());
 
         let mut points = Vec::with_capacity(machine.rows.len());
         let mut next = 0;
@@ -103,6 +128,7 @@ pub fn replay_history(history: &History, engine: &mut Engine) -> Result<ReplayRe
             windows,
             alerts,
             quality_events,
+            baseline_changes,
         });
     }
     Ok(ReplayResult {

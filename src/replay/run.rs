@@ -13,10 +13,10 @@ use super::summary::ReplaySummary;
 use crate::alert::quality::QualityState;
 use crate::alert::{AlertPolicyConfig, AlertState};
 use crate::archive::write_windows_file;
-use crate::engine::{Engine, ModelSet, ModelSetError, ScoreError};
+use crate::engine::{ControlRequest, Engine, ModelSet, ModelSetError, ScoreError};
 use crate::model::{Model, device_name, select_device};
 use crate::score::Scorer;
-use crate::telemetry::history::{HistoryOptions, read_history};
+use crate::telemetry::history::{History, HistoryOptions, read_history};
 
 /// What `vaewatch replay` was asked to do.
 #[derive(Debug, Clone)]
@@ -35,6 +35,9 @@ pub struct ReplayRequest {
     pub report: bool,
     /// Score on a GPU when the binary was built with CUDA and one is present.
     pub prefer_gpu: bool,
+    /// A JSON-lines file of control messages v1 (operators' "accept as normal", applied as the
+    /// replay reaches each one's `at`).
+    pub control: Option<PathBuf>,
 }
 
 /// Why a replay failed.
@@ -63,6 +66,23 @@ pub enum ReplayError {
     },
     #[error("invalid alert policy: {0}")]
     Alerts(#[from] crate::alert::InvalidAlertPolicy),
+    #[error("cannot read {path}: {source}")]
+    ReadControl {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}, line {line}: {source}")]
+    Control {
+        path: String,
+        line: usize,
+        source: crate::engine::baseline::ControlError,
+    },
+    #[error("{path}, line {line}: equipment {equipment_id} is not in the history")]
+    ControlMachine {
+        path: String,
+        line: usize,
+        equipment_id: String,
+    },
 }
 
 fn io_error(path: &Path) -> impl Fn(std::io::Error) -> ReplayError + '_ {
@@ -85,6 +105,10 @@ pub fn replay(request: &ReplayRequest) -> Result<ReplaySummary, ReplayError> {
             channels: Some(manifest.channels.clone()),
         },
     )?;
+    let requests = match &request.control {
+        Some(path) => read_control(path, &history)?,
+        None => Vec::new(),
+    };
     let scorer = Scorer::new(model, request.threshold)?;
     let threshold = scorer.threshold();
     let model_id = scorer.model().model_id().to_owned();
@@ -95,7 +119,7 @@ pub fn replay(request: &ReplayRequest) -> Result<ReplaySummary, ReplayError> {
         request.alerts,
     )?;
     let mut engine = Engine::new(models);
-    let result = replay_history(&history, &mut engine)?;
+    let result = replay_history(&history, &mut engine, &requests)?;
     let fleet_normalised: Vec<String> = engine
         .fleet_normalised_machines()
         .iter()
@@ -130,6 +154,12 @@ pub fn replay(request: &ReplayRequest) -> Result<ReplaySummary, ReplayError> {
         &request.out.join("data_quality.jsonl"),
         result.machines.iter().flat_map(|m| &m.quality_events),
     )?;
+    if request.control.is_some() {
+        write_json_lines(
+            &request.out.join("baseline.jsonl"),
+            result.machines.iter().flat_map(|m| &m.baseline_changes),
+        )?;
+    }
 
     let (metrics, window_metrics) = if with_label {
         (
@@ -185,6 +215,11 @@ pub fn replay(request: &ReplayRequest) -> Result<ReplaySummary, ReplayError> {
         alerts_resolved: count_state(AlertState::Resolved),
         data_quality_opened: count_quality(QualityState::Opened),
         data_quality_resolved: count_quality(QualityState::Resolved),
+        baseline_changes: result
+            .machines
+            .iter()
+            .map(|m| m.baseline_changes.len())
+            .sum(),
         metrics,
         window_metrics,
         metrics_from: request
@@ -206,6 +241,40 @@ pub fn replay(request: &ReplayRequest) -> Result<ReplaySummary, ReplayError> {
         fs::write(&report_path, page).map_err(io_error(&report_path))?;
     }
     Ok(summary)
+}
+
+/// The control messages of a `--control` file, one JSON object per line (blank lines skipped),
+/// each naming a machine of the history.
+fn read_control(path: &Path, history: &History) -> Result<Vec<ControlRequest>, ReplayError> {
+    let text = fs::read_to_string(path).map_err(|source| ReplayError::ReadControl {
+        path: path.display().to_string(),
+        source,
+    })?;
+    let mut requests = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let request =
+            ControlRequest::parse(line.as_bytes()).map_err(|source| ReplayError::Control {
+                path: path.display().to_string(),
+                line: i + 1,
+                source,
+            })?;
+        if !history
+            .machines
+            .iter()
+            .any(|m| m.equipment_id == request.equipment_id)
+        {
+            return Err(ReplayError::ControlMachine {
+                path: path.display().to_string(),
+                line: i + 1,
+                equipment_id: request.equipment_id.to_string(),
+            });
+        }
+        requests.push(request);
+    }
+    Ok(requests)
 }
 
 /// Writes one JSON object per line.

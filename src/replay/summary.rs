@@ -27,6 +27,8 @@ pub struct ReplaySummary {
     /// Sensor data-quality episodes opened and resolved (`data_quality.jsonl`).
     pub data_quality_opened: usize,
     pub data_quality_resolved: usize,
+    /// Operators' control requests applied (`--control`, `baseline.jsonl`).
+    pub baseline_changes: usize,
     /// With a `label` column: detection metrics, with rows where an alert or a sensor data-quality
     /// episode is open as the predictions.
     pub metrics: Option<DetectionMetrics>,

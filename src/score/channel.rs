@@ -33,6 +33,8 @@ pub struct ChannelErrors {
     pub peak_sq: Vec<f64>,
     /// Present values of each channel.
     pub present: Vec<usize>,
+    /// Sum of the signed errors (value minus reconstruction) over each channel's present values.
+    pub sum_diff: Vec<f64>,
 }
 
 impl ChannelErrors {
@@ -49,6 +51,7 @@ impl ChannelErrors {
             sum_sq: vec![0.0; channels],
             peak_sq: vec![0.0; channels],
             present: vec![0; channels],
+            sum_diff: vec![0.0; channels],
         };
         for ch in 0..channels {
             let row = ch * len..(ch + 1) * len;
@@ -58,7 +61,9 @@ impl ChannelErrors {
                 .zip(&mask[row])
             {
                 if *m {
-                    let e = f64::from(x - r).powi(2);
+                    let d = f64::from(x - r);
+                    let e = d * d;
+                    errors.sum_diff[ch] += d;
                     errors.sum_sq[ch] += e;
                     errors.peak_sq[ch] = errors.peak_sq[ch].max(e);
                     errors.present[ch] += 1;
@@ -74,6 +79,17 @@ impl ChannelErrors {
             .iter()
             .zip(&self.present)
             .map(|(s, n)| if *n > 0 { s / *n as f64 } else { 0.0 })
+            .collect()
+    }
+
+    /// Mean signed error (value minus reconstruction) of each channel over its present values,
+    /// in normalised units (0 when none): how far the channel sits from where the model expects
+    /// it, and in which direction.
+    pub fn mean_diff(&self) -> Vec<f32> {
+        self.sum_diff
+            .iter()
+            .zip(&self.present)
+            .map(|(s, n)| if *n > 0 { (s / *n as f64) as f32 } else { 0.0 })
             .collect()
     }
 
@@ -225,6 +241,7 @@ mod tests {
             sum_sq: sum_sq.to_vec(),
             peak_sq: peak_sq.to_vec(),
             present: present.to_vec(),
+            sum_diff: vec![0.0; present.len()],
         }
     }
 

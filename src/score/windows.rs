@@ -46,6 +46,36 @@ pub fn score_windows(model: &Model, windows: &[&Window]) -> Result<Vec<WindowSco
     Ok(scores)
 }
 
+/// Each window's raw errors per channel (squared, peak and signed sums, on normalised values)
+/// of the reconstruction the model scores with, in batches: what an operator's "accept as
+/// normal" fits the machine's level offsets to (`engine::baseline`).
+pub(crate) fn channel_errors(
+    model: &Model,
+    windows: &[&Window],
+) -> Result<Vec<ChannelErrors>, ModelError> {
+    let manifest = model.manifest();
+    for window in windows {
+        check_window(model, window)?;
+    }
+    let mut errors = Vec::with_capacity(windows.len());
+    for chunk in windows.chunks(MAX_BATCH) {
+        let raw = raw_batch(
+            model.vae(),
+            model.cpu(),
+            &manifest.normalisation,
+            manifest.scoring,
+            chunk,
+            model.device(),
+        )
+        .map_err(|source| ModelError::Compute {
+            model_id: manifest.model_id.clone(),
+            source,
+        })?;
+        errors.extend(raw.into_iter().map(|(e, ..)| e));
+    }
+    Ok(errors)
+}
+
 fn check_window(model: &Model, window: &Window) -> Result<(), ModelError> {
     let manifest = model.manifest();
     let arch = &manifest.architecture;

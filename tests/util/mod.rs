@@ -56,6 +56,26 @@ pub(crate) fn validate_quality_json(text: &str) {
     );
 }
 
+/// Fails unless `text` validates against `schemas/NAME`.
+pub(crate) fn validate_against(name: &str, text: &str) {
+    let value: serde_json::Value = serde_json::from_str(text).unwrap();
+    let validator = schema(name);
+    let errors: Vec<String> = validator
+        .iter_errors(&value)
+        .map(|e| e.to_string())
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "{name}: does not validate: {errors:?}\n{text}"
+    );
+}
+
+/// Fails unless `text` is a baseline change record that validates against
+/// `schemas/baseline.v1.json`.
+pub(crate) fn validate_baseline_json(text: &str) {
+    validate_against("baseline.v1.json", text);
+}
+
 /// A history as telemetry v1 messages (key, payload), in time order across machines, as a plant
 /// publishes it.
 pub(crate) fn telemetry_messages(
