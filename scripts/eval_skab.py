@@ -13,11 +13,19 @@ training split SKAB's baselines use; these rows are normal in every file) with `
 replays the whole experiment with `vaewatch replay` and counts point-wise results on the rows
 after the training cut. Prints a table per file and the totals, and writes them as JSON if asked.
 
+With `--accept-after-anomaly SECONDS`, an operator who knows when each experiment ended (the
+valve was reopened, the rotor rebalanced) accepts the rig's behaviour as normal that long after
+the file's last labelled anomaly row (`vaewatch replay --control`): what "accept as normal"
+gives after a lasting change. It reads the labels to place the operator, so it is an upper
+bound of what a person at the rig would get, not a detector setting.
+
 Usage: scripts/eval_skab.py SKAB_DIR [--vaewatch PATH] [--work DIR] [--train-rows 400]
+       [--accept-after-anomaly SECONDS]
 Only the Python standard library is needed.
 """
 
 import csv
+import json
 import os
 import sys
 import tempfile
@@ -46,7 +54,8 @@ def iso(text):
 
 def convert(src, full, train, train_rows):
     """Writes the experiment as vaewatch history CSV (`ts`, channels, `label`) and its first
-    `train_rows` rows without labels. Returns the `ts` of the first row after the cut."""
+    `train_rows` rows without labels. Returns the `ts` of the first row after the cut and that
+    of the last anomalous row (None when there is none)."""
     with open(src, newline="") as f:
         rows = list(csv.reader(f, delimiter=";"))
     header, rows = [h.strip() for h in rows[0]], [r for r in rows[1:] if r]
@@ -64,12 +73,14 @@ def convert(src, full, train, train_rows):
             w_full.writerow([iso(r[0]), *values, int(float(r[label]))])
             if n < train_rows:
                 w_train.writerow([iso(r[0]), *values])
-    return iso(rows[train_rows][0])
+    anomalous = [r[0] for r in rows if float(r[label]) > 0]
+    return iso(rows[train_rows][0]), (iso(anomalous[-1]) if anomalous else None)
 
 
 def main():
     ap = evallib.parser(__doc__, "skab_dir")
     ap.add_argument("--train-rows", type=int, default=400)
+    ap.add_argument("--accept-after-anomaly", type=float, default=None, metavar="SECONDS")
     args = ap.parse_args()
 
     args.work = args.work or tempfile.mkdtemp(prefix="vaewatch-skab-")
@@ -86,8 +97,21 @@ def main():
     print(f"{'file':24} {evallib.HEADER}")
     for rel in files:
         _, full, train = evallib.series_paths(args.work, rel)
-        metrics_from = convert(os.path.join(args.skab_dir, rel), full, train, args.train_rows)
-        evallib.evaluate(args, totals, rel, 24, metrics_from)
+        metrics_from, last_anomaly = convert(os.path.join(args.skab_dir, rel), full, train,
+                                             args.train_rows)
+        control = None
+        if args.accept_after_anomaly is not None and last_anomaly:
+            at = datetime.strptime(last_anomaly, "%Y-%m-%dT%H:%M:%S.000Z").replace(
+                tzinfo=timezone.utc).timestamp() + args.accept_after_anomaly
+            control = full[:-len(".csv")] + ".control.jsonl"
+            with open(control, "w") as f:
+                json.dump({"schema_version": 1, "action": "accept_normal",
+                           "equipment_id": os.path.basename(full)[:-len(".csv")],
+                           "at": datetime.fromtimestamp(at, timezone.utc)
+                           .strftime("%Y-%m-%dT%H:%M:%S.000Z"),
+                           "by": "eval_skab.py", "reason": "experiment over"}, f)
+                f.write("\n")
+        evallib.evaluate(args, totals, rel, 24, metrics_from, control)
     totals.report("TOTAL (after training)", 24, len(files), args.json_out)
 
 if __name__ == "__main__":

@@ -47,14 +47,15 @@ def series_paths(work, rel):
     return name, os.path.join(work, name + ".csv"), os.path.join(work, "train", name + ".csv")
 
 
-def evaluate(args, totals, rel, width, metrics_from):
+def evaluate(args, totals, rel, width, metrics_from, control=None):
     """Trains and replays the series `rel` (converted to `series_paths`), prints its line and
-    adds it to `totals`; a failed run is printed and listed, and the evaluation goes on."""
+    adds it to `totals`; a failed run is printed and listed, and the evaluation goes on.
+    `control`: a file of control messages for the replay (`vaewatch replay --control`)."""
     name, full, train = series_paths(args.work, rel)
     try:
         m = train_and_replay(args.vaewatch, train, full, os.path.join(args.work, name + ".model"),
                              os.path.join(args.work, name + ".replay"), metrics_from,
-                             args.train_options)
+                             args.train_options, control)
     except subprocess.CalledProcessError as e:
         totals.fail(rel, e)
         print(f"{rel:{width}} FAILED: vaewatch {e.cmd[1]} exited with {e.returncode}")
@@ -64,15 +65,17 @@ def evaluate(args, totals, rel, width, metrics_from):
     sys.stdout.flush()
 
 
-def train_and_replay(vaewatch, train_csv, full_csv, model, out, metrics_from, options=None):
+def train_and_replay(vaewatch, train_csv, full_csv, model, out, metrics_from, options=None,
+                     control=None):
     """Trains on `train_csv` (default settings, or the `vaewatch train --options` file given),
     replays `full_csv` and returns the metrics of its summary.json (counted from `metrics_from`,
     RFC 3339). Raises CalledProcessError."""
     extra = ["--options", options] if options else []
     subprocess.run([vaewatch, "train", "--input", train_csv, "--out", model, "--quiet", *extra],
                    check=True, stdout=subprocess.DEVNULL)
+    replay_extra = ["--control", control] if control else []
     subprocess.run([vaewatch, "replay", "--model", model, "--input", full_csv, "--out", out,
-                    "--metrics-from", metrics_from, "--no-report"],
+                    "--metrics-from", metrics_from, "--no-report", *replay_extra],
                    check=True, stdout=subprocess.DEVNULL)
     with open(os.path.join(out, "summary.json")) as f:
         summary = json.load(f)
