@@ -8,7 +8,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 
-use crate::simulate::{Plant, telemetry_json};
+use crate::simulate::{Plant, PlantRecord, telemetry_json};
 
 /// How fast simulated time runs.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -61,9 +61,17 @@ pub async fn publish_plant(
     let mut report = PublishReport::default();
     let mut sim_ms: i64 = 0;
     let mut in_flight = Vec::with_capacity(IN_FLIGHT);
-    while !plant.is_done() && !stop() {
+    // The plant is generated chunk by chunk as for a file (same seed, same samples) and each
+    // record published once its simulated time is due.
+    let mut ahead: std::collections::VecDeque<PlantRecord> = std::collections::VecDeque::new();
+    while (!plant.is_done() || !ahead.is_empty()) && !stop() {
         sim_ms += STEP_MS;
-        for record in plant.next_batch(start_ms + sim_ms) {
+        let now_ms = start_ms + sim_ms;
+        while !plant.is_done() && ahead.back().is_none_or(|r| r.ts_ms <= now_ms) {
+            ahead.extend(plant.next_chunk());
+        }
+        let due = ahead.iter().take_while(|r| r.ts_ms <= now_ms).count();
+        for record in ahead.drain(..due) {
             let payload = telemetry_json(&record, &channels)?;
             in_flight.push(enqueue(producer, topic, record.equipment_id.as_str(), &payload).await?);
             report.messages += 1;

@@ -63,7 +63,7 @@ async fn demo_opens_and_resolves_alerts_and_leaves_readable_parquet() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn simulate_publishes_valid_telemetry_to_a_real_topic() {
+async fn simulate_publishes_valid_telemetry_to_a_real_topic_the_samples_of_the_file() {
     use crate::util::kafka::{bootstrap, consume, create_topic, unique_name};
     use rdkafka::Message;
     use vaewatch::publish::{Pacing, publish_plant};
@@ -72,9 +72,12 @@ async fn simulate_publishes_valid_telemetry_to_a_real_topic() {
     let brokers = bootstrap();
     let topic = unique_name("telemetry");
     create_topic(&brokers, &topic, 2).await;
+    // Long enough to span chunks of the plant, with sensor outages: the samples must be the
+    // file's, whatever the sink.
     let options = SimulateOptions {
         machines: 2,
-        duration_ms: 120_000,
+        duration_ms: 25 * 60_000,
+        outages_per_hour: 6.0,
         ..SimulateOptions::default()
     };
     let mut plant = Plant::new(&options).unwrap();
@@ -94,8 +97,8 @@ async fn simulate_publishes_valid_telemetry_to_a_real_topic() {
     .await
     .unwrap();
     assert!(
-        report.messages >= 230,
-        "two machines, two minutes at 1 s: {report:?}"
+        report.messages >= 2_800,
+        "two machines, 25 minutes at 1 s: {report:?}"
     );
     let messages = consume(
         &brokers,
@@ -114,6 +117,35 @@ async fn simulate_publishes_valid_telemetry_to_a_real_topic() {
             value["equipment_id"].as_str().unwrap().as_bytes()
         );
     }
+
+    // Per machine (one partition each), the topic holds what the file of the same seed holds.
+    let mut file_plant = Plant::new(&options).unwrap();
+    let channels = file_plant.channels().to_vec();
+    let mut expected: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    while !file_plant.is_done() {
+        for record in file_plant.next_chunk() {
+            let json = vaewatch::simulate::telemetry_json(&record, &channels).unwrap();
+            expected
+                .entry(record.equipment_id.to_string())
+                .or_default()
+                .push(json);
+        }
+    }
+    let history = vaewatch::simulate::simulate_history(&options).unwrap();
+    for machine in &history.machines {
+        assert_eq!(
+            machine.rows.len(),
+            expected[machine.equipment_id.as_str()].len()
+        );
+    }
+    let mut published: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for m in &messages {
+        published
+            .entry(String::from_utf8(m.key().unwrap().to_vec()).unwrap())
+            .or_default()
+            .push(String::from_utf8(m.payload().unwrap().to_vec()).unwrap());
+    }
+    assert_eq!(published, expected);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -22,7 +22,7 @@ use std::path::Path;
 pub use faults::{FaultEvent, FaultKind};
 pub use machine::CHANNELS;
 pub use message::{telemetry_batch_json, telemetry_json};
-pub use plant::{Plant, PlantRecord};
+pub use plant::{CHUNK_MS, Plant, PlantRecord};
 
 use crate::telemetry::history::{
     History, HistoryError, HistoryRow, HistoryStats, HistoryWriter, MachineHistory, WriteRow,
@@ -149,9 +149,6 @@ pub struct SimulationSummary {
     pub faults: Vec<FaultEvent>,
 }
 
-/// How much simulated time is generated between writes to a file, ms.
-const CHUNK_MS: i64 = 10 * 60_000;
-
 /// Runs the whole simulation in memory. Rows carry `label` and `fault_kind`.
 pub fn simulate_history(opts: &SimulateOptions) -> Result<History, SimulateError> {
     let mut plant = Plant::new(opts)?;
@@ -167,10 +164,8 @@ pub fn simulate_history(opts: &SimulateOptions) -> Result<History, SimulateError
         machines: machines.len(),
         ..HistoryStats::default()
     };
-    let mut until = opts.start_ms;
     while !plant.is_done() {
-        until = until.saturating_add(CHUNK_MS);
-        for record in plant.next_batch(until) {
+        for record in plant.next_chunk() {
             let m = plant
                 .equipment_ids()
                 .iter()
@@ -210,10 +205,8 @@ pub fn write_simulation(
         labelled_rows: 0,
         faults: plant.faults().to_vec(),
     };
-    let mut until = opts.start_ms;
     while !plant.is_done() {
-        until = until.saturating_add(CHUNK_MS);
-        let records = plant.next_batch(until);
+        let records = plant.next_chunk();
         let rows: Vec<WriteRow<'_>> = records
             .iter()
             .map(|r| WriteRow {

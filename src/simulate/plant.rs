@@ -33,7 +33,12 @@ pub struct Plant {
     timing: Rng,
     faults: Vec<FaultEvent>,
     end_ms: i64,
+    /// End of the last chunk [`Plant::next_chunk`] produced, ms.
+    chunk_until_ms: i64,
 }
+
+/// Simulated time [`Plant::next_chunk`] produces at a time, ms.
+pub const CHUNK_MS: i64 = 10 * 60_000;
 
 impl std::fmt::Debug for Plant {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -88,6 +93,7 @@ impl Plant {
             timing,
             faults,
             end_ms,
+            chunk_until_ms: opts.start_ms,
         })
     }
 
@@ -114,6 +120,15 @@ impl Plant {
     /// True once every sample of the run has been produced.
     pub fn is_done(&self) -> bool {
         self.next_ms.iter().all(|&t| t >= self.end_ms)
+    }
+
+    /// The next [`CHUNK_MS`] of simulated time, as [`Plant::next_batch`] gives it. Every sink
+    /// (a file, a topic) takes the plant chunk by chunk, so the same seed gives the same samples
+    /// whatever the sink: the machines share the random stream of timing jitter and outages,
+    /// which batches of another length would draw in another order.
+    pub fn next_chunk(&mut self) -> Vec<PlantRecord> {
+        self.chunk_until_ms = self.chunk_until_ms.saturating_add(CHUNK_MS);
+        self.next_batch(self.chunk_until_ms)
     }
 
     /// Every sample with a nominal time at or before `until_ms` not yet produced, sorted by
