@@ -26,10 +26,12 @@ use vaewatch::score::ScoredWindow;
 use vaewatch::telemetry::history::History;
 use vaewatch::window::health::Condition;
 
-use crate::util::kafka::{bootstrap, consume, create_topic, produce, unique_name, unread_messages};
+use crate::util::kafka::{
+    bootstrap, consume, create_topic, create_topic_with, produce, unique_name, unread_messages,
+};
 use crate::util::{
-    assert_same_window, bundled_model_dir, bundled_replay_engine, small_plant, telemetry_messages,
-    validate_alert_json, validate_quality_json,
+    assert_same_window, bundled_model_dir, bundled_replay_engine, hostile, small_plant,
+    telemetry_messages, validate_alert_json, validate_quality_json,
 };
 
 /// How long a daemon may take to read what a test produced before the test gives up: a guard
@@ -78,7 +80,15 @@ async fn topics(brokers: &str) -> Topics {
         alerts: unique_name("alerts"),
         dead_letters: unique_name("dead-letters"),
     };
-    create_topic(brokers, &t.telemetry, 3).await;
+    // Messages up to 4 MiB, so the hostile corpus's oversize message reaches the daemon; the
+    // dead-letter topic keeps Kafka's default of 1 MiB.
+    create_topic_with(
+        brokers,
+        &t.telemetry,
+        3,
+        &[("max.message.bytes", "4194304")],
+    )
+    .await;
     create_topic(brokers, &t.alerts, 1).await;
     create_topic(brokers, &t.dead_letters, 1).await;
     t
@@ -335,7 +345,10 @@ async fn assert_same_alerts_repeats_allowed(
 ) {
     // Everything on the topic: repeats may be many after repeated crashes.
     let held = unread_messages(brokers, &unique_name("count"), topic) as usize;
-    assert!(held >= expected.len() + quality, "{held} events on the topic");
+    assert!(
+        held >= expected.len() + quality,
+        "{held} events on the topic"
+    );
     let alerts = alert_events(brokers, topic, held).await;
     let mut unique: Vec<AlertEvent> = Vec::new();
     for alert in alerts.into_iter().filter(|a| before_cutoff(a, cutoffs)) {
@@ -349,13 +362,6 @@ async fn assert_same_alerts_repeats_allowed(
     }
     assert_same_alerts(&unique, expected);
 }
-
-const BAD_MESSAGES: [(&str, &[u8], &str); 4] = [
-    ("pump-01", b"{\"equipment_id\": \"pump-01\", \"ts\": 17", "malformed_json"),
-    ("pump-02", b"{\"equipment_id\": \"pump-02\", \"ts\": 1767571200000, \"values\": {\"current\": \"NaN\"}}", "non_finite_value"),
-    ("pump-03", b"{\"equipment_id\": \"pump-03\", \"ts\": \"1970-01-01T00:00:00Z\", \"values\": {}}", "absurd_timestamp"),
-    ("pump-09", b"{\"equipment_id\": \"pump-01\", \"ts\": 1767571200000, \"values\": {}}", "key_mismatch"),
-];
 
 /// The history with the first machine's flow reading 20 m³/h higher from its 300th sample on (a
 /// flow meter recalibrated, or a new operating point of the loop): a lasting change.
@@ -444,9 +450,13 @@ async fn daemon_alerts_and_archive_equal_replay_and_bad_input_is_dead_lettered()
     let topics = topics(&brokers).await;
     let history = with_stuck_sensor(plant());
     let mut messages = messages(&history);
-    // Bad messages among the good ones: the daemon must go on.
-    for (i, (key, payload, _)) in BAD_MESSAGES.iter().enumerate() {
-        messages.insert(100 + i * 1000, (key.to_string(), payload.to_vec()));
+    // The hostile corpus among the good messages: the daemon must go on.
+    let corpus = hostile::corpus();
+    for (i, bad) in corpus.iter().enumerate() {
+        messages.insert(
+            hostile::FIRST_AT + i * hostile::EVERY,
+            (bad.key.clone(), bad.payload.clone()),
+        );
     }
     let refs = as_refs(&messages);
     produce(&brokers, &topics.telemetry, &refs).await;
@@ -454,7 +464,7 @@ async fn daemon_alerts_and_archive_equal_replay_and_bad_input_is_dead_lettered()
     let archive = tempfile::tempdir().unwrap();
     let config = config(&brokers, &topics, &unique_name("group"), archive.path());
     let report = run_daemon(config, messages.len() as u64).await;
-    assert_eq!(report.dead_lettered, BAD_MESSAGES.len() as u64);
+    assert_eq!(report.dead_lettered, corpus.len() as u64);
 
     let Replayed {
         windows: expected_windows,
@@ -501,10 +511,31 @@ async fn daemon_alerts_and_archive_equal_replay_and_bad_input_is_dead_lettered()
     let letters = consume(
         &brokers,
         &topics.dead_letters,
-        BAD_MESSAGES.len(),
+        corpus.len(),
         Duration::from_secs(20),
     )
     .await;
+    let header = |m: &rdkafka::message::OwnedMessage, name: &str| {
+        m.headers()
+            .and_then(|h| h.iter().find(|h| h.key == name).and_then(|h| h.value))
+            .map(|v| String::from_utf8(v.to_vec()).unwrap())
+    };
+    // The oversize message is dead-lettered as its start, with its length: whole it would not
+    // fit the dead-letter topic.
+    let oversize: Vec<_> = letters
+        .iter()
+        .filter(|m| header(m, "vaewatch.reason").as_deref() == Some("oversize"))
+        .collect();
+    assert_eq!(oversize.len(), 1);
+    let original = corpus
+        .iter()
+        .find(|b| b.reason == vaewatch::telemetry::RejectReason::Oversize)
+        .unwrap();
+    assert_eq!(
+        header(oversize[0], "vaewatch.truncated_from"),
+        Some(original.payload.len().to_string())
+    );
+    assert!(original.payload.starts_with(oversize[0].payload().unwrap()));
     let mut reasons: Vec<String> = letters
         .iter()
         .map(|m| {
@@ -518,7 +549,10 @@ async fn daemon_alerts_and_archive_equal_replay_and_bad_input_is_dead_lettered()
         })
         .collect();
     reasons.sort();
-    let mut expected: Vec<String> = BAD_MESSAGES.iter().map(|(_, _, r)| r.to_string()).collect();
+    let mut expected: Vec<String> = corpus
+        .iter()
+        .map(|b| b.reason.as_str().to_owned())
+        .collect();
     expected.sort();
     assert_eq!(reasons, expected);
 }

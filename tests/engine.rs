@@ -13,8 +13,12 @@ use vaewatch::telemetry::history::History;
 use vaewatch::telemetry::{RejectReason, SourcePosition};
 
 use crate::util::{
-    assert_same_window, bundled_model_dir, bundled_replay_engine, small_plant, telemetry_messages,
+    assert_same_window, bundled_model_dir, bundled_replay_engine, hostile, small_plant,
+    telemetry_messages,
 };
+
+/// Where a message is sent again (after the corpus's first entries are in).
+const FIRST_RESENT: usize = 2_000;
 
 /// The daemon's default batch size.
 const LIVE_BATCH: usize = 256;
@@ -30,34 +34,6 @@ fn replay_engine() -> Engine {
     bundled_replay_engine().0
 }
 
-const BAD_MESSAGES: [(&str, &[u8], RejectReason); 5] = [
-    (
-        "pump-01",
-        b"{\"equipment_id\": \"pump-01\", \"ts\": 17",
-        RejectReason::MalformedJson,
-    ),
-    (
-        "pump-02",
-        b"{\"equipment_id\": \"pump-02\", \"ts\": 1767571200000, \"values\": {\"current\": \"NaN\"}}",
-        RejectReason::NonFiniteValue,
-    ),
-    (
-        "pump-03",
-        b"{\"equipment_id\": \"pump-03\", \"ts\": \"1970-01-01T00:00:00Z\", \"values\": {}}",
-        RejectReason::AbsurdTimestamp,
-    ),
-    (
-        "pump-09",
-        b"{\"equipment_id\": \"pump-01\", \"ts\": 1767571200000, \"values\": {}}",
-        RejectReason::KeyMismatch,
-    ),
-    (
-        "pump-01",
-        b"{\"equipment_id\": \"pump-01\", \"ts\": 1767571200000, \"values\": {\"current\": 1.0}}",
-        RejectReason::LateSample,
-    ),
-];
-
 /// The clock of the live run: the history's last timestamp.
 fn live_now_ms(history: &History) -> i64 {
     history
@@ -72,10 +48,29 @@ fn live_now_ms(history: &History) -> i64 {
 /// Live: per machine, its outcomes in order.
 fn run_live(history: &History) -> BTreeMap<String, Vec<Outcome>> {
     let mut messages = telemetry_messages(history);
-    let bad_at: Vec<usize> = (0..BAD_MESSAGES.len()).map(|i| 1000 + i * 1000).collect();
-    for (at, (key, payload, _)) in bad_at.iter().zip(BAD_MESSAGES) {
-        messages.insert(*at, (key.to_string(), payload.to_vec()));
+    let corpus = hostile::corpus();
+    let bad_at: Vec<usize> = (0..corpus.len())
+        .map(|i| hostile::FIRST_AT + i * hostile::EVERY)
+        .collect();
+    assert!(bad_at.last() < Some(&messages.len()));
+    for (at, bad) in bad_at.iter().zip(&corpus) {
+        messages.insert(*at, (bad.key.clone(), bad.payload.clone()));
     }
+    // Accepted as documented, changing no window: a message sent again (a duplicate sample), and
+    // again with a channel no model knows (a duplicate too, its unknown channel counted).
+    let resent = messages[FIRST_RESENT].clone();
+    messages.insert(FIRST_RESENT + 3, resent.clone());
+    let with_unknown = String::from_utf8(resent.1.clone()).unwrap().replacen(
+        "\"values\":{",
+        "\"values\":{\"lube_oil_ppm\":3.5,",
+        1,
+    );
+    assert_ne!(with_unknown.as_bytes(), resent.1.as_slice());
+    messages.insert(
+        FIRST_RESENT + 5,
+        (resent.0.clone(), with_unknown.into_bytes()),
+    );
+    let (mut duplicates, mut unknown) = (0, 0);
     let now_ms = live_now_ms(history);
     let mut engine = live_engine();
     let mut outcomes: BTreeMap<String, Vec<Outcome>> = BTreeMap::new();
@@ -92,6 +87,8 @@ fn run_live(history: &History) -> BTreeMap<String, Vec<Outcome>> {
             offset: offset as i64,
         };
         let ingested = engine.ingest_message(Some(key.as_bytes()), payload, Some(source), now_ms);
+        duplicates += ingested.duplicates;
+        unknown += ingested.unknown_channels;
         if let Some(refusal) = ingested.refusal {
             refused.push((offset, refusal.reason));
         }
@@ -102,12 +99,38 @@ fn run_live(history: &History) -> BTreeMap<String, Vec<Outcome>> {
     }
     // The batch deadline passes: what waits is scored; the stream does not end.
     keep(engine.score_all(LIVE_BATCH).unwrap());
-    let expected: Vec<(usize, RejectReason)> = bad_at
+    // The two accepted messages went in before the corpus's later entries: shift those.
+    let expected: Vec<(usize, RejectReason, &str)> = bad_at
         .iter()
-        .zip(BAD_MESSAGES)
-        .map(|(at, (_, _, reason))| (*at, reason))
+        .zip(&corpus)
+        .map(|(at, bad)| {
+            let at = if *at > FIRST_RESENT { at + 2 } else { *at };
+            (at, bad.reason, bad.class)
+        })
         .collect();
-    assert_eq!(refused, expected, "refused messages and their reasons");
+    let classes: std::collections::HashMap<usize, &str> = expected
+        .iter()
+        .map(|(at, _, class)| (*at, *class))
+        .collect();
+    let refused: Vec<(usize, RejectReason, &str)> = refused
+        .into_iter()
+        .map(|(at, reason)| {
+            (
+                at,
+                reason,
+                classes.get(&at).copied().unwrap_or("not hostile"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        refused, expected,
+        "refused messages, their reasons and classes"
+    );
+    assert_eq!(
+        (duplicates, unknown),
+        (2, 1),
+        "duplicates and unknown channels"
+    );
     outcomes
 }
 

@@ -15,6 +15,14 @@ use crate::telemetry::RejectReason;
 /// boundary.
 pub const MAX_DETAIL_BYTES: usize = 1024;
 
+/// A payload longer than this is dead-lettered as its first [`KEPT_PAYLOAD_BYTES`] bytes, with
+/// its length in the [`header_names::TRUNCATED_FROM`] header: copied whole, a message the
+/// telemetry topic accepted could be too large for the dead-letter topic, whose refusal would
+/// stop the daemon on the same message at every restart.
+pub const MAX_PAYLOAD_BYTES: usize = 512 * 1024;
+/// How much of an over-long payload a dead letter keeps.
+pub const KEPT_PAYLOAD_BYTES: usize = 64 * 1024;
+
 /// Header names carried by every dead letter.
 pub mod header_names {
     /// One of [`crate::telemetry::RejectReason::as_str`].
@@ -27,6 +35,8 @@ pub mod header_names {
     pub const SOURCE_PARTITION: &str = "vaewatch.source.partition";
     /// Offset it was read from, as decimal text.
     pub const SOURCE_OFFSET: &str = "vaewatch.source.offset";
+    /// Only on dead letters whose payload was cut: the original payload's length in bytes.
+    pub const TRUNCATED_FROM: &str = "vaewatch.truncated_from";
 }
 
 /// One rejected message, ready to publish.
@@ -40,8 +50,11 @@ pub struct DeadLetter {
     pub source_offset: i64,
     /// The original key, byte for byte.
     pub key: Option<Vec<u8>>,
-    /// The original payload, byte for byte.
+    /// The original payload, byte for byte, or its first [`KEPT_PAYLOAD_BYTES`] when it was
+    /// longer than [`MAX_PAYLOAD_BYTES`].
     pub payload: Option<Vec<u8>>,
+    /// The original payload's length when it was cut.
+    pub truncated_from: Option<usize>,
 }
 
 impl DeadLetter {
@@ -51,6 +64,10 @@ impl DeadLetter {
         reason: RejectReason,
         detail: impl Into<String>,
     ) -> Self {
+        let payload = message.payload();
+        let truncated_from = payload
+            .map(<[u8]>::len)
+            .filter(|len| *len > MAX_PAYLOAD_BYTES);
         DeadLetter {
             reason,
             detail: detail.into(),
@@ -58,7 +75,11 @@ impl DeadLetter {
             source_partition: message.partition(),
             source_offset: message.offset(),
             key: message.key().map(<[u8]>::to_vec),
-            payload: message.payload().map(<[u8]>::to_vec),
+            payload: payload.map(|p| match truncated_from {
+                Some(_) => p[..KEPT_PAYLOAD_BYTES].to_vec(),
+                None => p.to_vec(),
+            }),
+            truncated_from,
         }
     }
 }
@@ -67,7 +88,7 @@ impl DeadLetter {
 pub fn headers(letter: &DeadLetter) -> OwnedHeaders {
     let partition = letter.source_partition.to_string();
     let offset = letter.source_offset.to_string();
-    OwnedHeaders::new_with_capacity(5)
+    let headers = OwnedHeaders::new_with_capacity(6)
         .insert(Header {
             key: header_names::REASON,
             value: Some(letter.reason.as_str()),
@@ -87,7 +108,14 @@ pub fn headers(letter: &DeadLetter) -> OwnedHeaders {
         .insert(Header {
             key: header_names::SOURCE_OFFSET,
             value: Some(offset.as_str()),
-        })
+        });
+    match letter.truncated_from {
+        Some(len) => headers.insert(Header {
+            key: header_names::TRUNCATED_FROM,
+            value: Some(len.to_string().as_str()),
+        }),
+        None => headers,
+    }
 }
 
 fn truncate(text: &str, max_bytes: usize) -> &str {
@@ -187,6 +215,7 @@ mod tests {
             source_offset: 1234,
             key: Some(b"pump-1".to_vec()),
             payload: None,
+            truncated_from: None,
         }
     }
 
@@ -224,5 +253,39 @@ mod tests {
         let detail = header_value(&headers, header_names::DETAIL).unwrap();
         assert!(detail.len() <= MAX_DETAIL_BYTES);
         assert!(detail.len() >= MAX_DETAIL_BYTES - 1);
+        assert_eq!(header_value(&headers, header_names::TRUNCATED_FROM), None);
+    }
+
+    #[test]
+    fn an_over_long_payload_is_kept_as_its_start_with_its_length() {
+        let big = vec![b'x'; MAX_PAYLOAD_BYTES + 1];
+        let message = rdkafka::message::OwnedMessage::new(
+            Some(big.clone()),
+            Some(b"pump-1".to_vec()),
+            "telemetry".into(),
+            rdkafka::Timestamp::NotAvailable,
+            0,
+            7,
+            None,
+        );
+        let cut = DeadLetter::from_message(&message, RejectReason::Oversize, "too big");
+        assert_eq!(cut.payload.as_deref(), Some(&big[..KEPT_PAYLOAD_BYTES]));
+        assert_eq!(cut.truncated_from, Some(MAX_PAYLOAD_BYTES + 1));
+        assert_eq!(
+            header_value(&headers(&cut), header_names::TRUNCATED_FROM).as_deref(),
+            Some("524289")
+        );
+        let small = rdkafka::message::OwnedMessage::new(
+            Some(big[..MAX_PAYLOAD_BYTES].to_vec()),
+            None,
+            "telemetry".into(),
+            rdkafka::Timestamp::NotAvailable,
+            0,
+            8,
+            None,
+        );
+        let whole = DeadLetter::from_message(&small, RejectReason::MalformedJson, "bad");
+        assert_eq!(whole.payload.map(|p| p.len()), Some(MAX_PAYLOAD_BYTES));
+        assert_eq!(whole.truncated_from, None);
     }
 }

@@ -53,7 +53,8 @@ pub use client::{
     producer_client_config,
 };
 pub use dead_letter::{
-    DeadLetter, DeadLetterError, DeadLetterPublisher, MAX_DETAIL_BYTES, header_names, headers,
+    DeadLetter, DeadLetterError, DeadLetterPublisher, KEPT_PAYLOAD_BYTES, MAX_DETAIL_BYTES,
+    MAX_PAYLOAD_BYTES, header_names, headers,
 };
 pub use offsets::{OffsetCommit, OffsetTracker, commit_durable, partition_list};
 pub use rebalance::{

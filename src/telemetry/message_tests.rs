@@ -417,3 +417,86 @@ fn channels_the_model_set_aside_are_skipped_without_counting_as_unknown() {
         "a sentinel in a set-aside channel is no rejection"
     );
 }
+
+/// Fuzzing of the parser with proptest, bounded so it runs in every test run: whatever the bytes,
+/// a message is either refused with a reason or gives samples the windower can take.
+mod fuzz {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// What an accepted message must be: finite values, plausible times, the body's machine.
+    fn check_accepted(parsed: &ParsedMessage) {
+        for sample in &parsed.samples {
+            assert!(sample.values.iter().flatten().all(|v| v.is_finite()));
+            assert!(sample.ts_ms >= 946_684_800_000 && sample.ts_ms <= NOW_MS + 24 * 3600 * 1000);
+            assert_eq!(sample.values.len(), channels().len());
+        }
+    }
+
+    fn run(key: Option<&[u8]>, payload: &[u8]) {
+        if let Ok(parsed) =
+            parse_message(key, payload, &channels(), &MessageLimits::default(), NOW_MS)
+        {
+            check_accepted(&parsed);
+        }
+    }
+
+    /// JSON values built from the pieces of a telemetry message and odd ones, nested.
+    fn json() -> impl Strategy<Value = serde_json::Value> {
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::from),
+            any::<i64>().prop_map(serde_json::Value::from),
+            (1_700_000_000_000i64..1_800_000_000_000).prop_map(serde_json::Value::from),
+            any::<f64>()
+                .prop_filter("JSON has no NaN", |v| v.is_finite())
+                .prop_map(serde_json::Value::from),
+            "[a-z0-9:.TZ+-]{0,30}".prop_map(serde_json::Value::from),
+            Just(serde_json::Value::from("2026-11-26T06:44:20Z")),
+            Just(serde_json::Value::from("NaN")),
+        ];
+        let key = prop_oneof![
+            Just("equipment_id".to_owned()),
+            Just("ts".to_owned()),
+            Just("values".to_owned()),
+            Just("samples".to_owned()),
+            Just("current".to_owned()),
+            Just("flow".to_owned()),
+            "[a-z_]{0,12}",
+        ];
+        leaf.prop_recursive(4, 64, 8, move |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..6).prop_map(serde_json::Value::from),
+                proptest::collection::btree_map(key.clone(), inner, 0..6)
+                    .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1_000))]
+
+        #[test]
+        fn arbitrary_bytes_are_refused_or_parsed_never_a_panic(
+            payload in proptest::collection::vec(any::<u8>(), 0..512),
+            key in proptest::option::of(proptest::collection::vec(any::<u8>(), 0..16)),
+        ) {
+            run(key.as_deref(), &payload);
+        }
+
+        #[test]
+        fn message_shaped_json_is_refused_or_parsed_never_a_panic(
+            body in json(),
+            equipment_id in prop_oneof![Just("pump-1".to_owned()), "[ -~]{0,8}", Just(String::new())],
+            with_key in any::<bool>(),
+        ) {
+            let mut body = body;
+            if let serde_json::Value::Object(map) = &mut body {
+                map.insert("equipment_id".into(), serde_json::Value::from(equipment_id.clone()));
+            }
+            let payload = serde_json::to_vec(&body).unwrap();
+            run(with_key.then_some(equipment_id.as_bytes()), &payload);
+        }
+    }
+}

@@ -72,12 +72,25 @@ pub(crate) fn unique_name(label: &str) -> String {
 /// Creates `topic` with `partitions` partitions (replication 1) and waits until every partition
 /// has a leader.
 pub(crate) async fn create_topic(bootstrap: &str, topic: &str, partitions: i32) {
+    create_topic_with(bootstrap, topic, partitions, &[]).await;
+}
+
+/// [`create_topic`] with topic configs (`max.message.bytes`, ...).
+pub(crate) async fn create_topic_with(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    configs: &[(&str, &str)],
+) {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .create()
         .expect("admin client");
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
-    let new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+    let mut new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+    for (key, value) in configs {
+        new_topic = new_topic.set(key, value);
+    }
     let results = admin
         .create_topics(&[new_topic], &options)
         .await
@@ -115,6 +128,8 @@ pub(crate) fn producer(bootstrap: &str) -> FutureProducer {
     ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("enable.idempotence", "true")
+        // Room for the hostile corpus's oversize message (topics that take it say so).
+        .set("message.max.bytes", "8388608")
         .create()
         .expect("producer")
 }

@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub(crate) mod hostile;
 pub(crate) mod kafka;
 
 use std::path::{Path, PathBuf};

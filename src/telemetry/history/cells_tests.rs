@@ -224,3 +224,64 @@ fn machines_from_the_equipment_id_column() {
     let machines: Vec<usize> = got.rows.iter().map(|r| r.machine).collect();
     assert_eq!(machines, [0, 1, 0, 2]);
 }
+
+/// Fuzzing of the history readers with proptest, bounded: whatever a CSV file holds, reading it
+/// gives a history or an error that names the problem, never a panic.
+mod fuzz {
+    use proptest::prelude::*;
+
+    use crate::telemetry::history::{HistoryOptions, read_history};
+
+    fn cell() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just(String::new()),
+            any::<f32>().prop_map(|v| v.to_string()),
+            (1_700_000_000_000i64..1_800_000_000_000).prop_map(|v| v.to_string()),
+            Just("2026-11-26T06:44:20Z".to_owned()),
+            Just("2026-11-26 06:44:20".to_owned()),
+            Just("NaN".to_owned()),
+            Just("1e999".to_owned()),
+            "[ -~]{0,10}",
+        ]
+    }
+
+    fn header() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just("ts".to_owned()),
+            Just("timestamp".to_owned()),
+            Just("equipment_id".to_owned()),
+            Just("label".to_owned()),
+            Just("flow".to_owned()),
+            "[a-z_]{0,6}",
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+
+        #[test]
+        fn any_csv_reads_or_is_refused_never_a_panic(
+            headers in proptest::collection::vec(header(), 0..5),
+            rows in proptest::collection::vec(proptest::collection::vec(cell(), 0..6), 0..12),
+            separator in prop_oneof![Just(','), Just(';'), Just('\t')],
+        ) {
+            let sep = separator.to_string();
+            let mut text = headers.join(&sep);
+            for row in rows {
+                text.push('\n');
+                text.push_str(&row.join(&sep));
+            }
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("fuzz.csv");
+            std::fs::write(&path, text).unwrap();
+            if let Ok(history) = read_history(&[path], &HistoryOptions::default()) {
+                for machine in &history.machines {
+                    for row in &machine.rows {
+                        prop_assert_eq!(row.values.len(), history.channels.len());
+                        prop_assert!(row.values.iter().flatten().all(|v| v.is_finite()));
+                    }
+                }
+            }
+        }
+    }
+}
