@@ -1018,6 +1018,151 @@ async fn ten_sigkills_at_random_points_lose_no_window_and_restarts_resume_at_onc
     .await;
 }
 
+/// A broker of the test's own (`deploy/kafka/kafka.sh` with its own state directory and ports),
+/// for a test that stops and restarts it while the shared broker serves the others.
+struct OwnBroker {
+    state: tempfile::TempDir,
+    port: u16,
+    controller_port: u16,
+}
+
+impl OwnBroker {
+    /// Starts it; returns it with its bootstrap address.
+    fn start() -> (OwnBroker, String) {
+        let port = free_loopback_address().port();
+        let controller_port = loop {
+            let p = free_loopback_address().port();
+            if p != port {
+                break p;
+            }
+        };
+        let broker = OwnBroker {
+            state: tempfile::tempdir().unwrap(),
+            port,
+            controller_port,
+        };
+        let bootstrap = broker.kafka_sh("start");
+        (broker, bootstrap)
+    }
+
+    fn kafka_sh(&self, command: &str) -> String {
+        let out =
+            std::process::Command::new(crate::util::repo_root().join("deploy/kafka/kafka.sh"))
+                .arg(command)
+                .env("VAEWATCH_KAFKA_STATE", self.state.path())
+                .env("VAEWATCH_KAFKA_PORT", self.port.to_string())
+                .env(
+                    "VAEWATCH_KAFKA_CONTROLLER_PORT",
+                    self.controller_port.to_string(),
+                )
+                .output()
+                .unwrap();
+        assert!(
+            out.status.success(),
+            "kafka.sh {command}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    }
+}
+
+impl Drop for OwnBroker {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new(crate::util::repo_root().join("deploy/kafka/kafka.sh"))
+            .arg("stop")
+            .env("VAEWATCH_KAFKA_STATE", self.state.path())
+            .output();
+    }
+}
+
+/// Polls `done` until it holds; fails when the daemon `task` ends first or [`WAIT`] passes.
+async fn wait_while_running<T>(
+    task: &tokio::task::JoinHandle<T>,
+    what: &str,
+    mut done: impl FnMut() -> bool,
+) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(150);
+    while !done() {
+        assert!(!task.is_finished(), "the daemon stopped while {what}");
+        assert!(std::time::Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The broker stops mid-stream and stays away for a minute, then comes back with its data: the
+/// daemon keeps running, says meanwhile that it is not ready (and counts the consumer errors and
+/// failed commits), resumes by itself, and its archive and alerts equal the replay's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_away_for_a_minute_loses_nothing_and_the_daemon_resumes_by_itself() {
+    let (broker, brokers) = OwnBroker::start();
+    let topics = topics(&brokers).await;
+    let history = plant();
+    let messages = messages(&history);
+    let refs = as_refs(&messages);
+    let (first_half, second_half) = refs.split_at(refs.len() / 2);
+    produce(&brokers, &topics.telemetry, first_half).await;
+
+    let archive = tempfile::tempdir().unwrap();
+    let group = unique_name("group");
+    let config = config(&brokers, &topics, &group, archive.path());
+    let metrics = Arc::new(Metrics::new());
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let task = tokio::spawn(daemon::run(config, metrics.clone(), stop_rx));
+    wait_while_running(&task, "reading the first half", || {
+        metrics.messages_consumed.get() >= first_half.len() as u64
+            && metrics.offset_commits.get() >= 1
+            && metrics.is_ready()
+    })
+    .await;
+
+    broker.kafka_sh("stop");
+    let away = std::time::Instant::now();
+    wait_while_running(&task, "the broker is away", || !metrics.is_ready()).await;
+    while away.elapsed() < Duration::from_secs(60) {
+        assert!(
+            !task.is_finished(),
+            "the daemon stopped while the broker was away"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let failures = metrics.consumer_errors.get() + metrics.commit_failures.get();
+    assert!(failures > 0, "consumer errors or failed commits counted");
+    assert_eq!(broker.kafka_sh("resume"), brokers);
+
+    produce(&brokers, &topics.telemetry, second_half).await;
+    // Read to the end: everything consumed (some twice if the group rebalanced while the broker
+    // was away) and no lag left.
+    wait_while_running(
+        &task,
+        "reading to the end after the broker came back",
+        || {
+            metrics.is_ready()
+                && metrics.messages_consumed.get() >= refs.len() as u64
+                && metrics.consumer_lag.get() == 0
+        },
+    )
+    .await;
+    stop_tx.send(true).unwrap();
+    task.await.unwrap().unwrap();
+
+    let Replayed {
+        windows: expected_windows,
+        alerts: expected_alerts,
+        quality,
+        cutoffs,
+    } = replayed(&history);
+    assert_same_archive(archived(archive.path(), &cutoffs), expected_windows);
+    assert_same_alerts_repeats_allowed(
+        &brokers,
+        &topics.alerts,
+        &expected_alerts,
+        quality.len(),
+        &cutoffs,
+    )
+    .await;
+    drop(broker);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_serves_metrics_and_exits_cleanly_on_sigterm() {
     let brokers = bootstrap();

@@ -6,6 +6,8 @@
 #   deploy/kafka/kafka.sh fetch       download Kafka and its dependencies into the cache
 #   deploy/kafka/kafka.sh start       start the broker (does nothing when it already runs); prints the bootstrap address
 #   deploy/kafka/kafka.sh stop        stop the broker cleanly (SIGTERM, then SIGKILL after a grace period)
+#   deploy/kafka/kafka.sh resume      start a stopped broker again on its ports, keeping its topics,
+#                                     offsets and messages (a broker restart); prints the bootstrap address
 #   deploy/kafka/kafka.sh status      say whether it runs; exit 0 when it does, 3 when it does not
 #   deploy/kafka/kafka.sh bootstrap   print the bootstrap address of the running broker (exit 3 when none runs)
 #   deploy/kafka/kafka.sh clean       stop the broker and delete its data and logs
@@ -249,7 +251,31 @@ start() {
     [[ -n "$cluster_id" ]] || die "kafka.tools.StorageTool random-uuid printed nothing"
     run_class kafka.tools.StorageTool format -t "$cluster_id" -c "$CONFIG_FILE" >"$STATE_DIR/format.log" 2>&1 ||
         { cat "$STATE_DIR/format.log" >&2; die "formatting the log directory failed"; }
+    launch "$port"
+}
 
+# Starts a stopped broker again with its config and log directory: the same ports, topics,
+# committed offsets and messages.
+resume() {
+    mkdir -p "$STATE_DIR"
+    exec 9>"$STATE_DIR/lock"
+    flock 9
+    if running_pid >/dev/null; then
+        cat "$BOOTSTRAP_FILE"
+        return 0
+    fi
+    [[ -f "$CONFIG_FILE" && -d "$DATA_DIR" ]] || die "no stopped broker to resume in $STATE_DIR (run start first)"
+    check_java
+    local port
+    port=$(sed -n 's/^advertised.listeners=PLAINTEXT:\/\/127.0.0.1:\([0-9]*\)$/\1/p' "$CONFIG_FILE")
+    [[ -n "$port" ]] || die "cannot read the port from $CONFIG_FILE"
+    port_open "$port" && die "port $port on 127.0.0.1 is taken"
+    launch "$port"
+}
+
+# Runs the broker of $CONFIG_FILE in the background and waits until it serves clients on $1.
+launch() {
+    local port=$1
     local started_at=$SECONDS
     # shellcheck disable=SC2086 # HEAP holds several flags
     nohup "$JAVA" $HEAP -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOccupancyPercent=35 \
@@ -323,6 +349,7 @@ stop() {
 case "${1:-}" in
 fetch) fetch ;;
 start) start ;;
+resume) resume ;;
 stop) stop ;;
 status)
     if pid=$(running_pid); then

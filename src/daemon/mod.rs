@@ -41,6 +41,7 @@ use rdkafka::TopicPartitionList;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::producer::{DeliveryFuture, FutureProducer};
+use rdkafka::types::RDKafkaErrorCode;
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
@@ -156,6 +157,8 @@ pub async fn run(
         pending_since: None,
         scoring: None,
         report: DaemonReport::default(),
+        commit_failing: false,
+        consumer_failing: false,
     };
     daemon.restore_state();
     let control = match control {
@@ -182,7 +185,7 @@ pub async fn run(
     let _ = lag_stop.send(true);
     let _ = lag_watch.await;
     let drained = match result {
-        Ok(()) => daemon.make_durable_and_commit(&consumer).await,
+        Ok(()) => daemon.make_durable_and_commit(&consumer, true).await,
         Err(e) => Err(e),
     };
     let _ = rdkafka::producer::Producer::flush(&daemon.producer, daemon.config.shutdown_timeout);
@@ -212,6 +215,11 @@ struct Daemon {
     scoring: Option<InFlight>,
     state: state::DaemonState,
     report: DaemonReport,
+    /// Whether the last offset commit failed (the daemon reports itself not ready until one
+    /// succeeds).
+    commit_failing: bool,
+    /// Whether the consumer reported every broker down (cleared by the next message read).
+    consumer_failing: bool,
 }
 
 impl Daemon {
@@ -248,9 +256,31 @@ impl Daemon {
                 message = consumer.recv(), if room => match message {
                     Ok(m) => {
                         let owned = m.detach();
+                        if self.consumer_failing {
+                            info!("reading from kafka again");
+                            self.consumer_failing = false;
+                            self.metrics.set_ready(!self.commit_failing);
+                        }
                         self.handle_message(&owned).await?;
                     }
-                    Err(e) => warn!(error = %e, "kafka consumer error"),
+                    Err(e) => {
+                        self.metrics.consumer_errors.inc();
+                        let unreachable = matches!(
+                            e.rdkafka_error_code(),
+                            Some(RDKafkaErrorCode::AllBrokersDown | RDKafkaErrorCode::BrokerTransportFailure)
+                        );
+                        // While the brokers stay unreachable librdkafka reports every failed
+                        // reconnection: the first is a warning, the rest are counted.
+                        if unreachable && self.consumer_failing {
+                            debug!(error = %e, "kafka consumer error");
+                        } else {
+                            warn!(error = %e, "kafka consumer error");
+                        }
+                        if unreachable {
+                            self.consumer_failing = true;
+                            self.metrics.set_ready(false);
+                        }
+                    }
                 },
                 message = next_control(control), if control.is_some() => match message {
                     Ok(m) => self.handle_control(&m.detach()).await?,
@@ -270,7 +300,7 @@ impl Daemon {
             self.handle_revocations().await?;
             self.start_batch_if_due(max_batch, max_delay);
             if last_durable.elapsed() >= roll_every {
-                self.make_durable_and_commit(consumer).await?;
+                self.make_durable_and_commit(consumer, false).await?;
                 last_durable = Instant::now();
             }
         }
@@ -619,9 +649,15 @@ impl Daemon {
 
     /// Scores what waits, completes the archive files, saves the state file and commits, per
     /// partition, the oldest offset still needed.
+    /// Completes the archive's open files, saves the state and commits what is durable. A commit
+    /// that fails while running (the broker unreachable, a coordinator moving) leaves the offsets
+    /// pending for the next roll: nothing is lost, only more would be re-read after a crash; the
+    /// daemon reports itself not ready and counts the failure meanwhile. A fatal consumer error,
+    /// or a failure of the last commit (`last`), stops the daemon.
     async fn make_durable_and_commit(
         &mut self,
         consumer: &DaemonConsumer,
+        last: bool,
     ) -> Result<(), DaemonError> {
         self.finish_scoring().await?;
         let report = self.archive.flush_durable()?;
@@ -650,7 +686,25 @@ impl Daemon {
                 lock_tracker(&self.tracker).mark_durable(&topic, partition, durable_last);
             }
         }
-        let committed = commit_durable(consumer, &mut lock_tracker(&self.tracker))?;
+        let committed = match commit_durable(consumer, &mut lock_tracker(&self.tracker)) {
+            Ok(committed) => committed,
+            Err(e) if last || consumer.client().fatal_error().is_some() => return Err(e.into()),
+            Err(e) => {
+                warn!(
+                    error = %e,
+                    "offset commit failed; the offsets stay pending and are committed at a later roll (nothing is lost)"
+                );
+                self.metrics.commit_failures.inc();
+                self.metrics.set_ready(false);
+                self.commit_failing = true;
+                return Ok(());
+            }
+        };
+        if self.commit_failing {
+            info!("offset commits succeed again");
+            self.commit_failing = false;
+            self.metrics.set_ready(!self.consumer_failing);
+        }
         if committed > 0 {
             self.report.commits += 1;
             self.metrics.offset_commits.inc();

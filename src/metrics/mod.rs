@@ -65,6 +65,10 @@ pub mod names {
     pub const DATA_QUALITY_OPENED_TOTAL: &str = "vaewatch_data_quality_opened_total";
     /// Sensor channels with a data-quality episode open now, over all machines (gauge).
     pub const SICK_CHANNELS: &str = "vaewatch_sick_channels";
+    /// Errors the telemetry consumer reported (all brokers down, transport failures, ...).
+    pub const CONSUMER_ERRORS_TOTAL: &str = "vaewatch_consumer_errors_total";
+    /// Offset commits that failed and were left for a later roll (broker unreachable).
+    pub const COMMIT_FAILURES_TOTAL: &str = "vaewatch_commit_failures_total";
     /// Operators' control requests ("accept as normal", "reset") applied to a machine.
     pub const BASELINE_CHANGES_TOTAL: &str = "vaewatch_baseline_changes_total";
     /// Machines scored with levels an operator accepted as normal (gauge).
@@ -127,6 +131,10 @@ pub struct Metrics {
     pub accepted_baselines: Gauge,
     /// [`names::BASELINE_CHANGES_TOTAL`]
     pub baseline_changes: Counter,
+    /// [`names::COMMIT_FAILURES_TOTAL`]
+    pub commit_failures: Counter,
+    /// [`names::CONSUMER_ERRORS_TOTAL`]
+    pub consumer_errors: Counter,
     /// [`names::ARCHIVE_FILES_TOTAL`]
     pub archive_files: Counter,
     /// [`names::ARCHIVE_ROWS_TOTAL`]
@@ -170,6 +178,8 @@ impl Metrics {
             sick_channels: Gauge::default(),
             accepted_baselines: Gauge::default(),
             baseline_changes: Counter::default(),
+            commit_failures: Counter::default(),
+            consumer_errors: Counter::default(),
             archive_files: Counter::default(),
             archive_rows: Counter::default(),
             offset_commits: Counter::default(),
@@ -268,6 +278,16 @@ impl Metrics {
                 names::OFFSET_COMMITS_TOTAL,
                 "Offset commits made after what they cover was durable.",
                 &self.offset_commits,
+            ),
+            (
+                names::CONSUMER_ERRORS_TOTAL,
+                "Errors the telemetry consumer reported (all brokers down, transport failures).",
+                &self.consumer_errors,
+            ),
+            (
+                names::COMMIT_FAILURES_TOTAL,
+                "Offset commits that failed and were left for a later roll (broker unreachable).",
+                &self.commit_failures,
             ),
             (
                 names::BASELINE_CHANGES_TOTAL,
@@ -448,7 +468,7 @@ mod tests {
     fn every_family_has_help_and_type_once() {
         let text = Metrics::new().render();
         let types: Vec<&str> = text.lines().filter(|l| l.starts_with("# TYPE")).collect();
-        assert_eq!(types.len(), 23);
+        assert_eq!(types.len(), 25);
         for line in &types {
             let name = line.split(' ').nth(2).unwrap();
             assert!(name.starts_with("vaewatch_"));
