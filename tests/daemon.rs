@@ -1018,6 +1018,145 @@ async fn ten_sigkills_at_random_points_lose_no_window_and_restarts_resume_at_onc
     .await;
 }
 
+/// A `vaewatch run` process of a failover test: its child, metrics address and log.
+struct Member {
+    name: &'static str,
+    child: std::process::Child,
+    listen: std::net::SocketAddr,
+    log: std::path::PathBuf,
+}
+
+impl Member {
+    fn consumed(&self) -> f64 {
+        metric_value(self.listen, "vaewatch_messages_consumed_total").unwrap_or(0.0)
+    }
+}
+
+/// Three daemons in one group on a six-partition topic with twelve machines; one is killed with
+/// SIGKILL while the plant streams, later a fourth joins; at the end a last daemon reads what
+/// the group left. Every window is archived, once or identically repeated. Prints the failover
+/// time: from the SIGKILL until the survivors have read everything produced after it (a figure,
+/// not asserted; the session timeout is 6 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failover_of_three_daemons_one_killed_and_one_joining_loses_no_window() {
+    let brokers = bootstrap();
+    let topics = Topics {
+        telemetry: unique_name("telemetry"),
+        alerts: unique_name("alerts"),
+        dead_letters: unique_name("dead-letters"),
+    };
+    create_topic(&brokers, &topics.telemetry, 6).await;
+    create_topic(&brokers, &topics.alerts, 1).await;
+    create_topic(&brokers, &topics.dead_letters, 1).await;
+    let history = vaewatch::simulate::simulate_history(&vaewatch::simulate::SimulateOptions {
+        machines: 12,
+        duration_ms: 24 * 60_000,
+        faults: 4,
+        fault_free_fraction: 0.3,
+        seed: 33,
+        ..vaewatch::simulate::SimulateOptions::default()
+    })
+    .unwrap();
+    let messages = messages(&history);
+    let refs = as_refs(&messages);
+    let thirds: Vec<&[(&str, &[u8])]> = refs.chunks(refs.len().div_ceil(3)).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("archive");
+    let group = unique_name("group");
+    let spawn = |name: &'static str| {
+        let listen = free_loopback_address();
+        let config = config_file(dir.path(), &brokers, &topics, &group, &archive, listen);
+        let text = std::fs::read_to_string(&config).unwrap().replace(
+            "roll_age = \"1s\"",
+            &format!("roll_age = \"1s\"\nfile_prefix = \"{name}\""),
+        );
+        std::fs::write(&config, text).unwrap();
+        let log = dir.path().join(format!("{name}.log"));
+        Member {
+            name,
+            child: spawn_vaewatch_run(&config, &log),
+            listen,
+            log,
+        }
+    };
+    let total = |members: &[Member]| members.iter().map(Member::consumed).sum::<f64>();
+
+    produce(&brokers, &topics.telemetry, thirds[0]).await;
+    let mut members = vec![spawn("a"), spawn("b"), spawn("c")];
+    let deadline = std::time::Instant::now() + WAIT;
+    while !(members.iter().all(|m| m.consumed() > 0.0) && total(&members) >= thirds[0].len() as f64)
+    {
+        for m in &mut members {
+            if let Some(exit) = m.child.try_wait().unwrap() {
+                let log = std::fs::read_to_string(&m.log).unwrap_or_default();
+                panic!("daemon {} exited ({exit}); log:\n{log}", m.name);
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the three daemons did not all get partitions and read the first third"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // SIGKILL b; its partitions go to a and c once its session times out.
+    let mut killed = members.remove(1);
+    let before: f64 = total(&members);
+    killed.child.kill().unwrap();
+    killed.child.wait().unwrap();
+    let kill_time = std::time::Instant::now();
+    produce(&brokers, &topics.telemetry, thirds[1]).await;
+    let deadline = std::time::Instant::now() + WAIT;
+    while total(&members) < before + thirds[1].len() as f64 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the survivors did not take over the killed daemon's partitions"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let failover = kill_time.elapsed();
+    eprintln!(
+        "failover: the survivors read everything produced after the SIGKILL {failover:?} after it"
+    );
+
+    // A fourth joins; the last third is shared by three again.
+    members.push(spawn("d"));
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    produce(&brokers, &topics.telemetry, thirds[2]).await;
+    let deadline = std::time::Instant::now() + WAIT;
+    while total(&members) < (refs.len() - thirds[0].len()) as f64 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the daemons did not read the last third"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for m in &mut members {
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &m.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    for m in &mut members {
+        let exit = m.child.wait().unwrap();
+        assert!(exit.success(), "daemon {} exit status {exit}", m.name);
+    }
+    // What the group left (the tail of each partition that windows in progress still needed),
+    // read by one more daemon.
+    let rest = unread_messages(&brokers, &group, &topics.telemetry);
+    let mut last = config(&brokers, &topics, &group, &archive);
+    last.archive.file_prefix = "e".into();
+    run_daemon(last, rest).await;
+
+    let Replayed {
+        windows: expected_windows,
+        cutoffs,
+        ..
+    } = replayed(&history);
+    assert_same_archive(archived(&archive, &cutoffs), expected_windows);
+}
+
 /// A broker of the test's own (`deploy/kafka/kafka.sh` with its own state directory and ports),
 /// for a test that stops and restarts it while the shared broker serves the others.
 struct OwnBroker {
