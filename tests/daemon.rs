@@ -27,7 +27,8 @@ use vaewatch::telemetry::history::History;
 use vaewatch::window::health::Condition;
 
 use crate::util::kafka::{
-    bootstrap, consume, create_topic, create_topic_with, produce, unique_name, unread_messages,
+    alter_topic, bootstrap, consume, create_topic, create_topic_with, produce, unique_name,
+    unread_messages,
 };
 use crate::util::{
     assert_same_window, bundled_model_dir, bundled_replay_engine, hostile, small_plant,
@@ -1155,6 +1156,84 @@ async fn failover_of_three_daemons_one_killed_and_one_joining_loses_no_window() 
         ..
     } = replayed(&history);
     assert_same_archive(archived(&archive, &cutoffs), expected_windows);
+}
+
+/// The alert topic refuses every event (its messages may not exceed 200 bytes) while a plant
+/// with faults streams in: the daemon keeps running, stops reading while it sends the refused
+/// events again, says it is not ready and counts the refusals; once the topic takes events
+/// again it goes on by itself, and its archive and alerts equal the replay's (repeats
+/// identical).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alert_topic_that_refuses_events_pauses_the_daemon_until_it_takes_them() {
+    let brokers = bootstrap();
+    let topics = Topics {
+        telemetry: unique_name("telemetry"),
+        alerts: unique_name("alerts"),
+        dead_letters: unique_name("dead-letters"),
+    };
+    create_topic(&brokers, &topics.telemetry, 3).await;
+    create_topic_with(&brokers, &topics.alerts, 1, &[("max.message.bytes", "200")]).await;
+    create_topic(&brokers, &topics.dead_letters, 1).await;
+    let history = plant();
+    let messages = messages(&history);
+    let refs = as_refs(&messages);
+    // Most of the plant (its faults open alerts), then the rest once the topic refuses events.
+    let (first_half, second_half) = refs.split_at(refs.len() * 9 / 10);
+    produce(&brokers, &topics.telemetry, first_half).await;
+
+    let archive = tempfile::tempdir().unwrap();
+    let group = unique_name("group");
+    let metrics = Arc::new(Metrics::new());
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let task = tokio::spawn(daemon::run(
+        config(&brokers, &topics, &group, archive.path()),
+        metrics.clone(),
+        stop_rx,
+    ));
+    wait_while_running(&task, "the alert topic refusing events", || {
+        metrics.alert_delivery_failures.get() > 0 && !metrics.is_ready()
+    })
+    .await;
+    // Reading waits while the refused events are sent again: the second half stays unread.
+    let consumed = metrics.messages_consumed.get();
+    produce(&brokers, &topics.telemetry, second_half).await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(metrics.messages_consumed.get(), consumed, "reading went on");
+
+    alter_topic(
+        &brokers,
+        &topics.alerts,
+        &[("max.message.bytes", "1048588")],
+    )
+    .await;
+    wait_while_running(
+        &task,
+        "reading to the end once the topic takes events",
+        || {
+            metrics.is_ready()
+                && metrics.messages_consumed.get() >= refs.len() as u64
+                && metrics.consumer_lag.get() == 0
+        },
+    )
+    .await;
+    stop_tx.send(true).unwrap();
+    task.await.unwrap().unwrap();
+
+    let Replayed {
+        windows: expected_windows,
+        alerts: expected_alerts,
+        quality,
+        cutoffs,
+    } = replayed(&history);
+    assert_same_archive(archived(archive.path(), &cutoffs), expected_windows);
+    assert_same_alerts_repeats_allowed(
+        &brokers,
+        &topics.alerts,
+        &expected_alerts,
+        quality.len(),
+        &cutoffs,
+    )
+    .await;
 }
 
 /// A broker of the test's own (`deploy/kafka/kafka.sh` with its own state directory and ports),

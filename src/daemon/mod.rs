@@ -144,6 +144,7 @@ pub async fn run(
         topic => open_control(&config.kafka, topic)?,
     };
     let mut daemon = Daemon {
+        stop: shutdown.clone(),
         state: state::load_state(&config.archive.dir, &config.archive.file_prefix)?,
         config,
         metrics,
@@ -159,6 +160,7 @@ pub async fn run(
         report: DaemonReport::default(),
         commit_failing: false,
         consumer_failing: false,
+        alerts_failing: false,
     };
     daemon.restore_state();
     let control = match control {
@@ -220,6 +222,10 @@ struct Daemon {
     commit_failing: bool,
     /// Whether the consumer reported every broker down (cleared by the next message read).
     consumer_failing: bool,
+    /// Whether the alert topic refused events that are being sent again.
+    alerts_failing: bool,
+    /// Turns true when the daemon is asked to stop (ends waits that could last).
+    stop: watch::Receiver<bool>,
 }
 
 impl Daemon {
@@ -259,7 +265,7 @@ impl Daemon {
                         if self.consumer_failing {
                             info!("reading from kafka again");
                             self.consumer_failing = false;
-                            self.metrics.set_ready(!self.commit_failing);
+                            self.update_ready();
                         }
                         self.handle_message(&owned).await?;
                     }
@@ -278,7 +284,7 @@ impl Daemon {
                         }
                         if unreachable {
                             self.consumer_failing = true;
-                            self.metrics.set_ready(false);
+                            self.update_ready();
                         }
                     }
                 },
@@ -586,18 +592,9 @@ impl Daemon {
     /// Publishes sensor data-quality events on the alert topic and waits for Kafka to
     /// acknowledge them, like alerts.
     async fn publish_quality(&mut self, events: Vec<DataQualityEvent>) -> Result<(), DaemonError> {
-        let sends = enqueue_on_alert_topic(
-            &self.producer,
-            &self.config.kafka.alert_topic,
-            &events,
-            |e| &e.equipment_id,
-            DATA_QUALITY_EVENT,
-        )
-        .await?;
-        for (event, delivery) in events.iter().zip(sends) {
-            acknowledged(delivery)
-                .await
-                .map_err(DaemonError::AlertDelivery)?;
+        self.deliver_on_alert_topic(&events, |e| &e.equipment_id, DATA_QUALITY_EVENT)
+            .await?;
+        for event in &events {
             if event.state == QualityState::Opened {
                 self.metrics.data_quality_opened(event.condition).inc();
             }
@@ -614,20 +611,85 @@ impl Daemon {
         Ok(())
     }
 
+    /// Sets `/readyz` from what is failing now: reading, committing or the alert topic.
+    fn update_ready(&self) {
+        self.metrics
+            .set_ready(!(self.consumer_failing || self.commit_failing || self.alerts_failing));
+    }
+
+    /// Sends `events` (of `kind`) on the alert topic and waits until Kafka acknowledged every
+    /// one. When the topic refuses one (unreachable past the producer's timeout, a message too
+    /// large for it, a missing permission), it and the events after it are sent again after a
+    /// pause (1 s, doubling up to 30 s) until the topic takes them: reading waits meanwhile, so
+    /// nothing piles up, and nothing is committed that was not delivered; the daemon reports
+    /// itself not ready and counts the refusals. Events sent again may reach the topic twice,
+    /// identical. A request to stop ends the wait with the error (nothing further is committed).
+    async fn deliver_on_alert_topic<T: serde::Serialize>(
+        &mut self,
+        events: &[T],
+        equipment_id: impl Fn(&T) -> &str + Copy,
+        kind: &str,
+    ) -> Result<(), DaemonError> {
+        let mut from = 0;
+        let mut pause = Duration::from_secs(1);
+        loop {
+            let error = match enqueue_on_alert_topic(
+                &self.producer,
+                &self.config.kafka.alert_topic,
+                &events[from..],
+                equipment_id,
+                kind,
+            )
+            .await
+            {
+                Err(DaemonError::AlertDelivery(e)) => Some((0, e)),
+                Err(e) => return Err(e),
+                Ok(sends) => {
+                    let mut first_failed = None;
+                    for (i, delivery) in sends.into_iter().enumerate() {
+                        if let Err(e) = acknowledged(delivery).await {
+                            first_failed.get_or_insert((i, e));
+                        }
+                    }
+                    first_failed
+                }
+            };
+            let Some((failed_at, error)) = error else {
+                if self.alerts_failing {
+                    info!("the alert topic takes events again");
+                    self.alerts_failing = false;
+                    self.update_ready();
+                }
+                return Ok(());
+            };
+            let refused = events.len() - from - failed_at;
+            if !self.alerts_failing {
+                warn!(
+                    error = %error,
+                    events = refused,
+                    "the alert topic refused events; they are sent again until it takes them, and reading waits"
+                );
+            }
+            self.alerts_failing = true;
+            self.update_ready();
+            self.metrics.alert_delivery_failures.add(refused as u64);
+            from += failed_at;
+            if *self.stop.borrow() {
+                return Err(DaemonError::AlertDelivery(error));
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(pause) => {}
+                _ = self.stop.changed() => return Err(DaemonError::AlertDelivery(error)),
+            }
+            pause = (pause * 2).min(Duration::from_secs(30));
+        }
+    }
+
     async fn publish_alerts(&mut self, events: Vec<AlertEvent>) -> Result<(), DaemonError> {
-        let sends = enqueue_on_alert_topic(
-            &self.producer,
-            &self.config.kafka.alert_topic,
-            &events,
-            |e| &e.equipment_id,
-            ALERT_EVENT,
-        )
-        .await?;
+        self.deliver_on_alert_topic(&events, |e| &e.equipment_id, ALERT_EVENT)
+            .await?;
         let now_ms = chrono::Utc::now().timestamp_millis();
-        for (event, delivery) in events.iter().zip(sends) {
-            acknowledged(delivery)
-                .await
-                .map_err(DaemonError::AlertDelivery)?;
+        for event in &events {
             self.metrics.alerts_published(event.state).inc();
             self.report.alerts_published += 1;
             if let Some(end_ms) = crate::telemetry::timestamp::parse_rfc3339_ms(&event.window_end) {
@@ -695,15 +757,15 @@ impl Daemon {
                     "offset commit failed; the offsets stay pending and are committed at a later roll (nothing is lost)"
                 );
                 self.metrics.commit_failures.inc();
-                self.metrics.set_ready(false);
                 self.commit_failing = true;
+                self.update_ready();
                 return Ok(());
             }
         };
         if self.commit_failing {
             info!("offset commits succeed again");
             self.commit_failing = false;
-            self.metrics.set_ready(!self.consumer_failing);
+            self.update_ready();
         }
         if committed > 0 {
             self.report.commits += 1;

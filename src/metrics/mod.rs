@@ -67,6 +67,8 @@ pub mod names {
     pub const SICK_CHANNELS: &str = "vaewatch_sick_channels";
     /// Errors the telemetry consumer reported (all brokers down, transport failures, ...).
     pub const CONSUMER_ERRORS_TOTAL: &str = "vaewatch_consumer_errors_total";
+    /// Alert and data-quality events the alert topic refused (each sent again until taken).
+    pub const ALERT_DELIVERY_FAILURES_TOTAL: &str = "vaewatch_alert_delivery_failures_total";
     /// Offset commits that failed and were left for a later roll (broker unreachable).
     pub const COMMIT_FAILURES_TOTAL: &str = "vaewatch_commit_failures_total";
     /// Operators' control requests ("accept as normal", "reset") applied to a machine.
@@ -135,6 +137,8 @@ pub struct Metrics {
     pub commit_failures: Counter,
     /// [`names::CONSUMER_ERRORS_TOTAL`]
     pub consumer_errors: Counter,
+    /// [`names::ALERT_DELIVERY_FAILURES_TOTAL`]
+    pub alert_delivery_failures: Counter,
     /// [`names::ARCHIVE_FILES_TOTAL`]
     pub archive_files: Counter,
     /// [`names::ARCHIVE_ROWS_TOTAL`]
@@ -180,6 +184,7 @@ impl Metrics {
             baseline_changes: Counter::default(),
             commit_failures: Counter::default(),
             consumer_errors: Counter::default(),
+            alert_delivery_failures: Counter::default(),
             archive_files: Counter::default(),
             archive_rows: Counter::default(),
             offset_commits: Counter::default(),
@@ -283,6 +288,11 @@ impl Metrics {
                 names::CONSUMER_ERRORS_TOTAL,
                 "Errors the telemetry consumer reported (all brokers down, transport failures).",
                 &self.consumer_errors,
+            ),
+            (
+                names::ALERT_DELIVERY_FAILURES_TOTAL,
+                "Alert and data-quality events the alert topic refused (each sent again until taken).",
+                &self.alert_delivery_failures,
             ),
             (
                 names::COMMIT_FAILURES_TOTAL,
@@ -468,7 +478,7 @@ mod tests {
     fn every_family_has_help_and_type_once() {
         let text = Metrics::new().render();
         let types: Vec<&str> = text.lines().filter(|l| l.starts_with("# TYPE")).collect();
-        assert_eq!(types.len(), 25);
+        assert_eq!(types.len(), 26);
         for line in &types {
             let name = line.split(' ').nth(2).unwrap();
             assert!(name.starts_with("vaewatch_"));

@@ -75,6 +75,29 @@ pub(crate) async fn create_topic(bootstrap: &str, topic: &str, partitions: i32) 
     create_topic_with(bootstrap, topic, partitions, &[]).await;
 }
 
+/// Sets topic configs (`max.message.bytes`, ...) of an existing topic.
+pub(crate) async fn alter_topic(bootstrap: &str, topic: &str, configs: &[(&str, &str)]) {
+    use rdkafka::admin::{AlterConfig, ResourceSpecifier};
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .expect("admin client");
+    let mut change = AlterConfig::new(ResourceSpecifier::Topic(topic));
+    for (key, value) in configs {
+        change = change.set(key, value);
+    }
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let results = admin
+        .alter_configs(&[change], &options)
+        .await
+        .expect("alter_configs request");
+    for result in results {
+        if let Err((resource, code)) = result {
+            panic!("cannot alter {resource:?}: {code}");
+        }
+    }
+}
+
 /// [`create_topic`] with topic configs (`max.message.bytes`, ...).
 pub(crate) async fn create_topic_with(
     bootstrap: &str,
