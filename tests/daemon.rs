@@ -1350,16 +1350,21 @@ async fn a_broker_away_for_a_minute_loses_nothing_and_the_daemon_resumes_by_itse
     produce(&brokers, &topics.telemetry, second_half).await;
     // Read to the end: everything consumed (some twice if the group rebalanced while the broker
     // was away) and no lag left.
+    let read_to_end = || {
+        metrics.is_ready()
+            && metrics.messages_consumed.get() >= refs.len() as u64
+            && metrics.consumer_lag.get() == 0
+    };
     wait_while_running(
         &task,
         "reading to the end after the broker came back",
-        || {
-            metrics.is_ready()
-                && metrics.messages_consumed.get() >= refs.len() as u64
-                && metrics.consumer_lag.get() == 0
-        },
+        read_to_end,
     )
     .await;
+    // The lag gauge is measured every few seconds and re-reads after the outage can bring the
+    // count to the total early: a fresh measurement must still read 0.
+    tokio::time::sleep(daemon::LAG_INTERVAL * 2 + Duration::from_secs(1)).await;
+    wait_while_running(&task, "reading to the end (confirmed)", read_to_end).await;
     stop_tx.send(true).unwrap();
     task.await.unwrap().unwrap();
 
