@@ -16,7 +16,11 @@
 //! Consumer lag is measured beside that task, on a blocking thread every [`LAG_INTERVAL`], so the
 //! broker round trips it takes never hold up consumption.
 
+mod alert_topic;
+mod control;
 mod state;
+
+use control::{next_control, open_control};
 
 pub use state::{load_state, save_state, state_file_name};
 
@@ -40,25 +44,20 @@ const LAG_TIMEOUT: Duration = Duration::from_secs(10);
 use rdkafka::TopicPartitionList;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Message, OwnedMessage};
-use rdkafka::producer::{DeliveryFuture, FutureProducer};
+use rdkafka::producer::FutureProducer;
 use rdkafka::types::RDKafkaErrorCode;
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
-use crate::alert::quality::{DATA_QUALITY_EVENT, DataQualityEvent, QualityState};
-use crate::alert::{ALERT_EVENT, AlertEvent};
 use crate::archive::ArchiveWriter;
 use crate::config::Config;
-use crate::engine::baseline::ControlRequest;
 use crate::engine::{Engine, ModelSet, ModelSetError, Outcome, ScoreError, ScoredBatch};
 use crate::kafka::{
     CommitOnRevoke, DeadLetter, DeadLetterPublisher, OffsetTracker, PartitionChange, SharedTracker,
-    close_consumer, commit_durable, consumer_lag, create_consumer, create_control_consumer,
-    create_producer, lock_tracker,
+    close_consumer, commit_durable, consumer_lag, create_consumer, create_producer, lock_tracker,
 };
 use crate::metrics::Metrics;
-use crate::publish::{acknowledged, enqueue_event};
 use crate::score::ScoredWindow;
 use crate::telemetry::{Refusal, RejectReason, SourcePosition};
 
@@ -378,69 +377,6 @@ impl Daemon {
         self.done(partition, offset)
     }
 
-    /// Reads the control topic up to the ends it had at start, before any telemetry, so requests
-    /// made while the daemon was down apply to the backlog as a replay would apply them.
-    async fn read_control_to(
-        &mut self,
-        control: &StreamConsumer,
-        mut ends: BTreeMap<i32, i64>,
-    ) -> Result<(), DaemonError> {
-        while !ends.is_empty() {
-            match tokio::time::timeout(CONTROL_TIMEOUT, control.recv()).await {
-                Ok(Ok(message)) => {
-                    let message = message.detach();
-                    if ends
-                        .get(&message.partition())
-                        .is_some_and(|end| message.offset() + 1 >= *end)
-                    {
-                        ends.remove(&message.partition());
-                    }
-                    self.handle_control(&message).await?;
-                }
-                Ok(Err(e)) => warn!(error = %e, "kafka control consumer error"),
-                Err(_) => {
-                    warn!(
-                        topic = %self.config.kafka.control_topic,
-                        "the control topic was not read to its end in time; reading telemetry meanwhile"
-                    );
-                    break;
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Queues an operator's control request ("accept as normal") with the engine; a message that
-    /// is not one, or names a machine no model covers, goes to the dead-letter topic (each time
-    /// a daemon reads it: the control topic is read from its start at every start).
-    async fn handle_control(&mut self, message: &OwnedMessage) -> Result<(), DaemonError> {
-        let parsed = match message.payload() {
-            Some(payload) => ControlRequest::parse(payload).map_err(|e| e.to_string()),
-            None => Err("message has no payload".to_owned()),
-        };
-        let request = match parsed {
-            Ok(request) => request,
-            Err(detail) => {
-                let refusal = Refusal {
-                    reason: RejectReason::InvalidMessage,
-                    detail,
-                };
-                return self.dead_letter(message, refusal).await;
-            }
-        };
-        info!(
-            equipment_id = %request.equipment_id,
-            action = request.action.as_str(),
-            at = %crate::telemetry::timestamp::format_rfc3339_ms_clamped(request.at_ms),
-            by = request.by.as_deref().unwrap_or(""),
-            "control request read"
-        );
-        match self.engine.request(request) {
-            Ok(()) => Ok(()),
-            Err(refusal) => self.dead_letter(message, refusal).await,
-        }
-    }
-
     fn done(&mut self, partition: i32, offset: i64) -> Result<(), DaemonError> {
         let last = self.consumed.entry(partition).or_insert(offset);
         *last = (*last).max(offset);
@@ -589,126 +525,6 @@ impl Daemon {
         Ok(())
     }
 
-    /// Publishes sensor data-quality events on the alert topic and waits for Kafka to
-    /// acknowledge them, like alerts.
-    async fn publish_quality(&mut self, events: Vec<DataQualityEvent>) -> Result<(), DaemonError> {
-        self.deliver_on_alert_topic(&events, |e| &e.equipment_id, DATA_QUALITY_EVENT)
-            .await?;
-        for event in &events {
-            if event.state == QualityState::Opened {
-                self.metrics.data_quality_opened(event.condition).inc();
-            }
-            warn!(
-                equipment_id = %event.equipment_id,
-                channel = %event.channel,
-                quality_id = %event.quality_id,
-                condition = event.condition.as_str(),
-                state = ?event.state,
-                detail = %event.detail,
-                "sensor data quality"
-            );
-        }
-        Ok(())
-    }
-
-    /// Sets `/readyz` from what is failing now: reading, committing or the alert topic.
-    fn update_ready(&self) {
-        self.metrics
-            .set_ready(!(self.consumer_failing || self.commit_failing || self.alerts_failing));
-    }
-
-    /// Sends `events` (of `kind`) on the alert topic and waits until Kafka acknowledged every
-    /// one. When the topic refuses one (unreachable past the producer's timeout, a message too
-    /// large for it, a missing permission), it and the events after it are sent again after a
-    /// pause (1 s, doubling up to 30 s) until the topic takes them: reading waits meanwhile, so
-    /// nothing piles up, and nothing is committed that was not delivered; the daemon reports
-    /// itself not ready and counts the refusals. Events sent again may reach the topic twice,
-    /// identical. A request to stop ends the wait with the error (nothing further is committed).
-    async fn deliver_on_alert_topic<T: serde::Serialize>(
-        &mut self,
-        events: &[T],
-        equipment_id: impl Fn(&T) -> &str + Copy,
-        kind: &str,
-    ) -> Result<(), DaemonError> {
-        let mut from = 0;
-        let mut pause = Duration::from_secs(1);
-        loop {
-            let error = match enqueue_on_alert_topic(
-                &self.producer,
-                &self.config.kafka.alert_topic,
-                &events[from..],
-                equipment_id,
-                kind,
-            )
-            .await
-            {
-                Err(DaemonError::AlertDelivery(e)) => Some((0, e)),
-                Err(e) => return Err(e),
-                Ok(sends) => {
-                    let mut first_failed = None;
-                    for (i, delivery) in sends.into_iter().enumerate() {
-                        if let Err(e) = acknowledged(delivery).await {
-                            first_failed.get_or_insert((i, e));
-                        }
-                    }
-                    first_failed
-                }
-            };
-            let Some((failed_at, error)) = error else {
-                if self.alerts_failing {
-                    info!("the alert topic takes events again");
-                    self.alerts_failing = false;
-                    self.update_ready();
-                }
-                return Ok(());
-            };
-            let refused = events.len() - from - failed_at;
-            if !self.alerts_failing {
-                warn!(
-                    error = %error,
-                    events = refused,
-                    "the alert topic refused events; they are sent again until it takes them, and reading waits"
-                );
-            }
-            self.alerts_failing = true;
-            self.update_ready();
-            self.metrics.alert_delivery_failures.add(refused as u64);
-            from += failed_at;
-            if *self.stop.borrow() {
-                return Err(DaemonError::AlertDelivery(error));
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(pause) => {}
-                _ = self.stop.changed() => return Err(DaemonError::AlertDelivery(error)),
-            }
-            pause = (pause * 2).min(Duration::from_secs(30));
-        }
-    }
-
-    async fn publish_alerts(&mut self, events: Vec<AlertEvent>) -> Result<(), DaemonError> {
-        self.deliver_on_alert_topic(&events, |e| &e.equipment_id, ALERT_EVENT)
-            .await?;
-        let now_ms = chrono::Utc::now().timestamp_millis();
-        for event in &events {
-            self.metrics.alerts_published(event.state).inc();
-            self.report.alerts_published += 1;
-            if let Some(end_ms) = crate::telemetry::timestamp::parse_rfc3339_ms(&event.window_end) {
-                self.metrics
-                    .event_to_alert_seconds
-                    .observe((now_ms - end_ms).max(0) as f64 / 1000.0);
-            }
-            info!(
-                equipment_id = %event.equipment_id,
-                alert_id = %event.alert_id,
-                state = ?event.state,
-                severity = ?event.severity,
-                score = event.score,
-                "alert"
-            );
-        }
-        Ok(())
-    }
-
     /// Scores what waits, completes the archive files, saves the state file and commits, per
     /// partition, the oldest offset still needed.
     /// Completes the archive's open files, saves the state and commits what is durable. A commit
@@ -832,76 +648,6 @@ async fn scored(scoring: &mut Option<InFlight>) -> Option<(InFlight, ScoringResu
 /// The partitions of a list, for logs.
 pub fn partitions_of(list: &TopicPartitionList) -> Vec<i32> {
     list.elements().iter().map(|e| e.partition()).collect()
-}
-
-/// Hands `events` to the producer for the alert topic as JSON, keyed by their machine and
-/// with the `vaewatch-event` header set to `kind`; returns the deliveries to await.
-async fn enqueue_on_alert_topic<T: serde::Serialize>(
-    producer: &FutureProducer,
-    topic: &str,
-    events: &[T],
-    equipment_id: impl Fn(&T) -> &str,
-    kind: &str,
-) -> Result<Vec<DeliveryFuture>, DaemonError> {
-    let mut sends = Vec::with_capacity(events.len());
-    for event in events {
-        let payload = serde_json::to_string(event).map_err(DaemonError::AlertEncode)?;
-        let delivery = enqueue_event(producer, topic, equipment_id(event), &payload, Some(kind))
-            .await
-            .map_err(DaemonError::AlertDelivery)?;
-        sends.push(delivery);
-    }
-    Ok(sends)
-}
-
-/// The next message of the control topic; never ready without one.
-async fn next_control(
-    control: Option<&StreamConsumer>,
-) -> rdkafka::error::KafkaResult<rdkafka::message::BorrowedMessage<'_>> {
-    match control {
-        Some(consumer) => consumer.recv().await,
-        None => std::future::pending().await,
-    }
-}
-
-/// The longest the control topic's metadata, watermarks or its catch-up at start may take.
-const CONTROL_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// The control consumer and, per partition holding messages at start, the offset to read to.
-type ControlConsumer = (StreamConsumer, BTreeMap<i32, i64>);
-
-/// The control consumer, assigned every partition of `topic` from its start, with the end of
-/// each partition that holds messages now; `None` (and a warning) when the topic does not exist.
-fn open_control(
-    kafka: &crate::config::KafkaConfig,
-    topic: &str,
-) -> Result<Option<ControlConsumer>, DaemonError> {
-    let consumer = create_control_consumer(kafka)?;
-    let metadata = consumer.fetch_metadata(Some(topic), CONTROL_TIMEOUT)?;
-    let partitions: Vec<i32> = metadata
-        .topics()
-        .iter()
-        .filter(|t| t.name() == topic && t.error().is_none())
-        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-        .collect();
-    if partitions.is_empty() {
-        warn!(
-            topic,
-            "the control topic does not exist: operators' accept-as-normal requests are read once it exists and the daemon restarts"
-        );
-        return Ok(None);
-    }
-    let mut list = TopicPartitionList::new();
-    let mut ends = BTreeMap::new();
-    for partition in partitions {
-        list.add_partition_offset(topic, partition, rdkafka::Offset::Beginning)?;
-        let (low, high) = consumer.fetch_watermarks(topic, partition, CONTROL_TIMEOUT)?;
-        if high > low {
-            ends.insert(partition, high);
-        }
-    }
-    consumer.assign(&list)?;
-    Ok(Some((consumer, ends)))
 }
 
 #[cfg(test)]

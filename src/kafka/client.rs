@@ -80,20 +80,13 @@ pub fn create_control_consumer(kafka: &KafkaConfig) -> Result<StreamConsumer, Cl
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos());
-    let mut client = ClientConfig::new();
-    for (key, value) in kafka.consumer_properties() {
-        client.set(key, value);
-    }
+    let mut client = consumer_client_config(kafka);
     client
-        .set("bootstrap.servers", &kafka.brokers)
         .set(
             "group.id",
             format!("{}.control.{}-{nanos}", kafka.group_id, std::process::id()),
         )
-        .set("auto.offset.reset", "earliest")
-        .set("enable.partition.eof", "false")
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false");
+        .set("auto.offset.reset", "earliest");
     client.create().map_err(|source| ClientError {
         role: "control consumer",
         source,
