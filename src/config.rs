@@ -91,8 +91,9 @@ impl Default for Config {
     }
 }
 
-/// `[kafka]`: where telemetry comes from and where alerts and rejected messages go.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+/// `[kafka]`: where telemetry comes from and where alerts and rejected messages go. Its `Debug`
+/// form hides the values of secret settings ([`is_secret_setting`]).
+#[derive(Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct KafkaConfig {
     /// Bootstrap servers, comma-separated `host:port` (librdkafka's `bootstrap.servers`). Required.
@@ -108,6 +109,11 @@ pub struct KafkaConfig {
     /// Topic of operators' control messages v1 ("accept as normal"), read from its start by
     /// every daemon; empty: none is read.
     pub control_topic: String,
+    /// Compacted topic where daemons keep each machine's state (windows handled, open alert,
+    /// accepted levels) at every offset commit, so that a machine's new owner after a rebalance
+    /// or a failover continues its alert episodes; created (compacted) when absent. Empty: the
+    /// state stays in each daemon's state file only.
+    pub state_topic: String,
     /// librdkafka settings for every client (consumer and producers): TLS, SASL, timeouts. Passed
     /// through verbatim; numbers and booleans are turned into their text form.
     #[serde(deserialize_with = "properties::deserialize")]
@@ -129,10 +135,55 @@ impl Default for KafkaConfig {
             alert_topic: "vaewatch.alerts".to_string(),
             dead_letter_topic: "vaewatch.dead-letter".to_string(),
             control_topic: "vaewatch.control".to_string(),
+            state_topic: "vaewatch.state".to_string(),
             properties: BTreeMap::new(),
             consumer: BTreeMap::new(),
             producer: BTreeMap::new(),
         }
+    }
+}
+
+impl std::fmt::Debug for KafkaConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaConfig")
+            .field("brokers", &self.brokers)
+            .field("group_id", &self.group_id)
+            .field("telemetry_topic", &self.telemetry_topic)
+            .field("alert_topic", &self.alert_topic)
+            .field("dead_letter_topic", &self.dead_letter_topic)
+            .field("control_topic", &self.control_topic)
+            .field("state_topic", &self.state_topic)
+            .field("properties", &Redacted(&self.properties))
+            .field("consumer", &Redacted(&self.consumer))
+            .field("producer", &Redacted(&self.producer))
+            .finish()
+    }
+}
+
+/// Whether a librdkafka setting holds a secret (a password, a private key, a token, a JAAS line
+/// with credentials): such values are never printed.
+pub fn is_secret_setting(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    ["password", "secret", "jaas", "token", "key.pem", "private"]
+        .iter()
+        .any(|word| key.contains(word))
+}
+
+/// Pass-through settings as `Debug` prints them: secret values replaced.
+struct Redacted<'a>(&'a BTreeMap<String, String>);
+
+impl std::fmt::Debug for Redacted<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map()
+            .entries(self.0.iter().map(|(key, value)| {
+                let shown = if is_secret_setting(key) {
+                    "(secret, not shown)"
+                } else {
+                    value.as_str()
+                };
+                (key, shown)
+            }))
+            .finish()
     }
 }
 
@@ -285,6 +336,20 @@ impl Config {
             return Err(ConfigError::invalid(
                 "kafka.control_topic",
                 "it must differ from the alert and dead-letter topics",
+            ));
+        }
+        if !kafka.state_topic.is_empty()
+            && [
+                &kafka.telemetry_topic,
+                &kafka.alert_topic,
+                &kafka.dead_letter_topic,
+                &kafka.control_topic,
+            ]
+            .contains(&&kafka.state_topic)
+        {
+            return Err(ConfigError::invalid(
+                "kafka.state_topic",
+                "it must differ from the telemetry, alert, dead-letter and control topics",
             ));
         }
         for (section, map, managed) in [

@@ -133,6 +133,8 @@ pub async fn run_demo(
     config.kafka.dead_letter_topic = DEAD_LETTER_TOPIC.into();
     // The demo has no operator: no control topic to read.
     config.kafka.control_topic = String::new();
+    // One daemon: its state file is enough.
+    config.kafka.state_topic = String::new();
     config.models.default = Some(model_dir);
     config.archive.dir = options.out_dir.join("archive");
     config.archive.roll_age = std::time::Duration::from_secs(5);

@@ -295,24 +295,77 @@ fn invalid_window_writes_nothing_and_keeps_the_writer_usable() {
     assert_eq!(writer.flush_durable().unwrap().rows, 1);
 }
 
+/// A directory that refuses a new file (a regular file stands where the day's directory goes):
+/// the writer keeps every row, refuses further work until a retry succeeds, and the retry after
+/// the fault clears writes each row once, leaving no `.tmp` file.
 #[test]
-fn io_error_poisons_the_writer() {
+fn a_refused_write_keeps_the_rows_and_a_retry_writes_each_once() {
     let dir = tempfile::tempdir().unwrap();
     let mut writer = ArchiveWriter::open(config(dir.path())).unwrap();
-    writer.append(&[window(1, DAY1_MS, "m1", 4)], 0).unwrap();
+    let w1 = window(1, DAY1_MS, "m1", 4);
+    writer.append(std::slice::from_ref(&w1), 0).unwrap();
+    assert_eq!(writer.flush_durable().unwrap().rows, 1);
+
+    let blocker = dir.path().join("date=2026-11-27");
+    fs::write(&blocker, b"not a directory").unwrap();
+    let (w2, w3, w4) = (
+        window(2, DAY1_MS + 1_000, "m1", 4),
+        window(3, DAY1_MS + DAY_MS, "m1", 4),
+        window(4, DAY1_MS + 2_000, "m1", 4),
+    );
+    assert!(matches!(
+        writer.append(&[w2.clone(), w3.clone()], 0),
+        Err(ArchiveError::Io { .. })
+    ));
+    assert!(writer.is_stalled());
+    assert_eq!(writer.pending_rows(), 2);
+    assert!(matches!(
+        writer.append(std::slice::from_ref(&w4), 0),
+        Err(ArchiveError::Stalled)
+    ));
+    assert!(matches!(writer.flush_durable(), Err(ArchiveError::Stalled)));
+    assert!(matches!(writer.retry(0), Err(ArchiveError::Io { .. })));
+    assert_eq!(writer.pending_rows(), 3);
+    assert!(
+        files_under(dir.path()).iter().all(|f| !f.ends_with(".tmp")),
+        "{:?}",
+        files_under(dir.path())
+    );
+
+    fs::remove_file(&blocker).unwrap();
+    assert_eq!(writer.retry(0).unwrap().rows, 3);
+    assert!(!writer.is_stalled());
+    assert_eq!(writer.pending_rows(), 0);
+    writer
+        .append(&[window(5, DAY1_MS + 3_000, "m1", 4)], 0)
+        .unwrap();
+    writer.close().unwrap();
+    assert!(files_under(dir.path()).iter().all(|f| !f.ends_with(".tmp")));
+    let got = sorted(read_archive_dir(dir.path()).unwrap());
+    let expected = sorted(vec![w1, w2, w3, w4, window(5, DAY1_MS + 3_000, "m1", 4)]);
+    assert_eq!(got, expected);
+}
+
+/// A file that cannot be completed (its directory vanished before the rename): its rows are
+/// kept and written again into a new file; files completed earlier are not written twice.
+#[test]
+fn a_file_that_cannot_be_completed_is_written_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut writer = ArchiveWriter::open(config(dir.path())).unwrap();
+    let w0 = window(0, DAY1_MS + DAY_MS, "m1", 4);
+    writer.append(std::slice::from_ref(&w0), 0).unwrap();
+    writer.flush_durable().unwrap();
+    let w1 = window(1, DAY1_MS, "m1", 4);
+    writer.append(std::slice::from_ref(&w1), 0).unwrap();
     fs::remove_dir_all(dir.path().join("date=2026-11-26")).unwrap();
     assert!(matches!(
         writer.flush_durable(),
         Err(ArchiveError::Io { .. })
     ));
-    assert!(matches!(
-        writer.append(&[window(2, DAY1_MS, "m1", 4)], 0),
-        Err(ArchiveError::Poisoned)
-    ));
-    assert!(matches!(
-        writer.flush_durable(),
-        Err(ArchiveError::Poisoned)
-    ));
+    assert!(writer.is_stalled());
+    assert_eq!(writer.retry(0).unwrap().rows, 1);
+    let got = sorted(read_archive_dir(dir.path()).unwrap());
+    assert_eq!(got, sorted(vec![w0, w1]));
 }
 
 #[test]

@@ -10,6 +10,9 @@
 #                                     offsets and messages (a broker restart); prints the bootstrap address
 #   deploy/kafka/kafka.sh status      say whether it runs; exit 0 when it does, 3 when it does not
 #   deploy/kafka/kafka.sh bootstrap   print the bootstrap address of the running broker (exit 3 when none runs)
+#   deploy/kafka/kafka.sh secure-bootstrap
+#                                     print the TLS + SASL/SCRAM address of a broker started with
+#                                     VAEWATCH_KAFKA_SECURE=1 (exit 3 when it has none)
 #   deploy/kafka/kafka.sh clean       stop the broker and delete its data and logs
 #   deploy/kafka/kafka.sh logs        print the last lines of the broker's log
 #   deploy/kafka/kafka.sh run-class CLASS [ARGS...]
@@ -24,6 +27,13 @@
 #   VAEWATCH_KAFKA_CONTROLLER_PORT  controller port on 127.0.0.1 (default: first free port after the client port)
 #   VAEWATCH_KAFKA_HEAP        JVM heap flags (default "-Xms256m -Xmx512m")
 #   VAEWATCH_KAFKA_START_TIMEOUT  seconds to wait for the broker to serve clients (default 120)
+#   VAEWATCH_KAFKA_SECURE      1: `start` also opens a SASL_SSL listener (TLS with a certificate
+#                              from a CA made for this broker, SCRAM-SHA-256 and -512 logins).
+#                              Files in $VAEWATCH_KAFKA_STATE/tls: ca.pem (the CA a client trusts),
+#                              scram-user, scram-password (the login, readable by the owner only)
+#   VAEWATCH_KAFKA_SECURE_PORT  its port on 127.0.0.1 (default: first free port after the others)
+#   VAEWATCH_KAFKA_SCRAM_USER, VAEWATCH_KAFKA_SCRAM_PASSWORD
+#                              the SCRAM login (default user "vaewatch", a random password)
 #   JAVA                       java binary (default: java on PATH; Java 17 or newer)
 #   MVN                        mvn binary (default: mvn on PATH)
 set -euo pipefail
@@ -45,6 +55,8 @@ LOG_FILE="$STATE_DIR/kafka.log"
 BOOTSTRAP_FILE="$STATE_DIR/bootstrap"
 CONFIG_FILE="$STATE_DIR/server.properties"
 DATA_DIR="$STATE_DIR/data"
+TLS_DIR="$STATE_DIR/tls"
+SECURE_BOOTSTRAP_FILE="$STATE_DIR/secure-bootstrap"
 
 die() {
     echo "kafka.sh: $*" >&2
@@ -186,15 +198,23 @@ running_pid() {
 }
 
 write_config() {
-    local port=$1 controller_port=$2
+    local port=$1 controller_port=$2 secure_port=${3:-}
+    local listeners="PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$controller_port"
+    local advertised="PLAINTEXT://127.0.0.1:$port"
+    local protocols="PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT"
+    if [[ -n "$secure_port" ]]; then
+        listeners="$listeners,SASL_SSL://127.0.0.1:$secure_port"
+        advertised="$advertised,SASL_SSL://127.0.0.1:$secure_port"
+        protocols="$protocols,SASL_SSL:SASL_SSL"
+    fi
     cat >"$CONFIG_FILE" <<EOF
 # Single-node KRaft: this process is both broker and controller, reachable on loopback only.
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$controller_port
-listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$controller_port
-advertised.listeners=PLAINTEXT://127.0.0.1:$port
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listeners=$listeners
+advertised.listeners=$advertised
+listener.security.protocol.map=$protocols
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
 log.dirs=$DATA_DIR
@@ -215,6 +235,62 @@ num.network.threads=2
 num.io.threads=4
 log.retention.hours=24
 EOF
+    if [[ -n "$secure_port" ]]; then
+        local pass
+        pass=$(cat "$TLS_DIR/store-password")
+        cat >>"$CONFIG_FILE" <<EOF
+# TLS with SASL/SCRAM for clients on $secure_port; the broker's own traffic stays on PLAINTEXT.
+sasl.enabled.mechanisms=SCRAM-SHA-256,SCRAM-SHA-512
+listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.ssl.keystore.type=PKCS12
+listener.name.sasl_ssl.ssl.keystore.location=$TLS_DIR/broker.p12
+listener.name.sasl_ssl.ssl.keystore.password=$pass
+listener.name.sasl_ssl.ssl.key.password=$pass
+EOF
+    fi
+}
+
+# A CA of this broker's own and a certificate it signs for 127.0.0.1 and localhost, made with the
+# JDK's keytool (nothing else needed); a client trusts $TLS_DIR/ca.pem.
+make_tls_files() {
+    local keytool
+    keytool="$(dirname "$(readlink -f "$(command -v "$JAVA")")")/keytool"
+    [[ -x "$keytool" ]] || keytool=keytool
+    rm -rf "$TLS_DIR"
+    mkdir -p "$TLS_DIR"
+    chmod 700 "$TLS_DIR"
+    local pass user secret
+    pass=$(head -c 18 /dev/urandom | base64 | tr -d '/+=')
+    user="${VAEWATCH_KAFKA_SCRAM_USER:-vaewatch}"
+    secret="${VAEWATCH_KAFKA_SCRAM_PASSWORD:-$(head -c 18 /dev/urandom | base64 | tr -d '/+=')}"
+    (
+        umask 077
+        printf '%s' "$pass" >"$TLS_DIR/store-password"
+        printf '%s' "$user" >"$TLS_DIR/scram-user"
+        printf '%s' "$secret" >"$TLS_DIR/scram-password"
+    )
+    local ks=(-storetype PKCS12 -storepass "$pass")
+    {
+        "$keytool" -genkeypair -alias ca -keyalg RSA -keysize 2048 -dname CN=vaewatch-local-ca \
+            -ext bc:c -validity 30 -keystore "$TLS_DIR/ca.p12" "${ks[@]}" &&
+            "$keytool" -exportcert -rfc -alias ca -keystore "$TLS_DIR/ca.p12" "${ks[@]}" \
+                -file "$TLS_DIR/ca.pem" &&
+            "$keytool" -genkeypair -alias broker -keyalg RSA -keysize 2048 -dname CN=localhost \
+                -validity 30 -keystore "$TLS_DIR/broker.p12" "${ks[@]}" &&
+            "$keytool" -certreq -alias broker -keystore "$TLS_DIR/broker.p12" "${ks[@]}" \
+                -file "$TLS_DIR/broker.csr" &&
+            "$keytool" -gencert -alias ca -keystore "$TLS_DIR/ca.p12" "${ks[@]}" -rfc -validity 30 \
+                -infile "$TLS_DIR/broker.csr" -outfile "$TLS_DIR/broker.crt" \
+                -ext san=ip:127.0.0.1,dns:localhost -ext eku=serverAuth &&
+            "$keytool" -importcert -noprompt -alias ca -keystore "$TLS_DIR/broker.p12" "${ks[@]}" \
+                -file "$TLS_DIR/ca.pem" &&
+            "$keytool" -importcert -noprompt -alias broker -keystore "$TLS_DIR/broker.p12" \
+                "${ks[@]}" -file "$TLS_DIR/broker.crt"
+    } >"$TLS_DIR/keytool.log" 2>&1 || {
+        cat "$TLS_DIR/keytool.log" >&2
+        die "keytool could not make the TLS files"
+    }
 }
 
 last_log_lines() {
@@ -240,18 +316,35 @@ start() {
     controller_port="${VAEWATCH_KAFKA_CONTROLLER_PORT:-$(first_free_port $((port + 1)))}"
     port_open "$port" && die "port $port on 127.0.0.1 is taken"
     port_open "$controller_port" && die "controller port $controller_port on 127.0.0.1 is taken"
+    local secure_port=
+    if [[ "${VAEWATCH_KAFKA_SECURE:-}" == 1 ]]; then
+        secure_port="${VAEWATCH_KAFKA_SECURE_PORT:-$(first_free_port $((controller_port + 1)))}"
+        port_open "$secure_port" && die "secure port $secure_port on 127.0.0.1 is taken"
+    fi
 
     # A fresh log directory each start: tests want an empty cluster, and a stale one from another
     # port layout or version would not start.
-    rm -rf "$DATA_DIR" "$BOOTSTRAP_FILE" "$PID_FILE"
+    rm -rf "$DATA_DIR" "$BOOTSTRAP_FILE" "$SECURE_BOOTSTRAP_FILE" "$PID_FILE"
     mkdir -p "$DATA_DIR"
-    write_config "$port" "$controller_port"
+    local scram=()
+    if [[ -n "$secure_port" ]]; then
+        make_tls_files
+        local login
+        login="name=$(cat "$TLS_DIR/scram-user"),password=$(cat "$TLS_DIR/scram-password")"
+        scram=(--add-scram "SCRAM-SHA-256=[$login]" --add-scram "SCRAM-SHA-512=[$login]")
+    fi
+    write_config "$port" "$controller_port" "$secure_port"
     local cluster_id
     cluster_id=$(run_class kafka.tools.StorageTool random-uuid | tail -n 1)
     [[ -n "$cluster_id" ]] || die "kafka.tools.StorageTool random-uuid printed nothing"
-    run_class kafka.tools.StorageTool format -t "$cluster_id" -c "$CONFIG_FILE" >"$STATE_DIR/format.log" 2>&1 ||
+    run_class kafka.tools.StorageTool format -t "$cluster_id" -c "$CONFIG_FILE" "${scram[@]}" \
+        >"$STATE_DIR/format.log" 2>&1 ||
         { cat "$STATE_DIR/format.log" >&2; die "formatting the log directory failed"; }
     launch "$port"
+    if [[ -n "$secure_port" ]]; then
+        echo "127.0.0.1:$secure_port" >"$SECURE_BOOTSTRAP_FILE"
+        note "TLS + SASL/SCRAM on 127.0.0.1:$secure_port (CA $TLS_DIR/ca.pem, login in $TLS_DIR)"
+    fi
 }
 
 # Starts a stopped broker again with its config and log directory: the same ports, topics,
@@ -358,6 +451,13 @@ status)
         echo "not running"
         exit 3
     fi
+    ;;
+secure-bootstrap)
+    if ! running_pid >/dev/null || [[ ! -f "$SECURE_BOOTSTRAP_FILE" ]]; then
+        note "no broker with a secure listener runs (start one with: VAEWATCH_KAFKA_SECURE=1 $0 start)"
+        exit 3
+    fi
+    cat "$SECURE_BOOTSTRAP_FILE"
     ;;
 bootstrap)
     if ! running_pid >/dev/null || [[ ! -f "$BOOTSTRAP_FILE" ]]; then

@@ -37,7 +37,7 @@ pub fn write_windows_file(
 ) -> Result<(), ArchiveError> {
     let batch = to_record_batch(windows, latent_dim)?;
     let tmp = tmp_path_beside(path);
-    let file = File::create(&tmp).map_err(ArchiveError::io(&tmp))?;
+    let file = super::private_fs::create_file(&tmp).map_err(ArchiveError::io(&tmp))?;
     let mut writer =
         ArrowWriter::try_new(file, archive_schema(latent_dim), Some(writer_properties()))
             .map_err(ArchiveError::parquet(&tmp))?;

@@ -6,6 +6,7 @@
 
 mod config;
 mod file;
+pub mod private_fs;
 mod schema;
 mod writer;
 
@@ -18,8 +19,8 @@ use std::path::PathBuf;
 
 /// What can go wrong while archiving or reading the archive.
 ///
-/// IO and Parquet errors are not worth retrying in place: the daemon must not commit offsets after
-/// one and restarts from its last committed offsets, so Kafka redelivers the windows concerned.
+/// After an IO or Parquet error while writing, the writer keeps the rows and stalls until
+/// [`ArchiveWriter::retry`] succeeds; the daemon commits nothing meanwhile.
 #[derive(Debug, thiserror::Error)]
 pub enum ArchiveError {
     #[error("window of {equipment_id}: {column} has {got} values, the archive expects {expected}")]
@@ -47,16 +48,16 @@ pub enum ArchiveError {
     },
     #[error("arrow error: {0}")]
     Arrow(#[from] arrow::error::ArrowError),
-    #[error("archive writer stopped after an earlier error; restart from committed offsets")]
-    Poisoned,
+    #[error("archive writes failed earlier; the rows are kept until a retry writes them")]
+    Stalled,
 }
 
 impl ArchiveError {
     /// Whether trying again can succeed: IO and Parquet failures (a full or flaky disk) and the
-    /// writer they poisoned, yes; a bad config or a window the schema cannot hold, no.
+    /// writer they stalled, yes; a bad config or a window the schema cannot hold, no.
     pub fn is_retryable(&self) -> bool {
         match self {
-            ArchiveError::Io { .. } | ArchiveError::Parquet { .. } | ArchiveError::Poisoned => true,
+            ArchiveError::Io { .. } | ArchiveError::Parquet { .. } | ArchiveError::Stalled => true,
             ArchiveError::LatentDim { .. }
             | ArchiveError::WindowEndOutOfRange { .. }
             | ArchiveError::Config(_)

@@ -7,19 +7,26 @@
 //! Offsets: everything appended is durable once `flush_durable` returns, and only then may the
 //! daemon commit the Kafka offsets of those windows. `flush_durable` closes the open files, so the
 //! daemon's commit interval sets the smallest file size: commit every tens of seconds, not per batch.
+//!
+//! A write that fails (a full disk, a directory that refuses writes) loses nothing: the rows of
+//! every file not yet complete are kept in memory (the Arrow batches already built for them),
+//! the broken files are removed, and the writer is stalled: it refuses further work until
+//! [`ArchiveWriter::retry`] writes the kept rows into new files and completes them. Files
+//! completed before the failure stay as they are.
 //! Leftover `.tmp` files from a crash are deleted when a writer opens the directory: their windows
 //! were never committed, so Kafka redelivers them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::fs::{self, File};
 use std::path::PathBuf;
 
+use arrow::array::RecordBatch;
 use parquet::arrow::ArrowWriter;
 
-use super::ArchiveError;
 use super::config::{ArchiveConfig, is_name_char};
 use super::file::{TMP_SUFFIX, collect_files, finish_file, sync_dir, writer_properties};
 use super::schema::{archive_schema, batch_from_refs, check_latent_dim};
+use super::{ArchiveError, private_fs};
 use crate::score::ScoredWindow;
 
 /// Files completed by one call, and how many rows they hold.
@@ -45,6 +52,16 @@ struct OpenFile {
     latent_dim: usize,
     opened_ms: i64,
     rows: u64,
+    /// What was written to the file, kept until it is complete so a failed file can be written
+    /// again (Arrow arrays are shared, not copied).
+    batches: Vec<RecordBatch>,
+}
+
+/// Rows of a file that failed, waiting for [`ArchiveWriter::retry`].
+struct Kept {
+    key: FileKey,
+    batch: RecordBatch,
+    latent_dim: usize,
 }
 
 impl OpenFile {
@@ -55,15 +72,20 @@ impl OpenFile {
 
 /// The daemon's archive writer; see the module docs for the layout and the durability contract.
 ///
-/// After any IO or Parquet error the writer refuses further work ([`ArchiveError::Poisoned`]):
-/// rows appended since the last durable point may be lost, so the daemon must not commit and
-/// restarts from its committed offsets. Dropping the writer without `close` leaves `.tmp` files
-/// that the next writer deletes.
+/// After an IO or Parquet error the writer keeps the rows of its incomplete files and refuses
+/// further work ([`ArchiveError::Stalled`]) until [`ArchiveWriter::retry`] succeeds: nothing
+/// appended is lost, and nothing may be committed meanwhile. Dropping the writer without `close`
+/// leaves `.tmp` files that the next writer deletes.
 pub struct ArchiveWriter {
     config: ArchiveConfig,
     open: BTreeMap<FileKey, OpenFile>,
     next_seq: u64,
-    poisoned: bool,
+    /// `Some` after a failed write: the rows of the files that did not complete, in order.
+    stalled: Option<VecDeque<Kept>>,
+    /// Broken `.tmp` files (or final files whose directory could not be synced) still to remove.
+    to_remove: Vec<PathBuf>,
+    /// Files completed by a call that then failed, reported by the next call that succeeds.
+    unreported: DurableReport,
     leftovers_removed: Vec<PathBuf>,
 }
 
@@ -72,7 +94,7 @@ impl std::fmt::Debug for ArchiveWriter {
         f.debug_struct("ArchiveWriter")
             .field("config", &self.config)
             .field("next_seq", &self.next_seq)
-            .field("poisoned", &self.poisoned)
+            .field("stalled", &self.stalled.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -81,7 +103,7 @@ impl ArchiveWriter {
     /// Opens (and creates) the archive directory and deletes this prefix's leftover `.tmp` files.
     pub fn open(config: ArchiveConfig) -> Result<ArchiveWriter, ArchiveError> {
         config.validate()?;
-        fs::create_dir_all(&config.dir).map_err(ArchiveError::io(&config.dir))?;
+        private_fs::create_dir_all(&config.dir).map_err(ArchiveError::io(&config.dir))?;
         let leftover_start = format!(".{}-", config.file_prefix);
         let leftover_end = format!(".parquet{TMP_SUFFIX}");
         let mut leftovers = Vec::new();
@@ -97,7 +119,9 @@ impl ArchiveWriter {
             config,
             open: BTreeMap::new(),
             next_seq: 0,
-            poisoned: false,
+            stalled: None,
+            to_remove: Vec::new(),
+            unreported: DurableReport::default(),
             leftovers_removed: leftovers,
         })
     }
@@ -107,9 +131,20 @@ impl ArchiveWriter {
         &self.leftovers_removed
     }
 
-    /// Rows appended that are not yet in a complete file.
+    /// Rows appended that are not yet in a complete file (kept ones included).
     pub fn pending_rows(&self) -> u64 {
-        self.open.values().map(|f| f.rows).sum()
+        let kept: usize = self
+            .stalled
+            .iter()
+            .flatten()
+            .map(|k| k.batch.num_rows())
+            .sum();
+        self.open.values().map(|f| f.rows).sum::<u64>() + kept as u64
+    }
+
+    /// Whether a write failed and the writer waits for [`ArchiveWriter::retry`].
+    pub fn is_stalled(&self) -> bool {
+        self.stalled.is_some()
     }
 
     /// Number of files being written.
@@ -119,13 +154,14 @@ impl ArchiveWriter {
 
     /// Appends windows (any machines, dates and models), then rolls files that are full or old.
     /// `now_ms` is the caller's clock, in ms since the epoch. Nothing is written when a window is
-    /// invalid (latent vectors of the wrong length, a `window_end` outside the calendar).
+    /// invalid (latent vectors of the wrong length, a `window_end` outside the calendar). When a
+    /// write fails, or the writer is stalled, the windows are kept for [`ArchiveWriter::retry`]
+    /// and the error returned.
     pub fn append(
         &mut self,
         windows: &[ScoredWindow],
         now_ms: i64,
     ) -> Result<DurableReport, ArchiveError> {
-        self.check_usable()?;
         let mut groups: BTreeMap<FileKey, Vec<&ScoredWindow>> = BTreeMap::new();
         for w in windows {
             let key = FileKey {
@@ -141,13 +177,73 @@ impl ArchiveWriter {
             };
             check_latent_dim(rows.iter().copied(), dim)?;
         }
+        let mut batches = VecDeque::with_capacity(groups.len());
         for (key, rows) in groups {
-            let dim = rows.first().map_or(0, |w| w.latent_mu.len());
-            let batch = batch_from_refs(&rows, dim)?;
-            let result = self.write_batch(key, &batch, dim, now_ms);
-            self.poison_on_error(result)?;
+            let latent_dim = rows.first().map_or(0, |w| w.latent_mu.len());
+            let batch = batch_from_refs(&rows, latent_dim)?;
+            batches.push_back(Kept {
+                key,
+                batch,
+                latent_dim,
+            });
         }
+        if let Some(kept) = self.stalled.as_mut() {
+            kept.extend(batches);
+            return Err(ArchiveError::Stalled);
+        }
+        self.write_all(batches, now_ms)?;
         self.maybe_roll(now_ms)
+    }
+
+    /// Writes `batches` in order; on a failure stalls the writer, keeping the failed batch and
+    /// those after it.
+    fn write_all(&mut self, mut batches: VecDeque<Kept>, now_ms: i64) -> Result<(), ArchiveError> {
+        while let Some(kept) = batches.pop_front() {
+            if let Err(error) = self.write_batch(&kept.key, &kept.batch, kept.latent_dim, now_ms) {
+                self.stall();
+                if let Some(stalled) = self.stalled.as_mut() {
+                    stalled.push_back(kept);
+                    stalled.extend(batches);
+                }
+                return Err(error);
+            }
+        }
+        Ok(())
+    }
+
+    /// After a failed write: the open files are given up (their `.tmp` files removed when the
+    /// disk lets us) and their rows kept, in order, for [`ArchiveWriter::retry`].
+    fn stall(&mut self) {
+        let stalled = self.stalled.get_or_insert_with(VecDeque::new);
+        for (key, file) in std::mem::take(&mut self.open) {
+            self.to_remove.push(file.tmp_path);
+            for batch in file.batches {
+                stalled.push_back(Kept {
+                    key: key.clone(),
+                    batch,
+                    latent_dim: file.latent_dim,
+                });
+            }
+        }
+        self.remove_broken_files();
+    }
+
+    fn remove_broken_files(&mut self) {
+        self.to_remove.retain(|path| match fs::remove_file(path) {
+            Ok(()) => false,
+            Err(e) => e.kind() != std::io::ErrorKind::NotFound,
+        });
+    }
+
+    /// After a failed write: writes the kept rows into new files and completes every file, so
+    /// that when it returns `Ok` everything appended is durable and the writer works again. On
+    /// a new failure the rows stay kept and the writer stalled.
+    pub fn retry(&mut self, now_ms: i64) -> Result<DurableReport, ArchiveError> {
+        self.remove_broken_files();
+        if let Some(kept) = self.stalled.take() {
+            self.write_all(kept, now_ms)?;
+        }
+        self.flush_durable()
     }
 
     /// Completes the files that reached `roll_size_bytes` or have been open `roll_age`.
@@ -179,30 +275,42 @@ impl ArchiveWriter {
     }
 
     fn check_usable(&self) -> Result<(), ArchiveError> {
-        if self.poisoned {
-            Err(ArchiveError::Poisoned)
+        if self.stalled.is_some() {
+            Err(ArchiveError::Stalled)
         } else {
             Ok(())
         }
     }
 
-    fn poison_on_error<T>(&mut self, result: Result<T, ArchiveError>) -> Result<T, ArchiveError> {
-        if result.is_err() {
-            self.poisoned = true;
-        }
-        result
-    }
-
     fn finish(&mut self, keys: Vec<FileKey>) -> Result<DurableReport, ArchiveError> {
-        let mut report = DurableReport::default();
+        let mut report = std::mem::take(&mut self.unreported);
         for key in keys {
             let Some(file) = self.open.remove(&key) else {
                 continue;
             };
-            let rows = file.rows;
-            let final_path = file.final_path.clone();
-            let result = finish_file(file.writer, &file.tmp_path, &file.final_path);
-            self.poison_on_error(result)?;
+            let OpenFile {
+                writer,
+                tmp_path,
+                final_path,
+                latent_dim,
+                rows,
+                batches,
+                ..
+            } = file;
+            if let Err(error) = finish_file(writer, &tmp_path, &final_path) {
+                // The file is given up whole, under either name: its rows are written again.
+                self.to_remove.push(tmp_path);
+                self.to_remove.push(final_path);
+                let stalled = self.stalled.get_or_insert_with(VecDeque::new);
+                stalled.extend(batches.into_iter().map(|batch| Kept {
+                    key: key.clone(),
+                    batch,
+                    latent_dim,
+                }));
+                self.unreported = report;
+                self.stall();
+                return Err(error);
+            }
             tracing::debug!(path = %final_path.display(), rows, "archive file complete");
             report.files.push(final_path);
             report.rows += rows;
@@ -212,22 +320,23 @@ impl ArchiveWriter {
 
     fn write_batch(
         &mut self,
-        key: FileKey,
-        batch: &arrow::array::RecordBatch,
+        key: &FileKey,
+        batch: &RecordBatch,
         latent_dim: usize,
         now_ms: i64,
     ) -> Result<(), ArchiveError> {
-        if !self.open.contains_key(&key) {
-            let file = self.create_file(&key, latent_dim, now_ms)?;
+        if !self.open.contains_key(key) {
+            let file = self.create_file(key, latent_dim, now_ms)?;
             self.open.insert(key.clone(), file);
         }
-        let Some(file) = self.open.get_mut(&key) else {
+        let Some(file) = self.open.get_mut(key) else {
             return Ok(());
         };
         file.writer
             .write(batch)
             .map_err(ArchiveError::parquet(&file.tmp_path))?;
         file.rows += batch.num_rows() as u64;
+        file.batches.push(batch.clone());
         Ok(())
     }
 
@@ -240,7 +349,7 @@ impl ArchiveWriter {
         let date_dir = self.config.dir.join(format!("date={}", key.date));
         let dir = date_dir.join(format!("model={}", path_safe(&key.model_id)));
         if !dir.exists() {
-            fs::create_dir_all(&dir).map_err(ArchiveError::io(&dir))?;
+            private_fs::create_dir_all(&dir).map_err(ArchiveError::io(&dir))?;
             sync_dir(&self.config.dir)?;
             sync_dir(&date_dir)?;
         }
@@ -257,7 +366,7 @@ impl ArchiveWriter {
                 break (tmp_path, final_path);
             }
         };
-        let file = File::create(&tmp_path).map_err(ArchiveError::io(&tmp_path))?;
+        let file = private_fs::create_file(&tmp_path).map_err(ArchiveError::io(&tmp_path))?;
         let writer =
             ArrowWriter::try_new(file, archive_schema(latent_dim), Some(writer_properties()))
                 .map_err(ArchiveError::parquet(&tmp_path))?;
@@ -268,6 +377,7 @@ impl ArchiveWriter {
             latent_dim,
             opened_ms: now_ms,
             rows: 0,
+            batches: Vec::new(),
         })
     }
 }

@@ -328,3 +328,26 @@ fn renamed_keys_are_refused_with_their_new_name() {
         assert!(err.contains(&format!("set {new} ")), "{name}: {err}");
     }
 }
+
+#[test]
+fn debug_output_hides_secret_settings() {
+    let text = "[kafka]\nbrokers = \"b:9093\"\n[kafka.properties]\n\"security.protocol\" = \"SASL_SSL\"\n\
+                \"sasl.username\" = \"plant\"\n\"sasl.password\" = \"hunter2-pw\"\n\
+                [kafka.consumer]\n\"ssl.key.password\" = \"key-pw-7\"\n\
+                [kafka.producer]\n\"sasl.oauthbearer.client.secret\" = \"oauth-s3cret\"\n\
+                [models]\ndefault = \"m\"\n";
+    let mut config = Config::from_toml_str(text, Path::new("t.toml")).unwrap();
+    config
+        .apply_env(env(&[(
+            "VAEWATCH_KAFKA_PROPERTY_SASL_JAAS_CONFIG",
+            "jaas-x9",
+        )]))
+        .unwrap();
+    let shown = format!("{config:?} {config:#?}");
+    for secret in ["hunter2-pw", "key-pw-7", "oauth-s3cret", "jaas-x9"] {
+        assert!(!shown.contains(secret), "{secret} printed in {shown}");
+    }
+    for visible in ["SASL_SSL", "plant", "b:9093", "sasl.password"] {
+        assert!(shown.contains(visible), "{visible} missing from {shown}");
+    }
+}

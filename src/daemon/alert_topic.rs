@@ -37,10 +37,16 @@ impl Daemon {
         Ok(())
     }
 
-    /// Sets `/readyz` from what is failing now: reading, committing or the alert topic.
+    /// Sets `/readyz` from what is failing now: reading, committing, the alert topic, the
+    /// state topic or the disk.
     pub(super) fn update_ready(&self) {
-        self.metrics
-            .set_ready(!(self.consumer_failing || self.commit_failing || self.alerts_failing));
+        self.metrics.set_ready(
+            !(self.consumer_failing
+                || self.commit_failing
+                || self.alerts_failing
+                || self.states_failing
+                || self.disk_failing),
+        );
     }
 
     /// Sends `events` (of `kind`) on the alert topic and waits until Kafka acknowledged every

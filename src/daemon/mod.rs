@@ -18,9 +18,14 @@
 
 mod alert_topic;
 mod control;
+mod handover;
 mod state;
+mod storage;
 
 use control::{next_control, open_control};
+use handover::{Handover, next_state, open_handover};
+
+pub use handover::{STATE_RECORD_VERSION, StateRecord};
 
 pub use state::{load_state, save_state, state_file_name};
 
@@ -97,6 +102,8 @@ pub enum DaemonError {
     AlertEncode(#[source] serde_json::Error),
     #[error("alert not acknowledged by kafka, not committing")]
     AlertDelivery(#[source] crate::publish::PublishError),
+    #[error("machine states not acknowledged by the state topic, not committing")]
+    StateDelivery(#[source] crate::publish::PublishError),
     #[error("dead letter not acknowledged by kafka, not committing: {0}")]
     DeadLetter(#[from] Box<crate::kafka::DeadLetterError>),
 }
@@ -117,6 +124,7 @@ impl DaemonError {
             | DaemonError::Kafka(_)
             | DaemonError::State(_)
             | DaemonError::AlertDelivery(_)
+            | DaemonError::StateDelivery(_)
             | DaemonError::DeadLetter(_) => true,
         }
     }
@@ -142,6 +150,10 @@ pub async fn run(
         "" => None,
         topic => open_control(&config.kafka, topic)?,
     };
+    let handover = match config.kafka.state_topic.as_str() {
+        "" => None,
+        _ => open_handover(&config.kafka).await?,
+    };
     let mut daemon = Daemon {
         stop: shutdown.clone(),
         state: state::load_state(&config.archive.dir, &config.archive.file_prefix)?,
@@ -160,8 +172,12 @@ pub async fn run(
         commit_failing: false,
         consumer_failing: false,
         alerts_failing: false,
+        handover,
+        states_failing: false,
+        disk_failing: false,
     };
     daemon.restore_state();
+    daemon.catch_up_states().await?;
     let control = match control {
         Some((consumer, ends)) => {
             daemon.read_control_to(&consumer, ends).await?;
@@ -225,6 +241,12 @@ struct Daemon {
     alerts_failing: bool,
     /// Turns true when the daemon is asked to stop (ends waits that could last).
     stop: watch::Receiver<bool>,
+    /// The state topic, where machine states follow their machines between daemons.
+    handover: Option<Handover>,
+    /// Whether the last machine states were not all written to the state topic.
+    states_failing: bool,
+    /// Whether the archive or the state file cannot be written (the daemon waits for the disk).
+    disk_failing: bool,
 }
 
 impl Daemon {
@@ -261,6 +283,8 @@ impl Daemon {
                 message = consumer.recv(), if room => match message {
                     Ok(m) => {
                         let owned = m.detach();
+                        // A partition just assigned is taken over before its first message.
+                        self.handle_partition_changes().await?;
                         if self.consumer_failing {
                             info!("reading from kafka again");
                             self.consumer_failing = false;
@@ -291,6 +315,15 @@ impl Daemon {
                     Ok(m) => self.handle_control(&m.detach()).await?,
                     Err(e) => warn!(error = %e, "kafka control consumer error"),
                 },
+                message = next_state(self.handover.as_ref()), if self.handover.is_some() => {
+                    match message {
+                        Ok(m) => {
+                            let owned = m.detach();
+                            self.handle_state_record(&owned).await?;
+                        }
+                        Err(e) => warn!(error = %e, "kafka state consumer error"),
+                    }
+                }
                 finished = scored(&mut self.scoring), if self.scoring.is_some() => {
                     if let Some((in_flight, scored)) = finished {
                         // The scorer goes on with the next batch while this one's alerts are
@@ -302,7 +335,7 @@ impl Daemon {
                 }
                 _ = tokio::time::sleep_until(wake) => {}
             }
-            self.handle_revocations().await?;
+            self.handle_partition_changes().await?;
             self.start_batch_if_due(max_batch, max_delay);
             if last_durable.elapsed() >= roll_every {
                 self.make_durable_and_commit(consumer, false).await?;
@@ -311,30 +344,47 @@ impl Daemon {
         }
     }
 
-    /// Drops the machines of partitions Kafka took away (their durable offsets were committed
-    /// by the consumer context); the new owner rebuilds their windows from those offsets. A
-    /// batch being scored is completed first, as if it had been scored a moment earlier.
-    async fn handle_revocations(&mut self) -> Result<(), DaemonError> {
-        let mut revoked = Vec::new();
+    /// Follows the consumer's assignment, in the order Kafka changed it. Partitions taken away:
+    /// their machines are dropped (the consumer context already committed their durable
+    /// offsets; the new owner rebuilds their windows from those offsets and continues their
+    /// state from the state topic); a batch being scored is completed first, as if it had been
+    /// scored a moment earlier. Partitions gained: their machines are continued from the state
+    /// topic before their first message is read.
+    async fn handle_partition_changes(&mut self) -> Result<(), DaemonError> {
         while let Ok(change) = self.partition_changes.try_recv() {
-            if let PartitionChange::Revoked(list) = change {
-                revoked.extend(
-                    list.into_iter()
-                        .filter(|(topic, _)| *topic == self.config.kafka.telemetry_topic)
-                        .map(|(_, partition)| partition),
-                );
+            let topic = &self.config.kafka.telemetry_topic;
+            match change {
+                PartitionChange::Revoked(list) => {
+                    let revoked: Vec<i32> = list
+                        .into_iter()
+                        .filter(|(t, _)| t == topic)
+                        .map(|(_, partition)| partition)
+                        .collect();
+                    if revoked.is_empty() {
+                        continue;
+                    }
+                    self.finish_scoring().await?;
+                    for partition in revoked {
+                        info!(partition, "partition revoked; its machines are dropped");
+                        self.consumed.remove(&partition);
+                        self.engine.drop_partition(partition);
+                    }
+                    self.forget_written_states();
+                    self.metrics
+                        .fleet_normalised_machines
+                        .set(self.engine.fleet_normalised_machines().len() as i64);
+                }
+                PartitionChange::Assigned(list) => {
+                    let assigned: Vec<i32> = list
+                        .into_iter()
+                        .filter(|(t, _)| t == topic)
+                        .map(|(_, partition)| partition)
+                        .collect();
+                    if !assigned.is_empty() {
+                        self.take_over(&assigned).await?;
+                    }
+                }
             }
-        }
-        if !revoked.is_empty() {
-            self.finish_scoring().await?;
-        }
-        for partition in revoked {
-            info!(partition, "partition revoked; its machines are dropped");
-            self.consumed.remove(&partition);
-            self.engine.drop_partition(partition);
-            self.metrics
-                .fleet_normalised_machines
-                .set(self.engine.fleet_normalised_machines().len() as i64);
         }
         Ok(())
     }
@@ -485,10 +535,7 @@ impl Daemon {
             archived.push(window);
             ready.extend(ready_ms);
         }
-        let now_ms = chrono::Utc::now().timestamp_millis();
-        let report = self.archive.append(&archived, now_ms)?;
-        self.metrics.archive_rows.add(report.rows);
-        self.metrics.archive_files.add(report.files.len() as u64);
+        self.archive_windows(&archived).await?;
         self.publish_quality(quality).await?;
         self.publish_alerts(deliveries).await?;
         let done_ms = chrono::Utc::now().timestamp_millis();
@@ -538,15 +585,13 @@ impl Daemon {
         last: bool,
     ) -> Result<(), DaemonError> {
         self.finish_scoring().await?;
-        let report = self.archive.flush_durable()?;
-        self.metrics.archive_rows.add(report.rows);
-        self.metrics.archive_files.add(report.files.len() as u64);
-        let state: state::DaemonState = self.engine.state();
-        state::save_state(
-            &self.config.archive.dir,
-            &self.config.archive.file_prefix,
-            &state,
-        )?;
+        self.make_durable().await?;
+        // A machine's new owner must find the state these offsets' windows left.
+        match self.write_states().await {
+            Ok(()) => {}
+            Err(DaemonError::StateDelivery(_)) if !last => return Ok(()),
+            Err(e) => return Err(e),
+        }
         let assigned: HashSet<i32> = consumer
             .assignment()
             .map(|list| list.elements().iter().map(|e| e.partition()).collect())

@@ -8,6 +8,7 @@ use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use crate::archive::private_fs;
 use crate::engine::FleetState;
 
 /// Name of the state file of the daemon whose archive files start with `prefix`. It starts with
@@ -64,8 +65,8 @@ pub fn save_state(dir: &Path, prefix: &str, state: &DaemonState) -> Result<(), S
     };
     let bytes = serde_json::to_vec(state).map_err(|e| fail(e.to_string()))?;
     let write = || -> std::io::Result<()> {
-        fs::create_dir_all(dir)?;
-        let mut file = File::create(&tmp)?;
+        private_fs::create_dir_all(dir)?;
+        let mut file = private_fs::create_file(&tmp)?;
         file.write_all(&bytes)?;
         file.sync_all()?;
         fs::rename(&tmp, &path)?;

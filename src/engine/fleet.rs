@@ -67,6 +67,17 @@ pub struct MachineState {
     pub baseline: BaselineState,
 }
 
+impl Machine {
+    fn saved(&self) -> MachineState {
+        MachineState {
+            last_window_end_ms: self.last_window_end_ms,
+            alerts: self.policy.state(),
+            quality: self.quality.state(),
+            baseline: self.baseline.state(),
+        }
+    }
+}
+
 impl Fleet {
     /// An empty fleet for a model with these channels (in order) and windowing.
     pub fn new(
@@ -172,15 +183,7 @@ impl Fleet {
                 .machines
                 .iter()
                 .filter(|(_, m)| m.last_window_end_ms.is_some())
-                .map(|(id, m)| {
-                    let state = MachineState {
-                        last_window_end_ms: m.last_window_end_ms,
-                        alerts: m.policy.state(),
-                        quality: m.quality.state(),
-                        baseline: m.baseline.state(),
-                    };
-                    (id.to_string(), state)
-                })
+                .map(|(id, m)| (id.to_string(), m.saved()))
                 .collect(),
         }
     }
@@ -191,13 +194,44 @@ impl Fleet {
             let Ok(id) = EquipmentId::try_from(id) else {
                 continue;
             };
-            let channels = self.channel_names.len();
-            let machine = self.machine(&id);
-            machine.last_window_end_ms = saved.last_window_end_ms;
-            machine.policy.restore(saved.alerts);
-            machine.quality.restore(saved.quality);
-            machine.baseline.restore(saved.baseline, channels);
+            self.restore_machine(&id, saved);
         }
+    }
+
+    fn restore_machine(&mut self, id: &EquipmentId, saved: MachineState) {
+        let channels = self.channel_names.len();
+        let machine = self.machine(id);
+        machine.last_window_end_ms = saved.last_window_end_ms;
+        machine.policy.restore(saved.alerts);
+        machine.quality.restore(saved.quality);
+        machine.baseline.restore(saved.baseline, channels);
+    }
+
+    /// Takes over a machine from the state another daemon (or this one, earlier) saved, when the
+    /// machine is not being read here and the saved state reaches further than what is held:
+    /// its windows are then continued where that state left them, and its open alert keeps its
+    /// id. Returns whether the state was taken.
+    pub fn adopt(&mut self, id: &EquipmentId, saved: MachineState) -> bool {
+        if let Some(held) = self.machines.get(id)
+            && (held.partition.is_some() || saved.last_window_end_ms <= held.last_window_end_ms)
+        {
+            return false;
+        }
+        self.restore_machine(id, saved);
+        true
+    }
+
+    /// The state of every machine read here (samples seen since it was created or restored),
+    /// with its Kafka partition.
+    pub fn live_states(&self) -> Vec<(EquipmentId, i32, MachineState)> {
+        self.machines
+            .iter()
+            .filter_map(|(id, m)| {
+                let partition = m.partition?;
+                m.last_window_end_ms?;
+                Some((id.clone(), partition, m.saved()))
+            })
+            .collect()
     }
 
     /// Queues an operator's control request for its machine (held or not yet seen); it is
@@ -392,5 +426,64 @@ fn change(
         model_id: String::new(),
         by: request.by.clone(),
         reason: request.reason.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(last_window_end_ms: Option<i64>, fleet: &Fleet) -> MachineState {
+        MachineState {
+            last_window_end_ms,
+            alerts: AlertPolicy::new(fleet.alerts, fleet.channel_names.clone()).state(),
+            quality: Default::default(),
+            baseline: Default::default(),
+        }
+    }
+
+    #[test]
+    fn a_machine_is_taken_over_only_when_not_read_here_and_the_state_reaches_further() {
+        let mut fleet = Fleet::new(
+            vec!["a".into(), "b".into()],
+            WindowConfig {
+                sample_period_ms: 1_000,
+                window: 8,
+                stride: 4,
+                allowed_lateness_ms: 0,
+                max_gap_samples: 2,
+                min_present_fraction: 0.5,
+            },
+            AlertPolicyConfig::default(),
+        );
+        let pump = EquipmentId::try_from("pump-1".to_owned()).unwrap();
+        // Unknown here: taken.
+        assert!(fleet.adopt(&pump, state(Some(1_000), &fleet)));
+        let held = |fleet: &Fleet| fleet.state().machines["pump-1"].last_window_end_ms;
+        assert_eq!(held(&fleet), Some(1_000));
+        // Not further than what is held: kept.
+        assert!(!fleet.adopt(&pump, state(Some(1_000), &fleet)));
+        assert!(!fleet.adopt(&pump, state(None, &fleet)));
+        // Further: taken.
+        assert!(fleet.adopt(&pump, state(Some(5_000), &fleet)));
+        assert_eq!(held(&fleet), Some(5_000));
+        assert!(
+            fleet.live_states().is_empty(),
+            "restored, not read here yet"
+        );
+        // Once its samples are read here, a state written elsewhere never replaces it.
+        let sample = Sample {
+            ts_ms: 6_000,
+            values: vec![Some(1.0), Some(2.0)],
+            source: Some(SourcePosition {
+                partition: 2,
+                offset: 7,
+            }),
+        };
+        fleet.push(&pump, &sample);
+        assert!(!fleet.adopt(&pump, state(Some(9_000), &fleet)));
+        let live = fleet.live_states();
+        assert_eq!(live.len(), 1);
+        assert_eq!((live[0].1, live[0].2.last_window_end_ms), (2, Some(5_000)));
     }
 }

@@ -419,6 +419,32 @@ impl Engine {
         }
     }
 
+    /// The state of every machine read here, per model id, with the machine's Kafka partition
+    /// (see [`Fleet::live_states`]).
+    pub fn live_states(&self) -> Vec<(String, EquipmentId, i32, MachineState)> {
+        let mut out = Vec::new();
+        for slot in &self.models.slots {
+            let model_id = slot.scorer.model().model_id();
+            out.extend(
+                slot.fleet
+                    .live_states()
+                    .into_iter()
+                    .map(|(id, partition, state)| (model_id.to_owned(), id, partition, state)),
+            );
+        }
+        out
+    }
+
+    /// Takes over a machine of model `model_id` from a saved state (see [`Fleet::adopt`]);
+    /// false when no model loaded now has that id, or the state was not taken.
+    pub fn adopt(&mut self, model_id: &str, id: &EquipmentId, state: MachineState) -> bool {
+        self.models
+            .slots
+            .iter_mut()
+            .find(|s| s.scorer.model().model_id() == model_id)
+            .is_some_and(|slot| slot.fleet.adopt(id, state))
+    }
+
     /// Per partition, the oldest offset some machine's windows still need.
     pub fn retained_offset(&self, partition: i32) -> Option<i64> {
         self.models.retained_offset(partition)

@@ -73,6 +73,13 @@ pub mod names {
     pub const COMMIT_FAILURES_TOTAL: &str = "vaewatch_commit_failures_total";
     /// Operators' control requests ("accept as normal", "reset") applied to a machine.
     pub const BASELINE_CHANGES_TOTAL: &str = "vaewatch_baseline_changes_total";
+    /// Machines continued from the state another daemon left on the state topic.
+    pub const MACHINE_STATES_ADOPTED_TOTAL: &str = "vaewatch_machine_states_adopted_total";
+    /// Rolls whose machine states the state topic did not acknowledge (offsets left pending).
+    pub const STATE_WRITE_FAILURES_TOTAL: &str = "vaewatch_state_write_failures_total";
+    /// Attempts to write the archive or the state file that failed (a full disk, a directory
+    /// refusing writes); the rows are kept and written again.
+    pub const ARCHIVE_WRITE_FAILURES_TOTAL: &str = "vaewatch_archive_write_failures_total";
     /// Machines scored with levels an operator accepted as normal (gauge).
     pub const ACCEPTED_BASELINES: &str = "vaewatch_accepted_baselines";
     /// 1 when the daemon is ready (models loaded, consuming), else 0 (gauge).
@@ -135,6 +142,12 @@ pub struct Metrics {
     pub baseline_changes: Counter,
     /// [`names::COMMIT_FAILURES_TOTAL`]
     pub commit_failures: Counter,
+    /// [`names::MACHINE_STATES_ADOPTED_TOTAL`]
+    pub machine_states_adopted: Counter,
+    /// [`names::STATE_WRITE_FAILURES_TOTAL`]
+    pub state_write_failures: Counter,
+    /// [`names::ARCHIVE_WRITE_FAILURES_TOTAL`]
+    pub archive_write_failures: Counter,
     /// [`names::CONSUMER_ERRORS_TOTAL`]
     pub consumer_errors: Counter,
     /// [`names::ALERT_DELIVERY_FAILURES_TOTAL`]
@@ -183,6 +196,9 @@ impl Metrics {
             accepted_baselines: Gauge::default(),
             baseline_changes: Counter::default(),
             commit_failures: Counter::default(),
+            machine_states_adopted: Counter::default(),
+            state_write_failures: Counter::default(),
+            archive_write_failures: Counter::default(),
             consumer_errors: Counter::default(),
             alert_delivery_failures: Counter::default(),
             archive_files: Counter::default(),
@@ -303,6 +319,21 @@ impl Metrics {
                 names::BASELINE_CHANGES_TOTAL,
                 "Operators' control requests (accept as normal, reset) applied to a machine.",
                 &self.baseline_changes,
+            ),
+            (
+                names::MACHINE_STATES_ADOPTED_TOTAL,
+                "Machines continued from the state another daemon left on the state topic.",
+                &self.machine_states_adopted,
+            ),
+            (
+                names::STATE_WRITE_FAILURES_TOTAL,
+                "Rolls whose machine states the state topic did not acknowledge (offsets left pending).",
+                &self.state_write_failures,
+            ),
+            (
+                names::ARCHIVE_WRITE_FAILURES_TOTAL,
+                "Archive or state file writes that failed (the rows are kept and written again).",
+                &self.archive_write_failures,
             ),
         ];
         for (name, help, counter) in counters {
@@ -478,7 +509,7 @@ mod tests {
     fn every_family_has_help_and_type_once() {
         let text = Metrics::new().render();
         let types: Vec<&str> = text.lines().filter(|l| l.starts_with("# TYPE")).collect();
-        assert_eq!(types.len(), 26);
+        assert_eq!(types.len(), 29);
         for line in &types {
             let name = line.split(' ').nth(2).unwrap();
             assert!(name.starts_with("vaewatch_"));

@@ -1,0 +1,118 @@
+//! The daemon's side of its disk: the archive and the state file. When either cannot be written
+//! (a full disk, a directory that refuses writes) nothing is lost and nothing piles up: the
+//! archive keeps the rows of its incomplete files, reading waits, nothing is committed, and the
+//! write is tried again after a pause (1 s, doubling up to 30 s) until the disk takes it; the
+//! daemon then goes on by itself.
+
+use std::time::Duration;
+
+use tracing::{info, warn};
+
+use super::{Daemon, DaemonError, state};
+use crate::archive::DurableReport;
+use crate::score::ScoredWindow;
+
+const FIRST_PAUSE: Duration = Duration::from_secs(1);
+const LONGEST_PAUSE: Duration = Duration::from_secs(30);
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+impl Daemon {
+    /// Appends scored windows to the archive, waiting while the archive refuses writes.
+    pub(super) async fn archive_windows(
+        &mut self,
+        windows: &[ScoredWindow],
+    ) -> Result<(), DaemonError> {
+        let mut result = self.archive.append(windows, now_ms());
+        let mut pause = FIRST_PAUSE;
+        loop {
+            match result {
+                Ok(report) => {
+                    self.count_archived(report);
+                    self.disk_takes_writes();
+                    return Ok(());
+                }
+                Err(e) if e.is_retryable() => {
+                    self.wait_for_disk(e.into(), &mut pause).await?;
+                    result = self.archive.retry(now_ms());
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Completes every archive file and saves the state file: when it returns, everything
+    /// handled so far is durable. Waits while either cannot be written; a request to stop ends
+    /// the wait with the error.
+    pub(super) async fn make_durable(&mut self) -> Result<(), DaemonError> {
+        let mut pause = FIRST_PAUSE;
+        loop {
+            match self.try_make_durable() {
+                Ok(()) => {
+                    self.disk_takes_writes();
+                    return Ok(());
+                }
+                Err(e) if e.is_retryable() => self.wait_for_disk(e, &mut pause).await?,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn try_make_durable(&mut self) -> Result<(), DaemonError> {
+        let report = if self.archive.is_stalled() {
+            self.archive.retry(now_ms())?
+        } else {
+            self.archive.flush_durable()?
+        };
+        self.count_archived(report);
+        let state: state::DaemonState = self.engine.state();
+        state::save_state(
+            &self.config.archive.dir,
+            &self.config.archive.file_prefix,
+            &state,
+        )?;
+        Ok(())
+    }
+
+    fn count_archived(&self, report: DurableReport) {
+        self.metrics.archive_rows.add(report.rows);
+        self.metrics.archive_files.add(report.files.len() as u64);
+    }
+
+    fn disk_takes_writes(&mut self) {
+        if self.disk_failing {
+            info!("the archive takes writes again; reading and commits resume");
+            self.disk_failing = false;
+            self.update_ready();
+        }
+    }
+
+    /// After a failed write: says so (the first time), reports the daemon not ready, and waits
+    /// `pause` (which then doubles) unless asked to stop, which ends the wait with `error`.
+    async fn wait_for_disk(
+        &mut self,
+        error: DaemonError,
+        pause: &mut Duration,
+    ) -> Result<(), DaemonError> {
+        if !self.disk_failing {
+            warn!(
+                error = %error,
+                "the archive cannot be written; its rows are kept, reading waits and nothing is committed until the disk takes writes again"
+            );
+        }
+        self.disk_failing = true;
+        self.update_ready();
+        self.metrics.archive_write_failures.inc();
+        if *self.stop.borrow() {
+            return Err(error);
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(*pause) => {}
+            _ = self.stop.changed() => return Err(error),
+        }
+        *pause = (*pause * 2).min(LONGEST_PAUSE);
+        Ok(())
+    }
+}
