@@ -23,4 +23,21 @@ if [[ -z "${KAFKA_BOOTSTRAP:-}" ]]; then
 fi
 echo "test.sh: Kafka at $KAFKA_BOOTSTRAP" >&2
 
+# The Python alert subscriber of docs/examples runs in the suite: its client library goes into a
+# virtual environment cached outside the repository.
+if [[ -z "${VAEWATCH_EXAMPLES_PYTHON:-}" ]]; then
+    venv="$HOME/.cache/vaewatch/examples-venv"
+    stamp="$venv/.installed-$(sha256sum docs/examples/requirements.txt | cut -c1-16)"
+    if [[ ! -f "$stamp" ]]; then
+        echo "test.sh: installing docs/examples/requirements.txt into $venv" >&2
+        rm -rf "$venv"
+        python3 -m venv "$venv"
+        "$venv/bin/pip" install --quiet --disable-pip-version-check -r docs/examples/requirements.txt
+        touch "$stamp"
+    fi
+    export VAEWATCH_EXAMPLES_PYTHON="$venv/bin/python"
+fi
+
+# The alert-subscriber example program, which tests/subscribers.rs runs.
+cargo build --examples
 cargo test --all-targets "$@"

@@ -1,7 +1,10 @@
 //! The deployment files agree with the binary: the systemd unit starts a command the binary has,
 //! gives the SIGTERM drain more time than the daemon takes by default, and does not restart a
-//! daemon whose exit status says a restart cannot help (which `vaewatch run` sets as it says). (The example config
-//! is loaded by the config module's own tests.)
+//! daemon whose exit status says a restart cannot help (which `vaewatch run` sets as it says);
+//! the container images build with the repository's own build commands and run the daemon; the
+//! compose and Kubernetes configs load, and every environment variable they set is one the
+//! daemon reads. (The example config is loaded by the config module's own tests; the files'
+//! syntax is checked by deploy/lint.sh and deploy/prometheus/check.sh.)
 
 use vaewatch::config::Config;
 
@@ -237,4 +240,160 @@ fn the_alert_rules_and_the_dashboard_name_only_metrics_the_daemon_serves() {
     // The scan itself: a name that is not served is caught.
     let planted = metric_names_in("rate(vaewatch_no_such_metric_total[5m])");
     assert!(!planted.is_subset(&served));
+}
+
+/// `ENV NAME=value` pairs of a Dockerfile (one `ENV` instruction may continue over lines).
+fn dockerfile_env(text: &str) -> Vec<(String, String)> {
+    let joined = text.replace("\\\n", " ");
+    joined
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("ENV "))
+        .flat_map(|rest| rest.split_whitespace())
+        .filter_map(|pair| {
+            let (name, value) = pair.split_once('=')?;
+            Some((name.to_owned(), value.to_owned()))
+        })
+        .collect()
+}
+
+/// Fails unless each `VAEWATCH_*` name changes the config it is applied to: the daemon would
+/// silently ignore a misspelt one.
+fn assert_env_names_are_known(pairs: &[(String, String)], what: &str) {
+    for (name, value) in pairs.iter().filter(|(n, _)| n.starts_with("VAEWATCH_")) {
+        if name == "VAEWATCH_LOG_FORMAT" || name == "VAEWATCH_LOG" {
+            assert!(
+                ["json", "text", "info"].contains(&value.as_str()),
+                "{what}: {name}={value}"
+            );
+            continue;
+        }
+        let before = Config::default();
+        let mut after = Config::default();
+        after
+            .apply_env([(name.clone(), value.clone())])
+            .unwrap_or_else(|e| panic!("{what}: {name}={value}: {e}"));
+        assert_ne!(
+            format!("{before:?}"),
+            format!("{after:?}"),
+            "{what}: {name} is not a setting vaewatch reads"
+        );
+    }
+}
+
+#[test]
+fn the_container_images_build_with_the_repositorys_own_commands_and_run_the_daemon() {
+    let cpu = std::fs::read_to_string(repo_root().join("deploy/docker/Dockerfile")).unwrap();
+    let cuda = std::fs::read_to_string(repo_root().join("deploy/docker/Dockerfile.cuda")).unwrap();
+    assert!(
+        cpu.contains("RUN cargo build --release --locked"),
+        "CPU build step"
+    );
+    assert!(
+        cuda.contains("scripts/build_cuda.sh --locked"),
+        "CUDA build step"
+    );
+    assert!(repo_root().join("scripts/build_cuda.sh").exists());
+    for (name, text) in [("Dockerfile", &cpu), ("Dockerfile.cuda", &cuda)] {
+        assert!(
+            text.contains(r#"CMD ["run", "--config", "/etc/vaewatch/vaewatch.toml"]"#),
+            "{name}: the daemon is the default command"
+        );
+        assert!(text.contains("USER 10001:10001"), "{name}: runs as a user");
+        assert!(text.contains("http://127.0.0.1:9464/healthz"), "{name}");
+        assert!(text.contains("EXPOSE 9464"), "{name}");
+        let env = dockerfile_env(text);
+        assert!(
+            env.contains(&("VAEWATCH_METRICS_LISTEN".into(), "0.0.0.0:9464".into())),
+            "{name}: metrics reachable from outside the container: {env:?}"
+        );
+        assert_env_names_are_known(&env, name);
+    }
+}
+
+/// The config files of the compose stack and of the Kubernetes ConfigMap load and validate, the
+/// model path they name is where the images put the bundled model, and the environment the
+/// manifests set is read by the daemon.
+#[test]
+fn the_compose_and_kubernetes_configs_load_and_their_environment_is_read() {
+    let compose_toml = repo_root().join("deploy/docker/vaewatch.toml");
+    let text = std::fs::read_to_string(&compose_toml).unwrap();
+    let compose = Config::from_toml_str(&text, &compose_toml).unwrap();
+    compose.validate().unwrap();
+
+    let configmap = std::fs::read_to_string(repo_root().join("deploy/k8s/configmap.yaml")).unwrap();
+    let embedded: String = configmap
+        .lines()
+        .skip_while(|l| !l.trim_start().starts_with("vaewatch.toml: |"))
+        .skip(1)
+        .map(|l| format!("{}\n", l.strip_prefix("    ").unwrap_or(l)))
+        .collect();
+    assert!(embedded.contains("[kafka]"), "{embedded}");
+    let k8s = Config::from_toml_str(&embedded, std::path::Path::new("configmap.yaml")).unwrap();
+    k8s.validate().unwrap();
+
+    let dockerfile = std::fs::read_to_string(repo_root().join("deploy/docker/Dockerfile")).unwrap();
+    assert!(dockerfile.contains("COPY models /usr/share/vaewatch/models"));
+    for config in [&compose, &k8s] {
+        let model = config.models.default.as_ref().unwrap();
+        let inside_repo = model.strip_prefix("/usr/share/vaewatch").unwrap();
+        assert!(
+            repo_root().join(inside_repo).join("manifest.json").exists(),
+            "{} is not a model the images carry",
+            model.display()
+        );
+    }
+
+    // Every VAEWATCH_* variable the Deployments set: names the daemon reads. A pod name is a
+    // valid archive file prefix.
+    for manifest in [
+        "deploy/k8s/deployment.yaml",
+        "deploy/k8s/cuda/deployment.yaml",
+    ] {
+        let text = std::fs::read_to_string(repo_root().join(manifest)).unwrap();
+        let names: Vec<String> = text
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("- name: VAEWATCH_"))
+            .map(|n| format!("VAEWATCH_{n}"))
+            .collect();
+        assert!(names.len() >= 4, "{manifest}: {names:?}");
+        let pairs: Vec<(String, String)> = names
+            .into_iter()
+            .map(|n| {
+                let value = match n.as_str() {
+                    "VAEWATCH_ARCHIVE_FILE_PREFIX" => "vaewatch-7d9f8c6b5-x2k4q",
+                    "VAEWATCH_METRICS_LISTEN" => "0.0.0.0:9464",
+                    "VAEWATCH_LOG_FORMAT" => "json",
+                    _ => "a-secret",
+                };
+                (n, value.to_owned())
+            })
+            .collect();
+        assert_env_names_are_known(&pairs, manifest);
+        let mut config = k8s.clone();
+        config.apply_env(pairs).unwrap();
+        config.validate().unwrap();
+    }
+}
+
+/// The compose stack's plant is `vaewatch simulate` with options the binary has.
+#[test]
+fn the_compose_plant_uses_options_simulate_has() {
+    let compose = std::fs::read_to_string(repo_root().join("deploy/docker/compose.yaml")).unwrap();
+    let help = std::process::Command::new(env!("CARGO_BIN_EXE_vaewatch"))
+        .args(["simulate", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8(help.stdout).unwrap();
+    let options: Vec<&str> = compose
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("- --"))
+        .filter_map(|o| o.split('=').next())
+        .collect();
+    assert!(options.len() >= 5, "{options:?}");
+    for option in options {
+        assert!(
+            help.contains(&format!("--{option} ")),
+            "simulate has no --{option}"
+        );
+    }
 }

@@ -14,4 +14,5 @@ mod layers;
 mod metrics;
 mod replay;
 mod simulate;
+mod subscribers;
 mod util;

@@ -28,3 +28,6 @@ for panel in dashboard["panels"]:
         print(f"      - record: {json.dumps(name)}\n        expr: {json.dumps(target['expr'])}")
 PY
 promtool check rules "$work/dashboard-queries.yml"
+
+# The compose stack's Prometheus config (deploy/docker/compose.yaml), with the rules it loads.
+promtool check config deploy/prometheus/prometheus.yml
