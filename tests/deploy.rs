@@ -178,15 +178,18 @@ fn logs_written_to_a_file_carry_no_colour_codes() {
     );
 }
 
-/// The metric families `vaewatch run` serves, from its own rendering.
+/// The metric names `vaewatch run` serves, from its own rendering: the names of its samples
+/// (a counter's with `_total`), histogram series taken back to their family as
+/// [`metric_names_in`] does.
 fn served_metric_families() -> std::collections::BTreeSet<String> {
-    vaewatch::metrics::Metrics::new()
-        .render()
+    let text = vaewatch::metrics::Metrics::new().render();
+    let samples: String = text
         .lines()
-        .filter_map(|l| l.strip_prefix("# TYPE "))
-        .filter_map(|l| l.split(' ').next())
-        .map(str::to_owned)
-        .collect()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split(['{', ' ']).next())
+        .map(|name| format!("{name}\n"))
+        .collect();
+    metric_names_in(&samples)
 }
 
 /// Every `vaewatch_*` name in `text`, histogram series (`_bucket`, `_sum`, `_count`) taken back

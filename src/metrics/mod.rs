@@ -1,20 +1,22 @@
-//! Operational metrics: the names (all in [`names`]), a registry of atomic counters, gauges and
-//! histograms that the pipeline stages update, its Prometheus text rendering, and the HTTP
-//! endpoint (`/metrics`, `/healthz`, `/readyz`) in [`server`]. No metric carries a per-machine
-//! label: machines belong in logs and alerts, and label values come from fixed sets only.
+//! Operational metrics: the names (all in [`names`]), the counters, gauges and histograms that
+//! the pipeline stages update, registered in a prometheus-client registry that renders them in
+//! the OpenMetrics text format, and the HTTP endpoint (`/metrics`, `/healthz`, `/readyz`) in
+//! [`server`]. No metric carries a per-machine label: machines belong in logs and alerts, and
+//! label values come from fixed sets only.
 
 mod primitives;
 pub mod server;
 
-use std::sync::atomic::{AtomicBool, Ordering};
-
 pub use primitives::{Counter, Gauge, Histogram};
 pub use server::{MetricsServer, ServerError};
+
+use prometheus_client::metrics::counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
 
 use crate::alert::AlertState;
 use crate::telemetry::RejectReason;
 use crate::window::health::Condition;
-use primitives::{write_header, write_histogram, write_sample};
 
 /// Metric names. Counters end in `_total`; units are in the name (`_seconds`, `_messages`).
 pub mod names {
@@ -168,7 +170,10 @@ pub struct Metrics {
     alerts_published: [Counter; 3],
     /// [`names::DATA_QUALITY_OPENED_TOTAL`], indexed like `CONDITIONS`.
     data_quality_opened: [Counter; 3],
-    ready: AtomicBool,
+    /// [`names::READY`]: 1 when ready, else 0.
+    ready: Gauge,
+    /// Every metric above, as `/metrics` renders them.
+    registry: Registry,
 }
 
 impl Default for Metrics {
@@ -180,39 +185,134 @@ impl Default for Metrics {
 impl Metrics {
     /// A registry with every count at zero and the ready flag down.
     pub fn new() -> Self {
+        let mut registry = Registry::default();
+        let dead_lettered = labelled(
+            &mut registry,
+            names::DEAD_LETTERED_TOTAL,
+            "Messages sent to the dead-letter topic, by reason.",
+            "reason",
+            RejectReason::ALL.iter().map(|r| r.as_str()),
+        );
+        let alerts_published = labelled(
+            &mut registry,
+            names::ALERTS_PUBLISHED_TOTAL,
+            "Alert events acknowledged by Kafka, by state.",
+            "state",
+            ALERT_STATES.iter().map(|s| alert_state_label(*s)),
+        );
+        let data_quality_opened = labelled(
+            &mut registry,
+            names::DATA_QUALITY_OPENED_TOTAL,
+            "Sensor data-quality episodes opened, by condition.",
+            "condition",
+            CONDITIONS.iter().map(|c| c.as_str()),
+        );
+        let mut r = Register(&mut registry);
         Metrics {
-            messages_consumed: Counter::default(),
-            samples: Counter::default(),
-            windows_scored: Counter::default(),
-            batch_size: Histogram::new(BATCH_SIZE_BUCKETS),
-            inference_seconds: Histogram::new(INFERENCE_SECONDS_BUCKETS),
-            event_to_alert_seconds: Histogram::new(EVENT_TO_ALERT_SECONDS_BUCKETS),
-            event_to_score_seconds: Histogram::new(EVENT_TO_ALERT_SECONDS_BUCKETS),
-            ready_to_score_seconds: Histogram::new(EVENT_TO_ALERT_SECONDS_BUCKETS),
-            consumer_lag: Gauge::default(),
-            open_alerts: Gauge::default(),
-            fleet_normalised_machines: Gauge::default(),
-            sick_channels: Gauge::default(),
-            accepted_baselines: Gauge::default(),
-            baseline_changes: Counter::default(),
-            commit_failures: Counter::default(),
-            machine_states_adopted: Counter::default(),
-            state_write_failures: Counter::default(),
-            archive_write_failures: Counter::default(),
-            consumer_errors: Counter::default(),
-            alert_delivery_failures: Counter::default(),
-            archive_files: Counter::default(),
-            archive_rows: Counter::default(),
-            offset_commits: Counter::default(),
-            unknown_channels: Counter::default(),
-            duplicate_samples: Counter::default(),
-            dead_lettered: RejectReason::ALL
-                .iter()
-                .map(|_| Counter::default())
-                .collect(),
-            alerts_published: Default::default(),
-            data_quality_opened: Default::default(),
-            ready: AtomicBool::new(false),
+            messages_consumed: r.counter(
+                names::MESSAGES_CONSUMED_TOTAL,
+                "Telemetry messages read from Kafka, valid or not.",
+            ),
+            samples: r.counter(
+                names::SAMPLES_TOTAL,
+                "Samples accepted into a machine's windower.",
+            ),
+            windows_scored: r.counter(names::WINDOWS_SCORED_TOTAL, "Windows scored by a model."),
+            batch_size: r.histogram(
+                names::BATCH_SIZE,
+                "Windows per scoring batch.",
+                BATCH_SIZE_BUCKETS,
+            ),
+            inference_seconds: r.histogram(
+                names::INFERENCE_SECONDS,
+                "Time to score one batch, in seconds.",
+                INFERENCE_SECONDS_BUCKETS,
+            ),
+            event_to_alert_seconds: r.histogram(
+                names::EVENT_TO_ALERT_SECONDS,
+                "From a window's last event time to the alert's acknowledgement, in seconds.",
+                EVENT_TO_ALERT_SECONDS_BUCKETS,
+            ),
+            event_to_score_seconds: r.histogram(
+                names::EVENT_TO_SCORE_SECONDS,
+                "From a window's last event time to the window scored, archived and its alert acknowledged, in seconds.",
+                EVENT_TO_ALERT_SECONDS_BUCKETS,
+            ),
+            ready_to_score_seconds: r.histogram(
+                names::READY_TO_SCORE_SECONDS,
+                "From reading the message that completed a window to the window scored, archived and its alert acknowledged, in seconds.",
+                EVENT_TO_ALERT_SECONDS_BUCKETS,
+            ),
+            consumer_lag: r.gauge(
+                names::CONSUMER_LAG_MESSAGES,
+                "Messages behind the end of the assigned partitions, summed.",
+            ),
+            open_alerts: r.gauge(names::OPEN_ALERTS, "Alerts currently open."),
+            fleet_normalised_machines: r.gauge(
+                names::FLEET_NORMALISED_MACHINES,
+                "Machines scored with their model's fleet normalisation, the model having per-machine statistics for others only.",
+            ),
+            sick_channels: r.gauge(
+                names::SICK_CHANNELS,
+                "Sensor channels with a data-quality episode open, over all machines.",
+            ),
+            accepted_baselines: r.gauge(
+                names::ACCEPTED_BASELINES,
+                "Machines scored with levels an operator accepted as normal.",
+            ),
+            baseline_changes: r.counter(
+                names::BASELINE_CHANGES_TOTAL,
+                "Operators' control requests (accept as normal, reset) applied to a machine.",
+            ),
+            commit_failures: r.counter(
+                names::COMMIT_FAILURES_TOTAL,
+                "Offset commits that failed and were left for a later roll (broker unreachable).",
+            ),
+            machine_states_adopted: r.counter(
+                names::MACHINE_STATES_ADOPTED_TOTAL,
+                "Machines continued from the state another daemon left on the state topic.",
+            ),
+            state_write_failures: r.counter(
+                names::STATE_WRITE_FAILURES_TOTAL,
+                "Rolls whose machine states the state topic did not acknowledge (offsets left pending).",
+            ),
+            archive_write_failures: r.counter(
+                names::ARCHIVE_WRITE_FAILURES_TOTAL,
+                "Archive or state file writes that failed (the rows are kept and written again).",
+            ),
+            consumer_errors: r.counter(
+                names::CONSUMER_ERRORS_TOTAL,
+                "Errors the telemetry consumer reported (all brokers down, transport failures).",
+            ),
+            alert_delivery_failures: r.counter(
+                names::ALERT_DELIVERY_FAILURES_TOTAL,
+                "Alert and data-quality events the alert topic refused (each sent again until taken).",
+            ),
+            archive_files: r.counter(
+                names::ARCHIVE_FILES_TOTAL,
+                "Archive files completed under their final name.",
+            ),
+            archive_rows: r.counter(
+                names::ARCHIVE_ROWS_TOTAL,
+                "Scored-window rows in completed archive files.",
+            ),
+            offset_commits: r.counter(
+                names::OFFSET_COMMITS_TOTAL,
+                "Offset commits made after what they cover was durable.",
+            ),
+            unknown_channels: r.counter(
+                names::UNKNOWN_CHANNELS_TOTAL,
+                "Channel values of telemetry messages that no model channel matches.",
+            ),
+            duplicate_samples: r.counter(
+                names::DUPLICATE_SAMPLES_TOTAL,
+                "Samples dropped because one of the same machine and slot came first.",
+            ),
+            ready: r.gauge(names::READY, "1 when the daemon is ready, else 0."),
+            dead_lettered,
+            alerts_published: three(alerts_published),
+            data_quality_opened: three(data_quality_opened),
+            registry,
         }
     }
 
@@ -248,216 +348,79 @@ impl Metrics {
 
     /// Raises or lowers the ready flag that `/readyz` reports.
     pub fn set_ready(&self, ready: bool) {
-        self.ready.store(ready, Ordering::Relaxed);
+        self.ready.set(i64::from(ready));
     }
 
     /// Whether the daemon said it is ready.
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Relaxed)
+        self.ready.get() == 1
     }
 
-    /// Every metric in the Prometheus text exposition format 0.0.4.
+    /// Every metric in the OpenMetrics text format (which Prometheus reads), ending in `# EOF`.
     pub fn render(&self) -> String {
-        let mut out = String::with_capacity(4096);
-        let counters = [
-            (
-                names::MESSAGES_CONSUMED_TOTAL,
-                "Telemetry messages read from Kafka, valid or not.",
-                &self.messages_consumed,
-            ),
-            (
-                names::SAMPLES_TOTAL,
-                "Samples accepted into a machine's windower.",
-                &self.samples,
-            ),
-            (
-                names::WINDOWS_SCORED_TOTAL,
-                "Windows scored by a model.",
-                &self.windows_scored,
-            ),
-            (
-                names::ARCHIVE_FILES_TOTAL,
-                "Archive files completed under their final name.",
-                &self.archive_files,
-            ),
-            (
-                names::ARCHIVE_ROWS_TOTAL,
-                "Scored-window rows in completed archive files.",
-                &self.archive_rows,
-            ),
-            (
-                names::UNKNOWN_CHANNELS_TOTAL,
-                "Channel values of telemetry messages that no model channel matches.",
-                &self.unknown_channels,
-            ),
-            (
-                names::DUPLICATE_SAMPLES_TOTAL,
-                "Samples dropped because one of the same machine and slot came first.",
-                &self.duplicate_samples,
-            ),
-            (
-                names::OFFSET_COMMITS_TOTAL,
-                "Offset commits made after what they cover was durable.",
-                &self.offset_commits,
-            ),
-            (
-                names::CONSUMER_ERRORS_TOTAL,
-                "Errors the telemetry consumer reported (all brokers down, transport failures).",
-                &self.consumer_errors,
-            ),
-            (
-                names::ALERT_DELIVERY_FAILURES_TOTAL,
-                "Alert and data-quality events the alert topic refused (each sent again until taken).",
-                &self.alert_delivery_failures,
-            ),
-            (
-                names::COMMIT_FAILURES_TOTAL,
-                "Offset commits that failed and were left for a later roll (broker unreachable).",
-                &self.commit_failures,
-            ),
-            (
-                names::BASELINE_CHANGES_TOTAL,
-                "Operators' control requests (accept as normal, reset) applied to a machine.",
-                &self.baseline_changes,
-            ),
-            (
-                names::MACHINE_STATES_ADOPTED_TOTAL,
-                "Machines continued from the state another daemon left on the state topic.",
-                &self.machine_states_adopted,
-            ),
-            (
-                names::STATE_WRITE_FAILURES_TOTAL,
-                "Rolls whose machine states the state topic did not acknowledge (offsets left pending).",
-                &self.state_write_failures,
-            ),
-            (
-                names::ARCHIVE_WRITE_FAILURES_TOTAL,
-                "Archive or state file writes that failed (the rows are kept and written again).",
-                &self.archive_write_failures,
-            ),
-        ];
-        for (name, help, counter) in counters {
-            write_header(&mut out, name, "counter", help);
-            write_sample(&mut out, name, &[], counter.get() as f64);
-        }
-
-        write_header(
-            &mut out,
-            names::DEAD_LETTERED_TOTAL,
-            "counter",
-            "Messages sent to the dead-letter topic, by reason.",
-        );
-        for (reason, counter) in RejectReason::ALL.iter().zip(&self.dead_lettered) {
-            let labels = [("reason", reason.as_str())];
-            write_sample(
-                &mut out,
-                names::DEAD_LETTERED_TOTAL,
-                &labels,
-                counter.get() as f64,
-            );
-        }
-
-        write_header(
-            &mut out,
-            names::ALERTS_PUBLISHED_TOTAL,
-            "counter",
-            "Alert events acknowledged by Kafka, by state.",
-        );
-        for (state, counter) in ALERT_STATES.iter().zip(&self.alerts_published) {
-            let labels = [("state", alert_state_label(*state))];
-            write_sample(
-                &mut out,
-                names::ALERTS_PUBLISHED_TOTAL,
-                &labels,
-                counter.get() as f64,
-            );
-        }
-
-        write_header(
-            &mut out,
-            names::DATA_QUALITY_OPENED_TOTAL,
-            "counter",
-            "Sensor data-quality episodes opened, by condition.",
-        );
-        for (condition, counter) in CONDITIONS.iter().zip(&self.data_quality_opened) {
-            write_sample(
-                &mut out,
-                names::DATA_QUALITY_OPENED_TOTAL,
-                &[("condition", condition.as_str())],
-                counter.get() as f64,
-            );
-        }
-
-        let gauges = [
-            (
-                names::CONSUMER_LAG_MESSAGES,
-                "Messages behind the end of the assigned partitions, summed.",
-                self.consumer_lag.get(),
-            ),
-            (
-                names::OPEN_ALERTS,
-                "Alerts currently open.",
-                self.open_alerts.get(),
-            ),
-            (
-                names::FLEET_NORMALISED_MACHINES,
-                "Machines scored with their model's fleet normalisation, the model having per-machine statistics for others only.",
-                self.fleet_normalised_machines.get(),
-            ),
-            (
-                names::SICK_CHANNELS,
-                "Sensor channels with a data-quality episode open, over all machines.",
-                self.sick_channels.get(),
-            ),
-            (
-                names::ACCEPTED_BASELINES,
-                "Machines scored with levels an operator accepted as normal.",
-                self.accepted_baselines.get(),
-            ),
-            (
-                names::READY,
-                "1 when the daemon is ready, else 0.",
-                i64::from(self.is_ready()),
-            ),
-        ];
-        for (name, help, value) in gauges {
-            write_header(&mut out, name, "gauge", help);
-            write_sample(&mut out, name, &[], value as f64);
-        }
-
-        let histograms = [
-            (
-                names::BATCH_SIZE,
-                "Windows per scoring batch.",
-                &self.batch_size,
-            ),
-            (
-                names::INFERENCE_SECONDS,
-                "Time to score one batch, in seconds.",
-                &self.inference_seconds,
-            ),
-            (
-                names::EVENT_TO_ALERT_SECONDS,
-                "From a window's last event time to the alert's acknowledgement, in seconds.",
-                &self.event_to_alert_seconds,
-            ),
-            (
-                names::EVENT_TO_SCORE_SECONDS,
-                "From a window's last event time to the window scored, archived and its alert acknowledged, in seconds.",
-                &self.event_to_score_seconds,
-            ),
-            (
-                names::READY_TO_SCORE_SECONDS,
-                "From reading the message that completed a window to the window scored, archived and its alert acknowledged, in seconds.",
-                &self.ready_to_score_seconds,
-            ),
-        ];
-        for (name, help, histogram) in histograms {
-            write_header(&mut out, name, "histogram", help);
-            write_histogram(&mut out, name, histogram);
-        }
+        let mut out = String::with_capacity(8192);
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
     }
+}
+
+/// Registers the metrics of [`Metrics::new`] under their names.
+struct Register<'a>(&'a mut Registry);
+
+impl Register<'_> {
+    /// A counter; prometheus-client writes the `_total` suffix itself.
+    fn counter(&mut self, name: &str, help: &str) -> Counter {
+        let counter = Counter::default();
+        self.0
+            .register(family_name(name), help_text(help), counter.0.clone());
+        counter
+    }
+
+    fn gauge(&mut self, name: &str, help: &str) -> Gauge {
+        let gauge = Gauge::default();
+        self.0.register(name, help_text(help), gauge.0.clone());
+        gauge
+    }
+
+    fn histogram(&mut self, name: &str, help: &str, bounds: &[f64]) -> Histogram {
+        let histogram = Histogram::new(bounds);
+        self.0.register(name, help_text(help), histogram.0.clone());
+        histogram
+    }
+}
+
+/// Help text as registered: prometheus-client ends it with a full stop itself.
+fn help_text(help: &str) -> &str {
+    help.trim_end_matches('.')
+}
+
+/// A counter's family name: its sample name without `_total`.
+fn family_name(name: &str) -> &str {
+    name.strip_suffix("_total").unwrap_or(name)
+}
+
+/// A counter family with one label, every value of which is present from the start (at 0), so
+/// a rate over it needs no first increment; returns the counters in the order of `values`.
+fn labelled(
+    registry: &mut Registry,
+    name: &str,
+    help: &str,
+    label: &'static str,
+    values: impl Iterator<Item = &'static str>,
+) -> Vec<Counter> {
+    let family = Family::<[(&'static str, &'static str); 1], counter::Counter>::default();
+    let counters = values
+        .map(|value| Counter(family.get_or_create(&[(label, value)]).clone()))
+        .collect();
+    registry.register(family_name(name), help_text(help), family);
+    counters
+}
+
+/// The three counters of a family over three label values.
+fn three(counters: Vec<Counter>) -> [Counter; 3] {
+    let mut it = counters.into_iter();
+    [(); 3].map(|()| it.next().unwrap_or_default())
 }
 
 fn alert_state_label(state: AlertState) -> &'static str {
@@ -484,7 +447,8 @@ mod tests {
         metrics.set_ready(true);
         let text = metrics.render();
         for line in [
-            "# TYPE vaewatch_messages_consumed_total counter",
+            "# HELP vaewatch_messages_consumed Telemetry messages read from Kafka, valid or not.",
+            "# TYPE vaewatch_messages_consumed counter",
             "vaewatch_messages_consumed_total 7",
             "vaewatch_dead_lettered_total{reason=\"malformed_json\"} 1",
             "vaewatch_dead_lettered_total{reason=\"oversize\"} 0",
@@ -494,9 +458,11 @@ mod tests {
             "vaewatch_fleet_normalised_machines 2",
             "vaewatch_ready 1",
             "# TYPE vaewatch_batch_size histogram",
-            "vaewatch_batch_size_bucket{le=\"32\"} 0",
-            "vaewatch_batch_size_bucket{le=\"64\"} 1",
+            "vaewatch_batch_size_bucket{le=\"32.0\"} 0",
+            "vaewatch_batch_size_bucket{le=\"64.0\"} 1",
+            "vaewatch_batch_size_bucket{le=\"+Inf\"} 1",
             "vaewatch_batch_size_count 1",
+            "# EOF",
         ] {
             assert!(
                 text.lines().any(|l| l == line),
@@ -505,6 +471,8 @@ mod tests {
         }
     }
 
+    /// Every family once, with help and type; counters' samples end in `_total` (the names in
+    /// [`names`], which dashboards and rules query), the others carry their family's name.
     #[test]
     fn every_family_has_help_and_type_once() {
         let text = Metrics::new().render();
@@ -513,11 +481,24 @@ mod tests {
         for line in &types {
             let name = line.split(' ').nth(2).unwrap();
             assert!(name.starts_with("vaewatch_"));
+            let samples: Vec<&str> = text
+                .lines()
+                .filter(|l| !l.starts_with('#'))
+                .filter_map(|l| l.split(['{', ' ']).next())
+                .filter(|sample| {
+                    sample.strip_prefix(name).is_some_and(|rest| {
+                        ["", "_total", "_bucket", "_sum", "_count"].contains(&rest)
+                    })
+                })
+                .collect();
+            assert!(!samples.is_empty(), "no sample of {name}");
             if line.ends_with(" counter") {
-                assert!(name.ends_with("_total"), "{name}");
+                assert!(samples.iter().all(|s| s.ends_with("_total")), "{name}");
             }
             let help = format!("# HELP {name} ");
-            assert_eq!(text.lines().filter(|l| l.starts_with(&help)).count(), 1);
+            let helps: Vec<&str> = text.lines().filter(|l| l.starts_with(&help)).collect();
+            assert_eq!(helps.len(), 1, "{name}");
+            assert!(!helps[0].ends_with(".."), "{}", helps[0]);
         }
     }
 }
