@@ -88,6 +88,8 @@ pub enum DaemonError {
     Models(#[from] Box<ModelSetError>),
     #[error(transparent)]
     Client(#[from] crate::kafka::ClientError),
+    #[error(transparent)]
+    Login(#[from] crate::kafka::LoginRefused),
     #[error("kafka: {0}")]
     Kafka(#[from] rdkafka::error::KafkaError),
     #[error("archive: {0}")]
@@ -98,6 +100,8 @@ pub enum DaemonError {
     Score(#[from] crate::engine::ScoreError),
     #[error("the scoring thread failed")]
     ScoringTask(#[source] tokio::task::JoinError),
+    #[error("the login check failed")]
+    LoginCheck(#[source] tokio::task::JoinError),
     #[error("alert event cannot be encoded")]
     AlertEncode(#[source] serde_json::Error),
     #[error("alert not acknowledged by kafka, not committing")]
@@ -118,7 +122,9 @@ impl DaemonError {
             | DaemonError::Models(_)
             | DaemonError::Score(_)
             | DaemonError::ScoringTask(_)
-            | DaemonError::AlertEncode(_) => false,
+            | DaemonError::LoginCheck(_)
+            | DaemonError::AlertEncode(_)
+            | DaemonError::Login(_) => false,
             DaemonError::Archive(e) => e.is_retryable(),
             DaemonError::Client(_)
             | DaemonError::Kafka(_)
@@ -139,6 +145,10 @@ pub async fn run(
     config.validate()?;
     let models = ModelSet::load(&config, true).map_err(Box::new)?;
     let archive = ArchiveWriter::open(config.archive.clone())?;
+    let kafka = config.kafka.clone();
+    tokio::task::spawn_blocking(move || crate::kafka::check_login(&kafka))
+        .await
+        .map_err(DaemonError::LoginCheck)??;
     let tracker: SharedTracker = Arc::new(Mutex::new(OffsetTracker::new()));
     let (context, partition_changes) = CommitOnRevoke::new(tracker.clone());
     let consumer: Arc<DaemonConsumer> = Arc::new(create_consumer(&config.kafka, context)?);

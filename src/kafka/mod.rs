@@ -44,6 +44,7 @@
 
 mod client;
 mod dead_letter;
+mod login;
 mod offsets;
 mod rebalance;
 mod shutdown;
@@ -56,6 +57,7 @@ pub use dead_letter::{
     DeadLetter, DeadLetterError, DeadLetterPublisher, KEPT_PAYLOAD_BYTES, MAX_DETAIL_BYTES,
     MAX_PAYLOAD_BYTES, header_names, headers,
 };
+pub use login::{LoginRefused, check_login};
 pub use offsets::{OffsetCommit, OffsetTracker, commit_durable, partition_list};
 pub use rebalance::{
     CommitOnRevoke, PartitionChange, SharedTracker, TopicPartition, consumer_lag, lock_tracker,
