@@ -23,6 +23,18 @@ if [[ -z "${KAFKA_BOOTSTRAP:-}" ]]; then
 fi
 echo "test.sh: Kafka at $KAFKA_BOOTSTRAP" >&2
 
+# kcat runs the alert-topic example of docs/examples in the suite (Debian's package).
+if ! command -v kcat >/dev/null; then
+    if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
+        echo "test.sh: installing kcat" >&2
+        apt-get update -q >&2
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q kcat >&2
+    else
+        echo "test.sh: kcat is missing; install it (Debian: apt-get install kcat)" >&2
+        exit 1
+    fi
+fi
+
 # The Python alert subscriber of docs/examples runs in the suite: its client library goes into a
 # virtual environment cached outside the repository.
 if [[ -z "${VAEWATCH_EXAMPLES_PYTHON:-}" ]]; then
