@@ -32,7 +32,7 @@ use crate::util::kafka::{
 };
 use crate::util::{
     assert_same_window, bundled_model_dir, bundled_replay_engine, hostile, small_plant,
-    telemetry_messages, validate_alert_json, validate_quality_json,
+    telemetry_messages, validate_alert_json, validate_quality_json, with_stuck_sensor,
 };
 
 /// How long a daemon may take to read what a test produced before the test gives up: a guard
@@ -42,18 +42,6 @@ const WAIT: Duration = Duration::from_secs(360);
 
 fn plant() -> History {
     small_plant()
-}
-
-/// The history with the first machine's flow sensor stuck at one reading for 200 samples of
-/// normal operation (its other channels go on moving).
-fn with_stuck_sensor(mut history: History) -> History {
-    let flow = history.channels.iter().position(|c| c == "flow").unwrap();
-    let rows = &mut history.machines[0].rows;
-    let held = rows[300].values[flow];
-    for row in &mut rows[300..500] {
-        row.values[flow] = held;
-    }
-    history
 }
 
 /// The history as telemetry messages, in time order across machines.
@@ -856,17 +844,10 @@ async fn open_alerts_follow_their_machines_to_a_daemon_on_another_host() {
     // group, telemetry topic and machine.
     let held = unread_messages(&brokers, &unique_name("count"), &topics.state) as usize;
     assert!(held > 0, "nothing on the state topic");
-    let validator = crate::util::schema("machine-state.v1.json");
     for m in consume(&brokers, &topics.state, held, Duration::from_secs(20)).await {
-        let value: serde_json::Value = serde_json::from_slice(m.payload().unwrap()).unwrap();
-        let errors: Vec<String> = validator
-            .iter_errors(&value)
-            .map(|e| e.to_string())
-            .collect();
-        assert!(
-            errors.is_empty(),
-            "state record does not validate: {errors:?}"
-        );
+        let text = std::str::from_utf8(m.payload().unwrap()).unwrap();
+        crate::util::validate_against("machine-state.v1.json", text);
+        let value: serde_json::Value = serde_json::from_str(text).unwrap();
         let key = format!(
             "{group}/{}/{}",
             topics.telemetry,
@@ -966,6 +947,15 @@ fn spawn_vaewatch_run(config: &Path, log: &Path) -> std::process::Child {
         .unwrap()
 }
 
+/// Sends SIGTERM to a `vaewatch run` process (it drains and exits).
+fn sigterm(child: &std::process::Child) {
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
 /// The value of an unlabelled metric on the endpoint; `None` while it does not answer.
 fn metric_value(listen: std::net::SocketAddr, name: &str) -> Option<f64> {
     let text = http_get(listen, "/metrics")?;
@@ -1039,11 +1029,7 @@ async fn process_killed_with_sigkill_loses_no_window() {
         metric_value(listen, "vaewatch_messages_consumed_total").unwrap_or(0.0) >= rest
     })
     .await;
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &second.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    sigterm(&second);
     let exit = second.wait().unwrap();
     assert!(exit.success(), "exit status {exit}");
 
@@ -1118,11 +1104,7 @@ async fn ten_sigkills_at_random_points_lose_no_window_and_restarts_resume_at_onc
                 metric_value(listen, "vaewatch_messages_consumed_total").unwrap_or(0.0) >= rest
             })
             .await;
-            let status = std::process::Command::new("kill")
-                .args(["-TERM", &child.id().to_string()])
-                .status()
-                .unwrap();
-            assert!(status.success());
+            sigterm(&child);
             let exit = child.wait().unwrap();
             assert!(exit.success(), "exit status {exit}");
             break;
@@ -1279,11 +1261,7 @@ async fn failover_of_three_daemons_one_killed_and_one_joining_loses_no_window() 
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     for m in &mut members {
-        let status = std::process::Command::new("kill")
-            .args(["-TERM", &m.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
+        sigterm(&m.child);
     }
     for m in &mut members {
         let exit = m.child.wait().unwrap();
@@ -1843,11 +1821,7 @@ async fn run_serves_metrics_and_exits_cleanly_on_sigterm() {
             .starts_with("HTTP/1.1 200")
     );
 
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    sigterm(&child);
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     let exit = loop {
         if let Some(exit) = child.try_wait().unwrap() {
@@ -1959,14 +1933,6 @@ fn spawn_secure_run(config: &Path, log: &Path, password: &str) -> std::process::
         .stderr(std::fs::File::create(log).unwrap())
         .spawn()
         .unwrap()
-}
-
-fn sigterm(child: &std::process::Child) {
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
 }
 
 /// The daemon on a broker that takes clients over TLS with SASL/SCRAM logins only (a listener

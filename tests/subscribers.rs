@@ -16,7 +16,7 @@ use vaewatch::publish::{acknowledged, enqueue_event};
 use vaewatch::replay::replay_history;
 
 use crate::util::kafka::{bootstrap, create_topic, producer, unique_name};
-use crate::util::{bundled_replay_engine, repo_root, small_plant};
+use crate::util::{bundled_replay_engine, repo_root, small_plant, with_stuck_sensor};
 
 /// One event of the alert topic, as the daemon publishes it.
 enum Event {
@@ -91,13 +91,7 @@ impl Event {
 /// publishes them, the first alert event twice (a repeat after a crash). Returns the topic and
 /// the events in order, without the repeat.
 async fn alert_topic(brokers: &str) -> (String, Vec<Event>) {
-    let mut history = small_plant();
-    let flow = history.channels.iter().position(|c| c == "flow").unwrap();
-    let rows = &mut history.machines[0].rows;
-    let held = rows[300].values[flow];
-    for row in &mut rows[300..500] {
-        row.values[flow] = held;
-    }
+    let history = with_stuck_sensor(small_plant());
     let (mut engine, _) = bundled_replay_engine();
     let result = replay_history(&history, &mut engine, &[]).unwrap();
     let mut events = Vec::new();

@@ -1,12 +1,10 @@
 //! The daemon's side of the alert topic: alert and data-quality events sent, their
 //! acknowledgements awaited, refused events sent again until the topic takes them.
 
-use std::time::Duration;
-
 use rdkafka::producer::{DeliveryFuture, FutureProducer};
 use tracing::{info, warn};
 
-use super::{Daemon, DaemonError};
+use super::{Daemon, DaemonError, RetryPause};
 use crate::alert::quality::{DATA_QUALITY_EVENT, DataQualityEvent, QualityState};
 use crate::alert::{ALERT_EVENT, AlertEvent};
 use crate::publish::{acknowledged, enqueue_event};
@@ -63,7 +61,7 @@ impl Daemon {
         kind: &str,
     ) -> Result<(), DaemonError> {
         let mut from = 0;
-        let mut pause = Duration::from_secs(1);
+        let mut pause = RetryPause::default();
         loop {
             let error = match enqueue_on_alert_topic(
                 &self.producer,
@@ -106,14 +104,9 @@ impl Daemon {
             self.update_ready();
             self.metrics.alert_delivery_failures.add(refused as u64);
             from += failed_at;
-            if *self.stop.borrow() {
+            if !self.wait_to_retry(&mut pause).await {
                 return Err(DaemonError::AlertDelivery(error));
             }
-            tokio::select! {
-                _ = tokio::time::sleep(pause) => {}
-                _ = self.stop.changed() => return Err(DaemonError::AlertDelivery(error)),
-            }
-            pause = (pause * 2).min(Duration::from_secs(30));
         }
     }
 

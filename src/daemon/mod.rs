@@ -19,11 +19,13 @@
 mod alert_topic;
 mod control;
 mod handover;
+mod scoring;
 mod state;
 mod storage;
 
 use control::{next_control, open_control};
 use handover::{Handover, next_state, open_handover};
+use scoring::{InFlight, scored};
 
 pub use handover::{STATE_RECORD_VERSION, StateRecord};
 
@@ -46,7 +48,6 @@ pub const LAG_INTERVAL: Duration = Duration::from_secs(5);
 /// the gauge's last value and is logged.
 const LAG_TIMEOUT: Duration = Duration::from_secs(10);
 
-use rdkafka::TopicPartitionList;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::producer::FutureProducer;
@@ -57,13 +58,12 @@ use tracing::{debug, info, warn};
 
 use crate::archive::ArchiveWriter;
 use crate::config::Config;
-use crate::engine::{Engine, ModelSet, ModelSetError, Outcome, ScoreError, ScoredBatch};
+use crate::engine::{Engine, ModelSet, ModelSetError};
 use crate::kafka::{
     CommitOnRevoke, DeadLetter, DeadLetterPublisher, OffsetTracker, PartitionChange, SharedTracker,
     close_consumer, commit_durable, consumer_lag, create_consumer, create_producer, lock_tracker,
 };
 use crate::metrics::Metrics;
-use crate::score::ScoredWindow;
 use crate::telemetry::{Refusal, RejectReason, SourcePosition};
 
 /// What one run of the daemon did, for logs and tests.
@@ -259,7 +259,31 @@ struct Daemon {
     disk_failing: bool,
 }
 
+/// The pause before a write the daemon waits for is tried again (an alert topic or an archive
+/// disk that refuses it): 1 s, doubling up to 30 s.
+struct RetryPause(Duration);
+
+impl Default for RetryPause {
+    fn default() -> Self {
+        RetryPause(Duration::from_secs(1))
+    }
+}
+
 impl Daemon {
+    /// Waits out `pause`, then doubles it (up to 30 s); false, at once, when the daemon is asked
+    /// to stop before or during the wait.
+    async fn wait_to_retry(&mut self, pause: &mut RetryPause) -> bool {
+        if *self.stop.borrow() {
+            return false;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(pause.0) => {}
+            _ = self.stop.changed() => return false,
+        }
+        pause.0 = (pause.0 * 2).min(Duration::from_secs(30));
+        true
+    }
+
     fn restore_state(&mut self) {
         self.engine.restore(&mut self.state);
     }
@@ -363,13 +387,15 @@ impl Daemon {
     async fn handle_partition_changes(&mut self) -> Result<(), DaemonError> {
         while let Ok(change) = self.partition_changes.try_recv() {
             let topic = &self.config.kafka.telemetry_topic;
+            let of_telemetry = |list: Vec<(String, i32)>| -> Vec<i32> {
+                list.into_iter()
+                    .filter(|(t, _)| t == topic)
+                    .map(|(_, partition)| partition)
+                    .collect()
+            };
             match change {
                 PartitionChange::Revoked(list) => {
-                    let revoked: Vec<i32> = list
-                        .into_iter()
-                        .filter(|(t, _)| t == topic)
-                        .map(|(_, partition)| partition)
-                        .collect();
+                    let revoked = of_telemetry(list);
                     if revoked.is_empty() {
                         continue;
                     }
@@ -385,11 +411,7 @@ impl Daemon {
                         .set(self.engine.fleet_normalised_machines().len() as i64);
                 }
                 PartitionChange::Assigned(list) => {
-                    let assigned: Vec<i32> = list
-                        .into_iter()
-                        .filter(|(t, _)| t == topic)
-                        .map(|(_, partition)| partition)
-                        .collect();
+                    let assigned = of_telemetry(list);
                     if !assigned.is_empty() {
                         self.take_over(&assigned).await?;
                     }
@@ -463,128 +485,8 @@ impl Daemon {
         Ok(())
     }
 
-    /// Starts a batch when the scorer is free and the waiting windows fill one or the oldest
-    /// has waited `max_delay`.
-    fn start_batch_if_due(&mut self, max_batch: usize, max_delay: Duration) {
-        if self.scoring.is_some() {
-            return;
-        }
-        let full = self.engine.pending_windows() >= max_batch;
-        let waited = self.pending_since.is_some_and(|s| s.elapsed() >= max_delay);
-        if full || waited {
-            self.start_batch();
-        }
-    }
-
-    /// Sends the oldest waiting windows (at most `max_batch_size`) to the scorer on a blocking
-    /// thread. Only one batch is scored at a time, so alert policies see windows in order.
-    fn start_batch(&mut self) {
-        debug_assert!(self.scoring.is_none(), "one batch at a time");
-        self.scoring = Some(self.take_batch());
-    }
-
-    /// Takes the oldest waiting windows (at most `max_batch_size`) and starts scoring them on a
-    /// blocking thread.
-    fn take_batch(&mut self) -> InFlight {
-        let batch = self.engine.take_batch(self.config.batching.max_batch_size);
-        if self.engine.pending_windows() == 0 {
-            self.pending_since = None;
-        }
-        for change in self.engine.take_baseline_changes() {
-            info!(
-                equipment_id = %change.equipment_id,
-                action = change.action.as_str(),
-                requested_at = %change.requested_at,
-                applied_from = %change.applied_from,
-                windows_used = change.windows_used,
-                offsets = ?change.offsets,
-                by = change.by.as_deref().unwrap_or(""),
-                "control request applied"
-            );
-            self.metrics.baseline_changes.inc();
-        }
-        self.metrics
-            .accepted_baselines
-            .set(self.engine.accepted_baselines() as i64);
-        InFlight {
-            windows: batch.len(),
-            started: Instant::now(),
-            task: tokio::task::spawn_blocking(move || batch.score()),
-        }
-    }
-
-    /// Feeds a scored batch to the alert policies, publishes the alerts it causes (acknowledged)
-    /// and appends its windows to the archive.
-    async fn complete_batch(
-        &mut self,
-        in_flight: InFlight,
-        scored: ScoringResult,
-    ) -> Result<(), DaemonError> {
-        let scored = scored.map_err(DaemonError::ScoringTask)??;
-        self.metrics.batch_size.observe(in_flight.windows as f64);
-        self.metrics
-            .inference_seconds
-            .observe(in_flight.started.elapsed().as_secs_f64());
-        let outcomes = self.engine.complete(scored);
-        self.metrics.windows_scored.add(outcomes.len() as u64);
-        self.report.windows_scored += outcomes.len() as u64;
-        let mut deliveries = Vec::new();
-        let mut quality = Vec::new();
-        let mut archived: Vec<ScoredWindow> = Vec::with_capacity(outcomes.len());
-        let mut ready: Vec<i64> = Vec::with_capacity(outcomes.len());
-        for Outcome {
-            window,
-            event,
-            quality_events,
-            ready_ms,
-            ..
-        } in outcomes
-        {
-            deliveries.extend(event);
-            quality.extend(quality_events);
-            archived.push(window);
-            ready.extend(ready_ms);
-        }
-        self.archive_windows(&archived).await?;
-        self.publish_quality(quality).await?;
-        self.publish_alerts(deliveries).await?;
-        let done_ms = chrono::Utc::now().timestamp_millis();
-        for window in &archived {
-            self.metrics
-                .event_to_score_seconds
-                .observe((done_ms - window.window_end_ms).max(0) as f64 / 1000.0);
-        }
-        for ready_ms in ready {
-            self.metrics
-                .ready_to_score_seconds
-                .observe((done_ms - ready_ms).max(0) as f64 / 1000.0);
-        }
-        self.metrics
-            .open_alerts
-            .set(self.engine.open_alerts() as i64);
-        self.metrics
-            .sick_channels
-            .set(self.engine.sick_channels() as i64);
-        Ok(())
-    }
-
-    /// Completes the batch being scored, then scores every waiting window, batch after batch.
-    async fn finish_scoring(&mut self) -> Result<(), DaemonError> {
-        if let Some(mut in_flight) = self.scoring.take() {
-            let scored = (&mut in_flight.task).await;
-            self.complete_batch(in_flight, scored).await?;
-        }
-        while self.engine.pending_windows() > 0 {
-            let mut in_flight = self.take_batch();
-            let scored = (&mut in_flight.task).await;
-            self.complete_batch(in_flight, scored).await?;
-        }
-        Ok(())
-    }
-
-    /// Scores what waits, completes the archive files, saves the state file and commits, per
-    /// partition, the oldest offset still needed.
-    /// Completes the archive's open files, saves the state and commits what is durable. A commit
+    /// Scores what waits, completes the archive's open files, saves the state and commits, per
+    /// partition, the oldest offset still needed. A commit
     /// that fails while running (the broker unreachable, a coordinator moving) leaves the offsets
     /// pending for the next roll: nothing is lost, only more would be re-read after a crash; the
     /// daemon reports itself not ready and counts the failure meanwhile. A fatal consumer error,
@@ -678,31 +580,6 @@ async fn watch_lag(
             Err(e) => warn!(error = %e, "consumer lag measurement failed"),
         }
     }
-}
-
-/// A batch on the scorer's blocking thread.
-struct InFlight {
-    windows: usize,
-    started: Instant,
-    task: tokio::task::JoinHandle<Result<ScoredBatch, ScoreError>>,
-}
-
-/// What the scorer's blocking thread returns.
-type ScoringResult = Result<Result<ScoredBatch, ScoreError>, tokio::task::JoinError>;
-
-/// The batch being scored, taken out of `scoring` with its result once it is done; never ready
-/// when none is. Cancel-safe: the batch is taken only when the future completes.
-async fn scored(scoring: &mut Option<InFlight>) -> Option<(InFlight, ScoringResult)> {
-    let result = match scoring.as_mut() {
-        Some(in_flight) => (&mut in_flight.task).await,
-        None => std::future::pending().await,
-    };
-    scoring.take().map(|in_flight| (in_flight, result))
-}
-
-/// The partitions of a list, for logs.
-pub fn partitions_of(list: &TopicPartitionList) -> Vec<i32> {
-    list.elements().iter().map(|e| e.partition()).collect()
 }
 
 #[cfg(test)]

@@ -4,16 +4,11 @@
 //! write is tried again after a pause (1 s, doubling up to 30 s) until the disk takes it; the
 //! daemon then goes on by itself.
 
-use std::time::Duration;
-
 use tracing::{info, warn};
 
-use super::{Daemon, DaemonError, state};
+use super::{Daemon, DaemonError, RetryPause, state};
 use crate::archive::DurableReport;
 use crate::score::ScoredWindow;
-
-const FIRST_PAUSE: Duration = Duration::from_secs(1);
-const LONGEST_PAUSE: Duration = Duration::from_secs(30);
 
 fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
@@ -26,7 +21,7 @@ impl Daemon {
         windows: &[ScoredWindow],
     ) -> Result<(), DaemonError> {
         let mut result = self.archive.append(windows, now_ms());
-        let mut pause = FIRST_PAUSE;
+        let mut pause = RetryPause::default();
         loop {
             match result {
                 Ok(report) => {
@@ -47,7 +42,7 @@ impl Daemon {
     /// handled so far is durable. Waits while either cannot be written; a request to stop ends
     /// the wait with the error.
     pub(super) async fn make_durable(&mut self) -> Result<(), DaemonError> {
-        let mut pause = FIRST_PAUSE;
+        let mut pause = RetryPause::default();
         loop {
             match self.try_make_durable() {
                 Ok(()) => {
@@ -90,11 +85,11 @@ impl Daemon {
     }
 
     /// After a failed write: says so (the first time), reports the daemon not ready, and waits
-    /// `pause` (which then doubles) unless asked to stop, which ends the wait with `error`.
+    /// out `pause` unless asked to stop, which ends the wait with `error`.
     async fn wait_for_disk(
         &mut self,
         error: DaemonError,
-        pause: &mut Duration,
+        pause: &mut RetryPause,
     ) -> Result<(), DaemonError> {
         if !self.disk_failing {
             warn!(
@@ -105,14 +100,10 @@ impl Daemon {
         self.disk_failing = true;
         self.update_ready();
         self.metrics.archive_write_failures.inc();
-        if *self.stop.borrow() {
-            return Err(error);
+        if self.wait_to_retry(pause).await {
+            Ok(())
+        } else {
+            Err(error)
         }
-        tokio::select! {
-            _ = tokio::time::sleep(*pause) => {}
-            _ = self.stop.changed() => return Err(error),
-        }
-        *pause = (*pause * 2).min(LONGEST_PAUSE);
-        Ok(())
     }
 }

@@ -117,6 +117,20 @@ pub(crate) fn small_plant() -> vaewatch::telemetry::history::History {
     vaewatch::simulate::simulate_history(&options).unwrap()
 }
 
+/// The history with the first machine's flow sensor stuck at one reading for 200 samples of
+/// normal operation (its other channels go on moving).
+pub(crate) fn with_stuck_sensor(
+    mut history: vaewatch::telemetry::history::History,
+) -> vaewatch::telemetry::history::History {
+    let flow = history.channels.iter().position(|c| c == "flow").unwrap();
+    let rows = &mut history.machines[0].rows;
+    let held = rows[300].values[flow];
+    for row in &mut rows[300..500] {
+        row.values[flow] = held;
+    }
+    history
+}
+
 /// Fails unless two scored windows are the same window with the same score, channel errors and
 /// latent mean, to a relative 1e-5 (batching may change the last bits of a float); their Kafka
 /// sources are not compared.
