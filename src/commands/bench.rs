@@ -10,6 +10,7 @@ use std::time::Instant;
 use serde::Serialize;
 
 use crate::model::{Model, ModelError, Scoring, device_name, select_device};
+use crate::score::profile::{self, Profile};
 use crate::simulate::rng::Rng;
 use crate::telemetry::{EquipmentId, InvalidEquipmentId};
 use crate::window::Window;
@@ -25,6 +26,8 @@ pub struct BenchRequest {
     /// The scoring mode to time; `None` keeps the model's own.
     pub scoring: Option<Scoring>,
     pub prefer_gpu: bool,
+    /// Report the time of each stage of scoring (`score::profile`).
+    pub profile: bool,
     pub seed: u64,
 }
 
@@ -42,6 +45,9 @@ pub struct BenchReport {
     pub batch: usize,
     pub seconds: f64,
     pub windows_per_second: f64,
+    /// With `profile`: seconds of the timed run spent in each stage.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub profile: Option<Profile>,
 }
 
 /// Why a bench could not run.
@@ -68,6 +74,9 @@ pub fn bench(request: &BenchRequest) -> Result<BenchReport, BenchError> {
     let windows = synthetic_windows(&model, request.batch.min(request.windows) * 2, request.seed)?;
     let pool: Vec<&Window> = windows.iter().collect();
     crate::score::score_windows(&model, &pool[..request.batch.min(pool.len())])?;
+    if request.profile {
+        profile::start();
+    }
     let started = Instant::now();
     let mut done = 0;
     while done < request.windows {
@@ -77,6 +86,7 @@ pub fn bench(request: &BenchRequest) -> Result<BenchReport, BenchError> {
         done += n;
     }
     let seconds = started.elapsed().as_secs_f64();
+    let profile = request.profile.then(profile::stop);
     let arch = &model.manifest().architecture;
     Ok(BenchReport {
         model_id: model.model_id().to_owned(),
@@ -89,6 +99,7 @@ pub fn bench(request: &BenchRequest) -> Result<BenchReport, BenchError> {
         batch: request.batch,
         seconds,
         windows_per_second: done as f64 / seconds.max(1e-9),
+        profile,
     })
 }
 
@@ -140,6 +151,7 @@ mod tests {
             batch,
             scoring,
             prefer_gpu: false,
+            profile: false,
             seed: 1,
         }
     }
@@ -159,6 +171,22 @@ mod tests {
             "the bundled model's own mode"
         );
         assert_eq!(own.windows, 3);
+        assert!(own.profile.is_none());
+    }
+
+    #[test]
+    fn a_profile_splits_the_time_into_its_stages() {
+        let report = bench(&BenchRequest {
+            profile: true,
+            ..request(64, 32, None)
+        })
+        .unwrap();
+        let profile = report.profile.expect("asked for");
+        assert!(profile.network_s > 0.0, "{profile:?}");
+        assert!(
+            profile.prepare_s > 0.0 && profile.errors_s > 0.0,
+            "{profile:?}"
+        );
     }
 
     #[test]

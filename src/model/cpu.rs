@@ -36,7 +36,7 @@ const SUB_BATCH: usize = 32;
 
 /// One convolution as matrix products over its padded, channels-last input.
 #[derive(Debug, Clone)]
-struct ConvLayer {
+pub(super) struct ConvLayer {
     c_in: usize,
     kernel: usize,
     stride: usize,
@@ -50,6 +50,39 @@ struct ConvLayer {
     phases: Vec<Phase>,
     /// `[cols]`.
     bias: Vec<f32>,
+}
+
+impl ConvLayer {
+    /// The whole product's weight, `[kernel · c_in, cols]` (row `t · c_in + i` for tap `t` of
+    /// input channel `i`), zero where a phase reads no tap: the layout of the device path
+    /// (`model::device`), which runs each layer as one product.
+    pub(super) fn full_weight(&self) -> Vec<f32> {
+        let mut full = vec![0f32; self.kernel * self.c_in * self.cols];
+        for phase in &self.phases {
+            for (r, row) in phase.weight.chunks(phase.cols).enumerate() {
+                let start = (phase.first_tap * self.c_in + r) * self.cols + phase.first_col;
+                full[start..start + phase.cols].copy_from_slice(row);
+            }
+        }
+        full
+    }
+
+    /// `(kernel, stride, padding, c_in, cols, positions_per_row)`.
+    pub(super) fn shape(&self) -> (usize, usize, usize, usize, usize, usize) {
+        (
+            self.kernel,
+            self.stride,
+            self.padding,
+            self.c_in,
+            self.cols,
+            self.positions_per_row,
+        )
+    }
+
+    /// `[cols]`.
+    pub(super) fn bias(&self) -> &[f32] {
+        &self.bias
+    }
 }
 
 /// Columns `first_col..first_col + cols` of a convolution's product, from `taps` consecutive
@@ -128,7 +161,7 @@ impl ConvLayer {
 
 /// A fully connected layer, `[in, out]` with its bias, weights already in channels-last order.
 #[derive(Debug, Clone)]
-struct DenseLayer {
+pub(super) struct DenseLayer {
     inputs: usize,
     outputs: usize,
     weight: Vec<f32>,
@@ -136,6 +169,11 @@ struct DenseLayer {
 }
 
 impl DenseLayer {
+    /// `(weight [in, out], bias [out])`, already in channels-last order.
+    pub(super) fn parts(&self) -> (&[f32], &[f32], usize, usize) {
+        (&self.weight, &self.bias, self.inputs, self.outputs)
+    }
+
     fn forward(&self, x: &[f32], batch: usize, out: &mut Vec<f32>) -> Result<(), ShapeMismatch> {
         out.resize(batch * self.outputs, 0.0);
         matmul(
@@ -326,6 +364,12 @@ impl CpuVae {
     /// The architecture.
     pub fn config(&self) -> &VaeConfig {
         &self.cfg
+    }
+
+    /// The layers in the CPU layout: encoder, head (`enc.mu` and `enc.logvar`), `dec.linear`,
+    /// decoder. The device path (`model::device`) starts from them.
+    pub(super) fn layers(&self) -> (&[ConvLayer], &DenseLayer, &DenseLayer, &[ConvLayer]) {
+        (&self.encoder, &self.head, &self.dec_linear, &self.decoder)
     }
 
     /// Posterior parameters of `x` (`[B, C, W]` normalised, masked values 0); `recon` is empty.

@@ -10,6 +10,7 @@ use candle_nn::VarBuilder;
 
 use super::config::VaeConfig;
 use super::manifest::Scoring;
+use super::network::Network;
 use super::normalise::{ChannelNorm, FloorRule, Normalisation};
 use super::vae::Vae;
 use crate::score::windows::score_batch;
@@ -193,17 +194,13 @@ fn check_scoring(name: &str, batch: usize) {
     }
     // The production path on both engines: candle, and the CPU path that scoring uses there.
     let cpu = super::cpu::CpuVae::from_vae(&vae).unwrap();
-    for (engine, cpu) in [("candle", None), ("cpu", Some(&cpu))] {
-        let scores = score_batch(
-            &vae,
-            cpu,
-            &norm,
-            Scoring::Reconstruction,
-            None,
-            &refs,
-            &Device::Cpu,
-        )
-        .unwrap();
+    let on_device = super::device::DeviceVae::new(&cpu, &Device::Cpu).unwrap();
+    for (engine, network) in [
+        ("candle", Network::Candle(&vae, &Device::Cpu)),
+        ("cpu", Network::Cpu(&cpu)),
+        ("device", Network::Device(&on_device)),
+    ] {
+        let scores = score_batch(network, &norm, Scoring::Reconstruction, None, &refs).unwrap();
         let expected_score = t("score").to_vec1::<f32>().unwrap();
         let expected_channels = t("channel_errors").to_vec2::<f32>().unwrap();
         let expected_mu = t("mu").to_vec2::<f32>().unwrap();
@@ -251,6 +248,34 @@ fn check_cpu_path(name: &str) {
     );
     let last = format!("layer.dec.deconv{}", vae.decoder.len());
     assert_close_slices(&format!("{name} cpu recon"), &got.recon, &flat(&last));
+}
+
+/// The device path (`model::device`, on candle's CPU device) end to end on PyTorch's input.
+fn check_device_path(name: &str) {
+    let (vae, g) = load(name);
+    let t = |k: &str| g.get(k).unwrap_or_else(|| panic!("{name}: missing {k}"));
+    let cpu = super::cpu::CpuVae::from_vae(&vae).unwrap();
+    let device = super::device::DeviceVae::new(&cpu, &Device::Cpu).unwrap();
+    let flat = |k: &str| t(k).flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let got = device.forward_mean(&flat("layer.input")).unwrap();
+    assert_close_slices(&format!("{name} device mu"), &got.mu, &flat("layer.enc.mu"));
+    assert_close_slices(
+        &format!("{name} device logvar"),
+        &got.logvar,
+        &flat("layer.enc.logvar"),
+    );
+    let last = format!("layer.dec.deconv{}", vae.decoder.len());
+    assert_close_slices(&format!("{name} device recon"), &got.recon, &flat(&last));
+}
+
+#[test]
+fn default_model_device_path_matches_pytorch() {
+    check_device_path("default");
+}
+
+#[test]
+fn small_model_device_path_matches_pytorch() {
+    check_device_path("small");
 }
 
 #[test]

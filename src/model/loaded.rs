@@ -8,19 +8,27 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 
 use super::cpu::CpuVae;
+use super::device::DeviceVae;
 use super::error::ModelError;
 use super::manifest::Scoring;
 use super::manifest::{Manifest, read_model_dir};
+use super::network::Network;
 use super::vae::Vae;
 
-/// A conv-VAE with its manifest, on one device. On the CPU it also holds the network laid out
-/// for the CPU path (`model::cpu`), which scoring uses instead of candle.
+/// A conv-VAE with its manifest, on one device, laid out for scoring there: the CPU path
+/// (`model::cpu`) on the CPU, the device path (`model::device`) on a GPU.
 #[derive(Debug, Clone)]
 pub struct Model {
     manifest: Manifest,
-    vae: Vae,
-    cpu: Option<Arc<CpuVae>>,
+    scoring: Engine,
     device: Device,
+}
+
+/// The network a model scores with.
+#[derive(Debug, Clone)]
+enum Engine {
+    Cpu(Arc<CpuVae>),
+    Device(Arc<DeviceVae>),
 }
 
 impl Model {
@@ -44,14 +52,16 @@ impl Model {
         let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, device)
             .map_err(weights_error)?;
         let vae = Vae::new(&manifest.architecture, vb).map_err(weights_error)?;
-        let cpu = match device {
-            Device::Cpu => Some(Arc::new(CpuVae::from_vae(&vae).map_err(weights_error)?)),
-            _ => None,
+        let cpu = CpuVae::from_vae(&vae).map_err(weights_error)?;
+        let scoring = match device {
+            Device::Cpu => Engine::Cpu(Arc::new(cpu)),
+            _ => Engine::Device(Arc::new(
+                DeviceVae::new(&cpu, device).map_err(weights_error)?,
+            )),
         };
         Ok(Model {
             manifest,
-            vae,
-            cpu,
+            scoring,
             device: device.clone(),
         })
     }
@@ -83,14 +93,12 @@ impl Model {
         self.manifest.scoring = scoring;
     }
 
-    /// The network.
-    pub(crate) fn vae(&self) -> &Vae {
-        &self.vae
-    }
-
-    /// The network laid out for the CPU path, when the model runs on the CPU.
-    pub(crate) fn cpu(&self) -> Option<&CpuVae> {
-        self.cpu.as_deref()
+    /// The network laid out for scoring on the model's device.
+    pub(crate) fn network(&self) -> Network<'_> {
+        match &self.scoring {
+            Engine::Cpu(cpu) => Network::Cpu(cpu),
+            Engine::Device(device) => Network::Device(device),
+        }
     }
 }
 

@@ -32,6 +32,9 @@ mod bundled;
 mod calibration;
 mod config;
 pub mod cpu;
+mod device;
+#[cfg(test)]
+mod device_tests;
 mod error;
 mod gemm;
 #[cfg(test)]
@@ -39,6 +42,7 @@ mod golden_tests;
 pub(crate) mod init;
 mod loaded;
 pub mod manifest;
+mod network;
 pub mod normalise;
 mod simd;
 mod vae;
@@ -50,11 +54,13 @@ pub use calibration::{
 };
 pub use candle_core::Device;
 pub use config::{InvalidVaeConfig, VaeConfig};
+pub use device::DeviceVae;
 pub use error::{InconsistentManifest, ModelError};
 pub use gemm::ShapeMismatch;
 pub use loaded::Model;
 pub(crate) use loaded::hide_channels;
 pub use manifest::{Manifest, Scoring, TrainingDataSummary, TrainingMetrics};
+pub(crate) use network::Network;
 pub use normalise::{ChannelNorm, FloorRule, Normalisation};
 pub use vae::{Conv1dS, ConvTranspose1dK4S2, Vae, conv1d_unfold_cl};
 

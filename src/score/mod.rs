@@ -4,6 +4,7 @@
 //! threshold at the end of training.
 
 pub mod channel;
+pub mod profile;
 mod scorer;
 pub mod threshold;
 pub mod windows;

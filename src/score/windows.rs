@@ -3,18 +3,17 @@
 //! latent posterior). Deterministic: the posterior mean is decoded, never a sample. The shared
 //! path of the `Scorer`, of training's calibration and of the tests.
 
-use candle_core::{Device, Tensor};
+use std::cell::RefCell;
+
 use rayon::prelude::*;
 
 use super::WindowScore;
 use super::channel::{ChannelCalibration, ChannelErrors};
-use crate::model::cpu::{CpuVae, Forward};
+use super::profile;
+use crate::model::cpu::Forward;
 use crate::model::normalise::Normalisation;
-use crate::model::{Model, ModelError, Scoring, ShapeMismatch, Vae, hide_channels};
+use crate::model::{Model, ModelError, Network, Scoring};
 use crate::window::Window;
-
-/// Windows scored per forward pass; bounds memory for large calls.
-const MAX_BATCH: usize = 512;
 
 /// Scores `windows` (each `[C, W]` raw units, as the windower makes them) with `model`, in
 /// batches. Returns one `WindowScore` per window, in order. A window whose shape differs from
@@ -26,16 +25,15 @@ pub fn score_windows(model: &Model, windows: &[&Window]) -> Result<Vec<WindowSco
         check_window(model, window)?;
     }
     let mut scores = Vec::with_capacity(windows.len());
-    for chunk in windows.chunks(MAX_BATCH) {
+    let network = model.network();
+    for chunk in windows.chunks(network.max_batch()) {
         scores.extend(
             score_batch(
-                model.vae(),
-                model.cpu(),
+                network,
                 &manifest.normalisation,
                 manifest.scoring,
                 manifest.channel_calibration.as_ref(),
                 chunk,
-                model.device(),
             )
             .map_err(|source| ModelError::Compute {
                 model_id: manifest.model_id.clone(),
@@ -58,19 +56,14 @@ pub(crate) fn channel_errors(
         check_window(model, window)?;
     }
     let mut errors = Vec::with_capacity(windows.len());
-    for chunk in windows.chunks(MAX_BATCH) {
-        let raw = raw_batch(
-            model.vae(),
-            model.cpu(),
-            &manifest.normalisation,
-            manifest.scoring,
-            chunk,
-            model.device(),
-        )
-        .map_err(|source| ModelError::Compute {
-            model_id: manifest.model_id.clone(),
-            source,
-        })?;
+    let network = model.network();
+    for chunk in windows.chunks(network.max_batch()) {
+        let raw = raw_batch(network, &manifest.normalisation, manifest.scoring, chunk).map_err(
+            |source| ModelError::Compute {
+                model_id: manifest.model_id.clone(),
+                source,
+            },
+        )?;
         errors.extend(raw.into_iter().map(|(e, ..)| e));
     }
     Ok(errors)
@@ -105,87 +98,127 @@ fn check_window(model: &Model, window: &Window) -> Result<(), ModelError> {
     Ok(())
 }
 
+thread_local! {
+    /// The normalised windows and mask of the last batch scored on this thread.
+    static BUFFERS: RefCell<(Vec<f32>, Vec<u8>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+}
+
 /// One window's per-channel errors with its latent posterior mean and log-variance.
 pub(crate) type RawScore = (ChannelErrors, Vec<f32>, Vec<f32>);
 
-/// Normalises `windows` (shapes already checked), runs the VAE on the posterior mean and
+/// Normalises `windows` (shapes already checked), runs `network` on the posterior mean and
 /// computes each window's masked errors per channel (of the reconstruction `scoring` names),
 /// with its latent posterior (mean, log-variance) of the whole window. The shared path of
-/// scoring, training's calibration and the tests. With `cpu`, the network runs on the CPU path
-/// (`model::cpu`) instead of candle.
+/// scoring, training's calibration and the tests; the time of its three stages goes to
+/// [`profile`](super::profile) when that is on.
 pub(crate) fn raw_batch(
-    vae: &Vae,
-    cpu: Option<&CpuVae>,
+    network: Network<'_>,
     norm: &Normalisation,
     scoring: Scoring,
     windows: &[&Window],
-    device: &Device,
 ) -> candle_core::Result<Vec<RawScore>> {
     if windows.is_empty() {
         return Ok(Vec::new());
     }
-    let cfg = vae.config();
-    let (c, w) = (cfg.channels, cfg.window);
-    let mut input = vec![0f32; windows.len() * c * w];
+    let clock = profile::Clock::start();
+    let cfg = network.config();
+    let (c, w, latent) = (cfg.channels, cfg.window, cfg.latent);
+    // Buffers kept from the last batch on this thread: fresh ones would fault in their pages.
+    let (mut input, mut mask) = BUFFERS.with(|buffers| std::mem::take(&mut *buffers.borrow_mut()));
+    input.resize(windows.len() * c * w, 0.0);
     input
         .par_chunks_mut(c * w)
         .zip(windows.par_iter())
         .for_each(|(out, window)| norm.apply_into(window, out));
     let cross_channel = scoring == Scoring::CrossChannel && c > 1;
-    if cross_channel {
-        fill_empty_channels(vae, cpu, &mut input, windows, device)?;
-    }
-    if let Some(cpu) = cpu {
-        let Forward { recon, mu, logvar } =
-            cpu_pass(cpu, &input, cross_channel).map_err(candle_core::Error::wrap)?;
-        let latent = cfg.latent;
-        return Ok(windows
+    if let Network::Device(device) = network {
+        // The errors are computed on the device: the mask goes up with the windows, unless
+        // every value is present.
+        let complete = windows
             .par_iter()
-            .enumerate()
-            .map(|(b, window)| {
-                let span = b * c * w..(b + 1) * c * w;
-                let errors = ChannelErrors::of_window(
-                    &input[span.clone()],
-                    &recon[span],
-                    &window.mask,
-                    c,
-                    w,
-                );
-                let latent_span = b * latent..(b + 1) * latent;
+            .all(|window| window.mask.iter().all(|m| *m));
+        if !complete {
+            mask.resize(input.len(), 0);
+            mask.par_chunks_mut(c * w)
+                .zip(windows.par_iter())
+                .for_each(|(out, window)| {
+                    for (m, present) in out.iter_mut().zip(&window.mask) {
+                        *m = u8::from(*present);
+                    }
+                });
+        }
+        clock.lap(profile::Stage::Prepare);
+        if cross_channel {
+            fill_empty_channels(network, &mut input, windows)?;
+        }
+        let errors = device.errors(&input, (!complete).then_some(&mask[..]), cross_channel)?;
+        let clock = profile::Clock::start();
+        let scores = (0..windows.len())
+            .into_par_iter()
+            .map(|b| {
+                let (channels, latents) = (b * c..(b + 1) * c, b * latent..(b + 1) * latent);
+                let wide = |values: &[f32]| {
+                    values[channels.clone()]
+                        .iter()
+                        .map(|v| f64::from(*v))
+                        .collect()
+                };
                 (
-                    errors,
-                    mu[latent_span.clone()].to_vec(),
-                    logvar[latent_span].to_vec(),
+                    ChannelErrors {
+                        sum_sq: wide(&errors.sum_sq),
+                        peak_sq: wide(&errors.peak_sq),
+                        present: errors.present[channels.clone()]
+                            .iter()
+                            .map(|n| *n as usize)
+                            .collect(),
+                        sum_diff: wide(&errors.sum_diff),
+                    },
+                    errors.mu[latents.clone()].to_vec(),
+                    errors.logvar[latents].to_vec(),
                 )
             })
-            .collect());
+            .collect();
+        clock.lap(profile::Stage::Errors);
+        keep_buffers(network, input, mask);
+        return Ok(scores);
     }
-    let x = Tensor::from_slice(&input, (windows.len(), c, w), device)?;
-    let (recon, mu, logvar) = if cross_channel {
-        // Every channel's rows come from its own hidden pass: the whole window is only encoded
-        // (for its latent), not decoded.
-        let (mu, logvar) = vae.encode(&x)?;
-        let mut recon = vec![0f32; input.len()];
-        reconstruct_each_hidden(vae, &x, &mut recon)?;
-        (recon, mu, logvar)
+    let clock = clock.lap(profile::Stage::Prepare);
+    if cross_channel {
+        fill_empty_channels(network, &mut input, windows)?;
+    }
+    let Forward { recon, mu, logvar } = if cross_channel {
+        network.reconstruct_each_hidden(&input)?
     } else {
-        let (recon, mu, logvar) = vae.forward_mean(&x)?;
-        (recon.flatten_all()?.to_vec1::<f32>()?, mu, logvar)
+        network.forward_mean(&input)?
     };
-    let mu = mu.to_vec2::<f32>()?;
-    let logvar = logvar.to_vec2::<f32>()?;
-    Ok(windows
-        .iter()
-        .zip(mu)
-        .zip(logvar)
+    let clock = clock.lap(profile::Stage::Network);
+    let scores = windows
+        .par_iter()
         .enumerate()
-        .map(|(b, ((window, mu), logvar))| {
+        .map(|(b, window)| {
             let span = b * c * w..(b + 1) * c * w;
             let errors =
                 ChannelErrors::of_window(&input[span.clone()], &recon[span], &window.mask, c, w);
-            (errors, mu, logvar)
+            let latent_span = b * latent..(b + 1) * latent;
+            (
+                errors,
+                mu[latent_span.clone()].to_vec(),
+                logvar[latent_span].to_vec(),
+            )
         })
-        .collect())
+        .collect();
+    clock.lap(profile::Stage::Errors);
+    keep_buffers(network, input, mask);
+    Ok(scores)
+}
+
+/// Keeps this batch's buffers for the next on this thread, unless larger than a call of
+/// `network` needs (training's calibration scores all its windows in one call).
+fn keep_buffers(network: Network<'_>, input: Vec<f32>, mask: Vec<u8>) {
+    let cfg = network.config();
+    if input.len() <= network.max_batch() * cfg.channels * cfg.window {
+        BUFFERS.with(|buffers| *buffers.borrow_mut() = (input, mask));
+    }
 }
 
 /// Fills in, in the normalised `input` (`[B, C, W]` flat), the rows of channels that have no
@@ -196,13 +229,11 @@ pub(crate) fn raw_batch(
 /// current masked out made the speed's error ten times its usual). The filled rows stay masked,
 /// so they add no error of their own. One extra forward pass over the windows concerned.
 fn fill_empty_channels(
-    vae: &Vae,
-    cpu: Option<&CpuVae>,
+    network: Network<'_>,
     input: &mut [f32],
     windows: &[&Window],
-    device: &Device,
 ) -> candle_core::Result<()> {
-    let cfg = vae.config();
+    let cfg = network.config();
     let (c, w) = (cfg.channels, cfg.window);
     let empty: Vec<(usize, Vec<usize>)> = windows
         .iter()
@@ -221,17 +252,7 @@ fn fill_empty_channels(
     for (b, _) in &empty {
         sub.extend_from_slice(&input[b * c * w..(b + 1) * c * w]);
     }
-    let recon = match cpu {
-        Some(cpu) => {
-            cpu.forward_mean(&sub)
-                .map_err(candle_core::Error::wrap)?
-                .recon
-        }
-        None => {
-            let x = Tensor::from_slice(&sub, (empty.len(), c, w), device)?;
-            vae.forward_mean(&x)?.0.flatten_all()?.to_vec1::<f32>()?
-        }
-    };
+    let recon = network.forward_mean(&sub)?.recon;
     for (i, (b, channels)) in empty.iter().enumerate() {
         for ch in channels {
             let row = ch * w..(ch + 1) * w;
@@ -242,47 +263,20 @@ fn fill_empty_channels(
     Ok(())
 }
 
-/// The CPU path's reconstruction `[B, C, W]`, μ and log σ² `[B, latent]` of the normalised
-/// windows `input`; cross-channel, each channel's rows come from the window with that channel
-/// hidden (see [`CpuVae::reconstruct_each_hidden`]).
-fn cpu_pass(cpu: &CpuVae, input: &[f32], cross_channel: bool) -> Result<Forward, ShapeMismatch> {
-    if cross_channel {
-        cpu.reconstruct_each_hidden(input)
-    } else {
-        cpu.forward_mean(input)
-    }
-}
-
-/// Replaces each channel's rows of `recon` (`[B, C, W]` flat, from the whole windows `x`) by that
-/// channel's reconstruction from its window with the channel hidden (see [`hide_channels`]), one
-/// forward pass per channel.
-fn reconstruct_each_hidden(vae: &Vae, x: &Tensor, recon: &mut [f32]) -> candle_core::Result<()> {
-    let (batch, c, w) = x.dims3()?;
-    for ch in 0..c {
-        let hidden = hide_channels(x, &vec![Some(ch); batch])?;
-        let filled = vae.forward_mean(&hidden)?.0.narrow(1, ch, 1)?; // [B, 1, W]
-        let filled = filled.flatten_all()?.to_vec1::<f32>()?;
-        for (b, row) in filled.chunks(w).enumerate() {
-            recon[b * c * w + ch * w..b * c * w + (ch + 1) * w].copy_from_slice(row);
-        }
-    }
-    Ok(())
-}
-
 /// Scores `windows` (shapes already checked): with a channel calibration, the mean over channels
 /// of how unusual each channel's error is (see `score::channel`); without one, the mean squared
 /// error over all present values. `channel_errors` are the channels' shares of the score.
 pub(crate) fn score_batch(
-    vae: &Vae,
-    cpu: Option<&CpuVae>,
+    network: Network<'_>,
     norm: &Normalisation,
     scoring: Scoring,
     calibration: Option<&ChannelCalibration>,
     windows: &[&Window],
-    device: &Device,
 ) -> candle_core::Result<Vec<WindowScore>> {
-    Ok(raw_batch(vae, cpu, norm, scoring, windows, device)?
-        .into_iter()
+    let raw = raw_batch(network, norm, scoring, windows)?;
+    let clock = profile::Clock::start();
+    let scores = raw
+        .into_par_iter()
         .map(|(errors, latent_mu, latent_logvar)| {
             let (score, channel_errors) = match calibration {
                 Some(cal) => cal.score(&errors),
@@ -295,12 +289,105 @@ pub(crate) fn score_batch(
                 latent_logvar,
             }
         })
-        .collect())
+        .collect();
+    clock.lap(profile::Stage::Errors);
+    Ok(scores)
 }
 
 #[cfg(test)]
 mod tests {
+    use candle_core::{Device, Tensor};
+
     use super::*;
+    use crate::model::DeviceVae;
+    use crate::simulate::rng::Rng;
+    use crate::telemetry::EquipmentId;
+
+    /// Windows of the bundled model's channels around its centers; with `gaps`, about one value
+    /// in ten absent, and in the first window one channel absent altogether.
+    fn gappy_windows(model: &Model, count: usize, gaps: bool) -> Vec<Window> {
+        let manifest = model.manifest();
+        let (c, w) = (manifest.architecture.channels, manifest.architecture.window);
+        let mut rng = Rng::new(11);
+        (0..count)
+            .map(|i| {
+                let mut values = Vec::with_capacity(c * w);
+                let mut mask = Vec::with_capacity(c * w);
+                for (ch, norm) in manifest.normalisation.channels.iter().enumerate() {
+                    let mut level = rng.normal();
+                    for _ in 0..w {
+                        level = 0.9 * level + 0.4 * rng.normal();
+                        let present = !gaps || (rng.uniform() > 0.1 && !(i == 0 && ch == 2));
+                        values.push(if present {
+                            (norm.center + norm.scale * level) as f32
+                        } else {
+                            0.0
+                        });
+                        mask.push(present);
+                    }
+                }
+                Window {
+                    equipment_id: EquipmentId::try_from("pump-1").unwrap(),
+                    start_ms: 0,
+                    end_ms: (w as i64 - 1) * 1000,
+                    channels: c,
+                    len: w,
+                    values,
+                    mask,
+                    sources: Vec::new(),
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_device_path_scores_as_the_cpu_path_does() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/default");
+        let model = Model::load(&dir, &Device::Cpu).unwrap();
+        let Network::Cpu(cpu) = model.network() else {
+            panic!("a model on the cpu scores on the cpu path")
+        };
+        let device = DeviceVae::new(cpu, &Device::Cpu).unwrap();
+        let norm = &model.manifest().normalisation;
+        for (scoring, gaps) in [
+            (Scoring::Reconstruction, true),
+            (Scoring::CrossChannel, true),
+            (Scoring::Reconstruction, false),
+            (Scoring::CrossChannel, false),
+        ] {
+            let windows = gappy_windows(&model, 9, gaps);
+            let refs: Vec<&Window> = windows.iter().collect();
+            let expected = raw_batch(Network::Cpu(cpu), norm, scoring, &refs).unwrap();
+            let got = raw_batch(Network::Device(&device), norm, scoring, &refs).unwrap();
+            assert_eq!(got.len(), expected.len());
+            let close = |what: &str, a: &[f64], b: &[f64]| {
+                for (x, y) in a.iter().zip(b) {
+                    assert!(
+                        (x - y).abs() <= 1e-4 * y.abs().max(1e-3),
+                        "{scoring:?} {what}: {a:?} against {b:?}"
+                    );
+                }
+            };
+            for ((e, mu, logvar), (x, x_mu, x_logvar)) in got.iter().zip(&expected) {
+                close("sum_sq", &e.sum_sq, &x.sum_sq);
+                close("peak_sq", &e.peak_sq, &x.peak_sq);
+                close("sum_diff", &e.sum_diff, &x.sum_diff);
+                assert_eq!(e.present, x.present);
+                let wide = |v: &[f32]| v.iter().map(|v| f64::from(*v)).collect::<Vec<_>>();
+                close("mu", &wide(mu), &wide(x_mu));
+                close("logvar", &wide(logvar), &wide(x_logvar));
+            }
+            let absent = if gaps {
+                0
+            } else {
+                model.manifest().architecture.window
+            };
+            assert_eq!(
+                got[0].0.present[2], absent,
+                "the absent channel counts nothing"
+            );
+        }
+    }
     use crate::model::VaeConfig;
     use crate::model::init::{SeededRng, seeded_vae};
 
@@ -319,10 +406,10 @@ mod tests {
             }
         }
         let filled = |input: &[f32]| {
-            let x = Tensor::from_slice(input, (batch, c, w), &Device::Cpu).unwrap();
-            let mut recon = vec![f32::NAN; input.len()];
-            reconstruct_each_hidden(&vae, &x, &mut recon).unwrap();
-            recon
+            Network::Candle(&vae, &Device::Cpu)
+                .reconstruct_each_hidden(input)
+                .unwrap()
+                .recon
         };
         let (ra, rb) = (filled(&a), filled(&b));
         assert!(ra.iter().all(|v| v.is_finite()), "every row is written");

@@ -35,7 +35,7 @@ use crate::model::manifest::{
     self, FORMAT_VERSION, Manifest, SetAsideChannel, TrainingDataSummary, TrainingMetrics,
 };
 use crate::model::normalise::{FloorRule, Normalisation};
-use crate::model::{Model, ModelError, Scoring, Vae, VaeConfig, hide_channels};
+use crate::model::{Model, ModelError, Network, Scoring, Vae, VaeConfig, hide_channels};
 use crate::score::channel::{ChannelCalibration, ChannelErrors};
 use crate::score::threshold::{ThresholdMethod, ThresholdOptions, calibrate};
 use crate::score::windows::raw_batch;
@@ -287,7 +287,7 @@ pub fn fit(
     } else {
         (&split.heldout, ThresholdMethod::HeldOutQuantile)
     };
-    let raw = raw_batch(&vae, None, &norm, scoring, calibration, &device)?;
+    let raw = raw_batch(Network::Candle(&vae, &device), &norm, scoring, calibration)?;
     let errors: Vec<ChannelErrors> = raw.iter().map(|(e, ..)| e.clone()).collect();
     let channel_calibration = ChannelCalibration::fit(
         &errors,
