@@ -196,6 +196,62 @@ enum ModelCommand {
     /// Windows per second the model scores (synthetic windows, the daemon's scoring path);
     /// prints JSON. `scripts/bench_scoring.py` compares it with PyTorch and ONNX Runtime.
     Bench(BenchArgs),
+    /// Replays two models over the same history and shows what each would have raised beside
+    /// the other: alert episodes paired by machine and time, metrics side by side when the
+    /// history has labels (OUT/compare.md, OUT/compare.json; each replay in OUT/a and OUT/b).
+    Compare(CompareArgs),
+}
+
+#[derive(Args)]
+struct CompareArgs {
+    /// The first model directory (for instance the one running now).
+    #[arg(long)]
+    a: PathBuf,
+    /// The second model directory (for instance a candidate).
+    #[arg(long)]
+    b: PathBuf,
+    /// History files (Parquet or CSV); one or more.
+    #[arg(long = "input", required = true, num_args = 1..)]
+    inputs: Vec<PathBuf>,
+    /// Output directory.
+    #[arg(long)]
+    out: PathBuf,
+    #[command(flatten)]
+    alerts: AlertArgs,
+    /// Count metrics only from this time on (RFC 3339 or epoch ms), e.g. after both models'
+    /// training data.
+    #[arg(long, value_parser = parse_time_ms)]
+    metrics_from: Option<i64>,
+    /// An alert up to this long after a labelled event still detects it, e.g. `5m`.
+    #[arg(long, value_parser = parse_duration_ms)]
+    event_tolerance: Option<i64>,
+    /// Pair an episode of A with one of B on the same machine when they overlap once each is
+    /// stretched by this much at its end, e.g. `5m`.
+    #[arg(long, value_parser = parse_duration_ms)]
+    match_tolerance: Option<i64>,
+    /// Skip each replay's report.html.
+    #[arg(long)]
+    no_report: bool,
+    /// Score on the CPU even when a GPU is available.
+    #[arg(long)]
+    cpu: bool,
+}
+
+impl CompareArgs {
+    fn into_request(self) -> vaewatch::replay::compare::CompareRequest {
+        vaewatch::replay::compare::CompareRequest {
+            a: self.a,
+            b: self.b,
+            inputs: self.inputs,
+            out: self.out,
+            alerts: self.alerts.config(),
+            metrics_from_ms: self.metrics_from,
+            event_tolerance_ms: self.event_tolerance.unwrap_or(0),
+            match_tolerance_ms: self.match_tolerance.unwrap_or(0),
+            report: !self.no_report,
+            prefer_gpu: !self.cpu,
+        }
+    }
 }
 
 #[derive(Args)]
@@ -215,6 +271,10 @@ struct BenchArgs {
     /// Score on the CPU even when a GPU is available (CPU threads: RAYON_NUM_THREADS).
     #[arg(long)]
     cpu: bool,
+    /// Also report where the time went: normalising, the network (with any copies to and from
+    /// the GPU), the errors and scores.
+    #[arg(long)]
+    profile: bool,
 }
 
 #[derive(Args)]
@@ -513,6 +573,7 @@ impl BenchArgs {
             batch: self.batch,
             scoring: self.scoring.scoring(),
             prefer_gpu: !self.cpu,
+            profile: self.profile,
             seed: 1,
         }
     }
@@ -637,6 +698,14 @@ fn run(command: Command, log_format: LogFormat) -> Result<ExitCode> {
         }
         Command::Model(ModelCommand::Inspect { model_dir, json }) => {
             print!("{}", commands::inspect::inspect(&model_dir, json)?);
+        }
+        Command::Model(ModelCommand::Compare(args)) => {
+            let request = args.into_request();
+            let comparison = vaewatch::replay::compare::compare(&request)?;
+            println!(
+                "{}",
+                vaewatch::replay::compare::summary_text(&comparison, &request.out)
+            );
         }
         Command::Model(ModelCommand::Bench(args)) => {
             let report = commands::bench::bench(&args.into_request())?;

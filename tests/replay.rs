@@ -543,3 +543,117 @@ fn an_alarm_budget_sets_the_threshold_from_the_held_out_tail() {
     let tail = tight.tail.unwrap();
     assert!((tail.exceedance(tight.value) - risk).abs() / risk < 1e-6);
 }
+
+#[test]
+fn compare_pairs_two_models_alerts_and_a_model_agrees_with_itself() {
+    use vaewatch::replay::compare::{CompareRequest, compare};
+    let dir = tempfile::tempdir().unwrap();
+    let history = simulate(dir.path(), "plant.parquet", 180);
+    let trained = dir.path().join("trained");
+    train(&train_request(vec![history.clone()], trained.clone())).unwrap();
+    let bundled = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/default");
+    let request = |a: &Path, b: &Path, out: &str| CompareRequest {
+        a: a.to_path_buf(),
+        b: b.to_path_buf(),
+        inputs: vec![history.clone()],
+        out: dir.path().join(out),
+        alerts: AlertPolicyConfig::default(),
+        metrics_from_ms: None,
+        event_tolerance_ms: 0,
+        match_tolerance_ms: 0,
+        report: true,
+        prefer_gpu: false,
+    };
+
+    let two = compare(&request(&trained, &bundled, "two")).unwrap();
+    let out = dir.path().join("two");
+    for file in [
+        "a/summary.json",
+        "a/report.html",
+        "b/alerts.jsonl",
+        "compare.md",
+    ] {
+        assert!(out.join(file).is_file(), "{file}");
+    }
+    assert!(two.labelled, "the simulator labels its faults");
+    for side in [&two.a, &two.b] {
+        assert_eq!(side.episodes, side.summary.alerts_opened);
+        assert!(side.episodes_on_labelled_event.unwrap() <= side.episodes);
+    }
+    assert_ne!(two.a.summary.model_id, two.b.summary.model_id);
+    assert!(
+        two.a.episodes + two.b.episodes > 0,
+        "the faults raise alerts"
+    );
+    // Every episode is counted once: paired, or on its own.
+    assert_eq!(two.raised_by_both.len() + two.only_a.len(), two.a.episodes);
+    let mut b_ids: Vec<&str> = two
+        .raised_by_both
+        .iter()
+        .flat_map(|p| p.b.iter().map(|e| e.alert_id.as_str()))
+        .chain(two.only_b.iter().map(|e| e.alert_id.as_str()))
+        .collect();
+    b_ids.sort();
+    b_ids.dedup();
+    assert_eq!(b_ids.len(), two.b.episodes);
+    // A pair is the same machine at the same time.
+    let ms = |t: &str| vaewatch::telemetry::timestamp::parse_rfc3339_ms(t).unwrap();
+    let end =
+        |e: &vaewatch::replay::compare::Episode| e.resolved_at.as_deref().map_or(i64::MAX, ms);
+    for pair in &two.raised_by_both {
+        for b in &pair.b {
+            assert_eq!(b.equipment_id, pair.a.equipment_id);
+            assert!(ms(&pair.a.opened_at) <= end(b) && ms(&b.opened_at) <= end(&pair.a));
+        }
+    }
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("compare.json")).unwrap()).unwrap();
+    assert_eq!(json["only_a"].as_array().unwrap().len(), two.only_a.len());
+    let md = std::fs::read_to_string(out.join("compare.md")).unwrap();
+    assert!(md.contains("| alert episodes | "), "{md}");
+    assert!(md.contains("| F1 (rows) | "), "{md}");
+
+    // A model against itself: every episode paired with its twin, the metrics equal.
+    let same = compare(&request(&trained, &trained, "same")).unwrap();
+    assert!(same.only_a.is_empty() && same.only_b.is_empty());
+    assert_eq!(same.raised_by_both.len(), same.a.episodes);
+    for pair in &same.raised_by_both {
+        assert_eq!(pair.b.len(), 1);
+        assert_eq!(pair.b[0], pair.a);
+        assert_eq!(pair.b_opened_earlier_ms, 0);
+    }
+    assert_eq!(same.a.summary.metrics, same.b.summary.metrics);
+
+    // The command line, as an operator runs it.
+    let cli = dir.path().join("cli");
+    let output = vaewatch(&[
+        "model",
+        "compare",
+        "--a",
+        trained.to_str().unwrap(),
+        "--b",
+        bundled.to_str().unwrap(),
+        "--input",
+        history.to_str().unwrap(),
+        "--out",
+        cli.to_str().unwrap(),
+        "--no-report",
+        "--cpu",
+    ]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains(&format!(
+            "raised by both: {}, by A only: {}, by B only: {}",
+            two.raised_by_both.len(),
+            two.only_a.len(),
+            two.only_b.len()
+        )),
+        "{stdout}"
+    );
+    assert!(!cli.join("a/report.html").exists(), "--no-report");
+}

@@ -21,6 +21,17 @@ pub enum Severity {
     Critical,
 }
 
+impl Severity {
+    /// The name alert events carry.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Warning => "warning",
+            Severity::Major => "major",
+            Severity::Critical => "critical",
+        }
+    }
+}
+
 /// One channel's share of a window's reconstruction error.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChannelShare {

@@ -1,6 +1,7 @@
 //! Backtesting: the live engine over history files, with detection metrics and an HTML report.
 //! `drive` runs history through the same engine as the daemon; `run` writes the files.
 
+pub mod compare;
 mod drive;
 pub mod metrics;
 mod points;
