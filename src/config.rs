@@ -4,6 +4,7 @@
 
 mod env;
 mod models;
+pub mod operations;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -17,6 +18,7 @@ pub use env::ENV_PREFIX;
 use crate::alert::AlertPolicyConfig;
 pub use crate::archive::ArchiveConfig;
 pub use models::{ModelOverride, ModelsConfig, glob_match};
+pub use operations::{MaintenancePeriod, OffRule, OperationRules};
 
 /// Why a configuration cannot be used. None of these is worth retrying without a change.
 #[derive(Debug, thiserror::Error)]
@@ -74,6 +76,10 @@ pub struct Config {
     /// gives up and exits (a duration: `30s`, `2m`).
     #[serde(deserialize_with = "crate::duration::deserialize")]
     pub shutdown_timeout: Duration,
+    /// Planned maintenance periods, `[[maintenance]]`: their windows raise no alert.
+    pub maintenance: Vec<MaintenancePeriod>,
+    /// How to tell that a machine is switched off, `[[off]]`: its windows raise no alert.
+    pub off: Vec<OffRule>,
 }
 
 impl Default for Config {
@@ -87,6 +93,8 @@ impl Default for Config {
             archive: ArchiveConfig::default(),
             metrics: MetricsConfig::default(),
             shutdown_timeout: Duration::from_secs(30),
+            maintenance: Vec::new(),
+            off: Vec::new(),
         }
     }
 }
@@ -301,8 +309,23 @@ impl Config {
         Ok(config)
     }
 
+    /// The maintenance periods and off rules.
+    pub fn operation_rules(&self) -> OperationRules {
+        OperationRules {
+            maintenance: self.maintenance.clone(),
+            off: self.off.clone(),
+        }
+    }
+
     /// Checks values and their combinations; touches no file or network.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.operation_rules().validate().map_err(|e| {
+            let key = match e {
+                operations::InvalidOperation::Off { .. } => "off",
+                _ => "maintenance",
+            };
+            ConfigError::invalid(key, e.to_string())
+        })?;
         let kafka = &self.kafka;
         if kafka.brokers.trim().is_empty() {
             return Err(ConfigError::invalid(

@@ -67,6 +67,9 @@ enum Command {
     /// Subscribers of the alert topic.
     #[command(subcommand)]
     Alerts(AlertsCommand),
+    /// Tell the daemons that a machine goes into maintenance (or, with --end, that it is over):
+    /// its windows raise no alert meanwhile and are archived as maintenance.
+    Maintenance(MaintenanceArgs),
     /// A bare consumer with the daemon's client settings: reads N messages of a topic, does
     /// nothing with them and prints messages/s as JSON (the reference of scripts/bench_daemon.sh).
     BenchConsumer(BenchConsumerArgs),
@@ -130,6 +133,65 @@ struct AcceptArgs {
     /// librdkafka producer setting KEY=VALUE (TLS, SASL); repeatable.
     #[arg(long = "property")]
     properties: Vec<String>,
+}
+
+#[derive(Args)]
+struct MaintenanceArgs {
+    /// The machine (equipment id).
+    equipment_id: String,
+    /// Kafka bootstrap servers.
+    #[arg(long, env = "VAEWATCH_KAFKA_BROKERS")]
+    brokers: String,
+    /// The daemons' control topic (`kafka.control_topic`).
+    #[arg(
+        long,
+        env = "VAEWATCH_KAFKA_CONTROL_TOPIC",
+        default_value = "vaewatch.control"
+    )]
+    topic: String,
+    /// From when (RFC 3339 or epoch ms); now when not given.
+    #[arg(long, value_parser = parse_time_ms)]
+    at: Option<i64>,
+    /// Who asks (kept in the daemon's log).
+    #[arg(long)]
+    by: Option<String>,
+    /// Why (kept in the daemon's log).
+    #[arg(long)]
+    reason: Option<String>,
+    /// The maintenance is over: alert on the machine again.
+    #[arg(long)]
+    end: bool,
+    /// librdkafka producer setting KEY=VALUE (TLS, SASL); repeatable.
+    #[arg(long = "property")]
+    properties: Vec<String>,
+}
+
+impl MaintenanceArgs {
+    fn into_request(self) -> Result<commands::control::ControlSend> {
+        use vaewatch::engine::ControlAction;
+        let equipment_id = vaewatch::telemetry::EquipmentId::try_from(self.equipment_id.as_str())
+            .map_err(|e| {
+            anyhow::anyhow!("invalid equipment id {:?}: {e}", self.equipment_id)
+        })?;
+        Ok(commands::control::ControlSend {
+            properties: commands::values::parse_properties(&self.properties)?,
+            brokers: self.brokers,
+            topic: self.topic,
+            request: vaewatch::engine::ControlRequest {
+                action: if self.end {
+                    ControlAction::EndMaintenance
+                } else {
+                    ControlAction::StartMaintenance
+                },
+                equipment_id,
+                at_ms: self
+                    .at
+                    .unwrap_or_else(|| chrono::Utc::now().timestamp_millis()),
+                by: self.by,
+                reason: self.reason,
+            },
+        })
+    }
 }
 
 #[derive(Args)]
@@ -235,11 +297,15 @@ struct CompareArgs {
     /// Score on the CPU even when a GPU is available.
     #[arg(long)]
     cpu: bool,
+    /// A TOML file of `[[maintenance]]` periods and `[[off]]` rules (as for `replay`), for both.
+    #[arg(long)]
+    operations: Option<PathBuf>,
 }
 
 impl CompareArgs {
-    fn into_request(self) -> vaewatch::replay::compare::CompareRequest {
-        vaewatch::replay::compare::CompareRequest {
+    fn into_request(self) -> Result<vaewatch::replay::compare::CompareRequest> {
+        let operations = read_operations(self.operations.as_deref())?;
+        Ok(vaewatch::replay::compare::CompareRequest {
             a: self.a,
             b: self.b,
             inputs: self.inputs,
@@ -250,7 +316,8 @@ impl CompareArgs {
             match_tolerance_ms: self.match_tolerance.unwrap_or(0),
             report: !self.no_report,
             prefer_gpu: !self.cpu,
-        }
+            operations,
+        })
     }
 }
 
@@ -306,6 +373,15 @@ struct TrainArgs {
     /// Train only on rows before this time (RFC 3339 or epoch ms).
     #[arg(long, value_parser = parse_time_ms)]
     until: Option<i64>,
+    /// Leave out the rows a daemon's archive (or a replay's output folder) shows in an alert
+    /// episode, in maintenance or switched off: retraining on recent history without its
+    /// faults and stops.
+    #[arg(long)]
+    exclude_archive: Option<PathBuf>,
+    /// A TOML file of `[[maintenance]]` periods and `[[off]]` rules (as in the daemon's config)
+    /// whose rows are left out.
+    #[arg(long)]
+    operations: Option<PathBuf>,
     /// Random seed (training is deterministic for a given seed).
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -353,6 +429,10 @@ struct ReplayArgs {
     /// v1, e.g. "accept_normal" for a machine from a time on); writes baseline.jsonl.
     #[arg(long)]
     control: Option<PathBuf>,
+    /// A TOML file of `[[maintenance]]` periods and `[[off]]` rules, as in the daemon's config:
+    /// their windows raise no alert and are marked in the outputs.
+    #[arg(long)]
+    operations: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -461,13 +541,27 @@ impl TrainArgs {
             include_labelled: self.include_labelled,
             from_ms: self.from,
             until_ms: self.until,
+            exclude_archive: self.exclude_archive,
+            operations: read_operations(self.operations.as_deref())?,
         })
     }
 }
 
+/// The `[[maintenance]]` and `[[off]]` tables of `path`, when given.
+fn read_operations(path: Option<&std::path::Path>) -> Result<vaewatch::engine::OperationRules> {
+    let Some(path) = path else {
+        return Ok(Default::default());
+    };
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+    vaewatch::engine::OperationRules::from_toml_str(&text)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+}
+
 impl ReplayArgs {
-    fn into_request(self) -> vaewatch::replay::ReplayRequest {
-        vaewatch::replay::ReplayRequest {
+    fn into_request(self) -> Result<vaewatch::replay::ReplayRequest> {
+        let operations = read_operations(self.operations.as_deref())?;
+        Ok(vaewatch::replay::ReplayRequest {
             model_dir: self.model,
             inputs: self.inputs,
             out: self.out,
@@ -478,7 +572,8 @@ impl ReplayArgs {
             report: !self.no_report,
             prefer_gpu: !self.cpu,
             control: self.control,
-        }
+            operations,
+        })
     }
 }
 
@@ -654,7 +749,7 @@ fn run(command: Command, log_format: LogFormat) -> Result<ExitCode> {
             println!("{}", commands::train::train_text(&report, &request.out));
         }
         Command::Replay(args) => {
-            let request = args.into_request();
+            let request = args.into_request()?;
             let summary = vaewatch::replay::replay(&request)?;
             println!("{}", commands::replay::summary_text(&summary, &request.out));
         }
@@ -696,11 +791,16 @@ fn run(command: Command, log_format: LogFormat) -> Result<ExitCode> {
             let sent = block_on(commands::control::send(&request))??;
             println!("{sent}");
         }
+        Command::Maintenance(args) => {
+            let request = args.into_request()?;
+            let sent = block_on(commands::control::send(&request))??;
+            println!("{sent}");
+        }
         Command::Model(ModelCommand::Inspect { model_dir, json }) => {
             print!("{}", commands::inspect::inspect(&model_dir, json)?);
         }
         Command::Model(ModelCommand::Compare(args)) => {
-            let request = args.into_request();
+            let request = args.into_request()?;
             let comparison = vaewatch::replay::compare::compare(&request)?;
             println!(
                 "{}",

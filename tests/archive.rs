@@ -35,6 +35,7 @@ fn window(i: i64, end_ms: i64, model_id: &str, latent_dim: usize) -> ScoredWindo
         }],
         sick_channels: vec![],
         sick_masked: false,
+        operation: vaewatch::engine::Operation::Running,
     }
 }
 

@@ -17,8 +17,9 @@ use vaewatch::alert::quality::DataQualityEvent;
 use vaewatch::alert::{AlertEvent, AlertState};
 use vaewatch::archive::read_archive_dir;
 use vaewatch::config::Config;
+use vaewatch::config::{MaintenancePeriod, OffRule};
 use vaewatch::daemon::{self, DaemonReport};
-use vaewatch::engine::{ControlAction, ControlRequest};
+use vaewatch::engine::{ControlAction, ControlRequest, Operation, OperationRules};
 use vaewatch::metrics::Metrics;
 use vaewatch::publish::EVENT_HEADER;
 use vaewatch::replay::replay_history;
@@ -31,8 +32,8 @@ use crate::util::kafka::{
     unread_messages,
 };
 use crate::util::{
-    assert_same_window, bundled_model_dir, bundled_replay_engine, hostile, small_plant,
-    telemetry_messages, validate_alert_json, validate_quality_json, with_stuck_sensor,
+    assert_same_window, bundled_model_dir, hostile, small_plant, telemetry_messages,
+    validate_alert_json, validate_quality_json, with_stuck_sensor,
 };
 
 /// How long a daemon may take to read what a test produced before the test gives up: a guard
@@ -144,7 +145,16 @@ fn replayed(history: &History) -> Replayed {
 
 /// [`replayed`] with operators' control requests.
 fn replayed_with(history: &History, requests: &[ControlRequest]) -> Replayed {
-    let (mut engine, windowing) = bundled_replay_engine();
+    replayed_under(history, requests, OperationRules::default())
+}
+
+/// [`replayed_with`] under maintenance periods and off rules.
+fn replayed_under(
+    history: &History,
+    requests: &[ControlRequest],
+    rules: OperationRules,
+) -> Replayed {
+    let (mut engine, windowing) = crate::util::bundled_replay_engine_with(rules);
     let result = replay_history(history, &mut engine, requests).unwrap();
     let cutoffs: Cutoffs = history
         .machines
@@ -435,6 +445,208 @@ async fn an_accept_as_normal_on_the_control_topic_applies_as_replay_applies_it()
     );
     // The daemon scored every window as the replay with the request did.
     assert_same_archive(archived(archive.path(), &with.cutoffs), with.windows);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn machines_in_maintenance_or_off_raise_no_alert_and_are_archived_as_such() {
+    let brokers = bootstrap();
+    let topics = topics(&brokers).await;
+    // The third machine switched off for a stretch: its current reads zero.
+    let mut history = plant();
+    let current = history
+        .channels
+        .iter()
+        .position(|c| c == "current")
+        .unwrap();
+    let switched_off = history.machines[2].equipment_id.to_string();
+    let off_rows = 1500..1800;
+    for row in &mut history.machines[2].rows[off_rows.clone()] {
+        row.values[current] = Some(0.0);
+    }
+    let off_from = history.machines[2].rows[off_rows.start].ts_ms;
+    let off_until = history.machines[2].rows[off_rows.end - 1].ts_ms;
+    // Without rules: the first alert of the plant, and the switched-off machine alerts too.
+    let plain = replayed(&history);
+    let first = plain
+        .alerts
+        .iter()
+        .find(|a| a.equipment_id != switched_off)
+        .expect("the plant's faults raise alerts")
+        .clone();
+    let ms = |t: &str| vaewatch::telemetry::timestamp::parse_rfc3339_ms(t).unwrap();
+    let opened = ms(&first.opened_at);
+    let during = |machine: &str, window_end: &str, from: i64| {
+        machine == switched_off && (from..=off_until).contains(&ms(window_end))
+    };
+    // A current of zero is outside the model's training range: the sensor checks call it.
+    assert!(
+        plain
+            .quality
+            .iter()
+            .any(|q| during(&q.equipment_id, &q.window_end, off_from)),
+        "a machine reading no current is noticed"
+    );
+    // With the rule, a window is off once half its current readings are zero: half of the
+    // bundled model's 128 samples at 1 Hz into the stretch.
+    let in_off = |a: &AlertEvent| during(&a.equipment_id, &a.window_end, off_from + 64_000);
+    // Maintenance on the first alert's machine from 5 minutes before it opened, for 30 minutes.
+    let period = MaintenancePeriod {
+        equipment: vec![first.equipment_id.clone()],
+        from: opened - 5 * 60_000,
+        until: opened + 30 * 60_000,
+        reason: Some("pump overhaul".into()),
+    };
+    let off = OffRule {
+        channel: "current".into(),
+        below: 0.5,
+        fraction: 0.5,
+        models: Vec::new(),
+    };
+    let rules = OperationRules {
+        maintenance: vec![period.clone()],
+        off: vec![off.clone()],
+    };
+    let messages = messages(&history);
+    produce(&brokers, &topics.telemetry, &as_refs(&messages)).await;
+    let archive = tempfile::tempdir().unwrap();
+    let mut config = config(&brokers, &topics, &unique_name("group"), archive.path());
+    config.maintenance = vec![period.clone()];
+    config.off = vec![off];
+    let report = run_daemon(config, messages.len() as u64).await;
+
+    let expected = replayed_under(&history, &[], rules);
+    // No alert from a machine in maintenance or off, and nothing else changed.
+    let in_maintenance = |a: &AlertEvent| {
+        a.equipment_id == first.equipment_id
+            && (period.from..period.until).contains(&ms(&a.window_end))
+    };
+    assert!(
+        !expected
+            .alerts
+            .iter()
+            .any(|a| in_maintenance(a) || in_off(a))
+    );
+    assert!(!expected.quality.iter().any(|q| {
+        during(&q.equipment_id, &q.window_end, off_from + 64_000)
+            || (q.equipment_id == first.equipment_id
+                && (period.from..period.until).contains(&ms(&q.window_end)))
+    }));
+    let others = |alerts: &[AlertEvent]| -> Vec<AlertEvent> {
+        alerts
+            .iter()
+            .filter(|a| a.equipment_id != switched_off && a.equipment_id != first.equipment_id)
+            .cloned()
+            .collect()
+    };
+    assert_same_alerts(&others(&expected.alerts), &others(&plain.alerts));
+    // Every window is still scored and archived, marked with what its machine was doing.
+    assert_eq!(expected.windows.len(), plain.windows.len());
+    let marked = |operation: Operation| {
+        expected
+            .windows
+            .iter()
+            .filter(|w| w.operation == operation)
+            .count()
+    };
+    assert!(marked(Operation::Maintenance) > 0 && marked(Operation::Off) > 0);
+    for w in &expected.windows {
+        let maintenance = w.equipment_id.as_str() == first.equipment_id
+            && w.window_start_ms < period.until
+            && w.window_end_ms >= period.from;
+        if maintenance {
+            assert_eq!(w.operation, Operation::Maintenance, "{w:?}");
+        } else if w.equipment_id.as_str() != switched_off {
+            assert_eq!(w.operation, Operation::Running, "{w:?}");
+        }
+    }
+    // The daemon did as replay does.
+    assert_eq!(report.dead_lettered, 0);
+    assert_same_archive(
+        archived(archive.path(), &expected.cutoffs),
+        expected.windows,
+    );
+    let events = expected.alerts.len() + expected.quality.len();
+    let got = alert_events(&brokers, &topics.alerts, events).await;
+    assert_same_alerts(&got, &expected.alerts);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn maintenance_asked_on_the_control_topic_applies_as_replay_applies_it() {
+    let brokers = bootstrap();
+    let topics = topics(&brokers).await;
+    let control_topic = unique_name("control");
+    create_topic(&brokers, &control_topic, 1).await;
+    let history = plant();
+    let plain = replayed(&history);
+    let first = plain
+        .alerts
+        .first()
+        .expect("the plant's faults raise alerts")
+        .clone();
+    let ms = |t: &str| vaewatch::telemetry::timestamp::parse_rfc3339_ms(t).unwrap();
+    let machine = vaewatch::telemetry::EquipmentId::try_from(first.equipment_id.as_str()).unwrap();
+    let opened = ms(&first.opened_at);
+    let request = |action: ControlAction, at_ms: i64| ControlRequest {
+        action,
+        equipment_id: machine.clone(),
+        at_ms,
+        by: Some("shift lead".into()),
+        reason: Some("impeller check".into()),
+    };
+    let start = request(ControlAction::StartMaintenance, opened - 5 * 60_000);
+    let end = request(ControlAction::EndMaintenance, opened + 20 * 60_000);
+    let control: Vec<(String, Vec<u8>)> = [&start, &end]
+        .iter()
+        .map(|r| {
+            let json = serde_json::to_vec(&r.message()).unwrap();
+            crate::util::validate_against("control.v1.json", std::str::from_utf8(&json).unwrap());
+            (machine.to_string(), json)
+        })
+        .collect();
+    produce(&brokers, &control_topic, &as_refs(&control)).await;
+    let messages = messages(&history);
+    produce(&brokers, &topics.telemetry, &as_refs(&messages)).await;
+    let archive = tempfile::tempdir().unwrap();
+    let mut config = config(&brokers, &topics, &unique_name("group"), archive.path());
+    config.kafka.control_topic = control_topic;
+    let report = run_daemon(config, messages.len() as u64).await;
+    assert_eq!(report.dead_lettered, 0);
+
+    let expected = replayed_with(&history, &[start.clone(), end.clone()]);
+    // The machine's windows ending from the start's `at` to the end's are maintenance, and
+    // none of them raised anything; its windows after the end are running again.
+    let span = start.at_ms..end.at_ms;
+    let mut marked = 0;
+    for w in expected
+        .windows
+        .iter()
+        .filter(|w| w.equipment_id == machine)
+    {
+        let inside = span.contains(&w.window_end_ms);
+        assert_eq!(w.operation == Operation::Maintenance, inside, "{w:?}");
+        marked += usize::from(inside);
+    }
+    assert!(marked > 0);
+    assert!(
+        !expected
+            .alerts
+            .iter()
+            .any(|a| a.equipment_id == machine.as_str() && span.contains(&ms(&a.window_end)))
+    );
+    assert!(
+        plain
+            .alerts
+            .iter()
+            .any(|a| a.equipment_id == machine.as_str() && span.contains(&ms(&a.window_end)))
+    );
+    // The daemon did as replay does.
+    assert_same_archive(
+        archived(archive.path(), &expected.cutoffs),
+        expected.windows,
+    );
+    let events = expected.alerts.len() + expected.quality.len();
+    let got = alert_events(&brokers, &topics.alerts, events).await;
+    assert_same_alerts(&got, &expected.alerts);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

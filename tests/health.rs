@@ -76,6 +76,8 @@ fn train_request(input: PathBuf, out: PathBuf) -> TrainRequest {
         include_labelled: false,
         from_ms: None,
         until_ms: None,
+        exclude_archive: None,
+        operations: Default::default(),
         options: TrainOptions {
             max_steps: 300,
             progress: false,
@@ -96,6 +98,7 @@ fn replay_request(model: PathBuf, input: PathBuf, out: PathBuf) -> ReplayRequest
         report: false,
         prefer_gpu: false,
         control: None,
+        operations: Default::default(),
     }
 }
 

@@ -54,6 +54,8 @@ fn train_request(inputs: Vec<PathBuf>, out: PathBuf) -> TrainRequest {
         include_labelled: false,
         from_ms: None,
         until_ms: None,
+        exclude_archive: None,
+        operations: Default::default(),
         options: quick_options(),
     }
 }
@@ -70,6 +72,7 @@ fn replay_request(model: PathBuf, inputs: Vec<PathBuf>, out: PathBuf) -> ReplayR
         report: true,
         prefer_gpu: false,
         control: None,
+        operations: Default::default(),
     }
 }
 
@@ -131,6 +134,7 @@ fn train_then_replay_writes_every_output() {
             "is_anomaly",
             "alert_open",
             "data_quality_open",
+            "operation",
             "label"
         ]
     );
@@ -563,6 +567,7 @@ fn compare_pairs_two_models_alerts_and_a_model_agrees_with_itself() {
         match_tolerance_ms: 0,
         report: true,
         prefer_gpu: false,
+        operations: Default::default(),
     };
 
     let two = compare(&request(&trained, &bundled, "two")).unwrap();
@@ -656,4 +661,245 @@ fn compare_pairs_two_models_alerts_and_a_model_agrees_with_itself() {
         "{stdout}"
     );
     assert!(!cli.join("a/report.html").exists(), "--no-report");
+}
+
+#[test]
+fn replay_marks_maintenance_and_raises_nothing_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let history = simulate(dir.path(), "plant.parquet", 180);
+    let bundled = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/default");
+    let run = |out: &str, extra: &[&str]| {
+        let out_dir = dir.path().join(out);
+        let mut args = vec![
+            "replay",
+            "--model",
+            bundled.to_str().unwrap(),
+            "--input",
+            history.to_str().unwrap(),
+            "--out",
+            out_dir.to_str().unwrap(),
+            "--no-report",
+            "--cpu",
+        ];
+        args.extend_from_slice(extra);
+        let output = vaewatch(&args);
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        out_dir
+    };
+    let plain = run("plain", &[]);
+    let alerts = |out: &Path| -> Vec<serde_json::Value> {
+        std::fs::read_to_string(out.join("alerts.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let before = alerts(&plain);
+    let first = before.first().expect("the simulated faults raise alerts");
+    let machine = first["equipment_id"].as_str().unwrap().to_owned();
+    let opened = first["opened_at"].as_str().unwrap();
+    let opened_ms = vaewatch::telemetry::timestamp::parse_rfc3339_ms(opened).unwrap();
+    let (from, until) = (opened_ms - 10 * 60_000, opened_ms + 60 * 60_000);
+    let at = vaewatch::telemetry::timestamp::format_rfc3339_ms_clamped;
+    let ops = dir.path().join("operations.toml");
+    std::fs::write(
+        &ops,
+        format!(
+            "[[maintenance]]\nequipment = [\"{machine}\"]\nfrom = \"{}\"\nuntil = \"{}\"\nreason = \"seal change\"\n",
+            at(from),
+            at(until)
+        ),
+    )
+    .unwrap();
+    let with = run("with", &["--operations", ops.to_str().unwrap()]);
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(with.join("summary.json")).unwrap()).unwrap();
+    assert!(summary["windows_in_maintenance"].as_u64().unwrap() > 0);
+    assert_eq!(summary["windows_off"], 0);
+    let after = alerts(&with);
+    let ms = |v: &serde_json::Value, key: &str| {
+        vaewatch::telemetry::timestamp::parse_rfc3339_ms(v[key].as_str().unwrap()).unwrap()
+    };
+    assert!(
+        !after.iter().any(|a| a["equipment_id"] == machine.as_str()
+            && (from..until).contains(&ms(a, "window_end"))),
+        "an alert in maintenance"
+    );
+    assert!(after.len() < before.len());
+    // points.parquet says what each row's machine was doing; nothing is dropped.
+    let operations = |out: &Path| -> Vec<(String, i64, Option<String>)> {
+        let mut rows = Vec::new();
+        for batch in parquet_rows(&out.join("points.parquet")) {
+            let id = batch.column_by_name("equipment_id").unwrap();
+            let id = id
+                .as_any()
+                .downcast_ref::<arrow::array::StringArray>()
+                .unwrap();
+            let ts = batch.column_by_name("ts").unwrap();
+            let ts = ts
+                .as_any()
+                .downcast_ref::<arrow::array::TimestampMillisecondArray>()
+                .unwrap();
+            let op = batch.column_by_name("operation").unwrap();
+            let op = op
+                .as_any()
+                .downcast_ref::<arrow::array::StringArray>()
+                .unwrap();
+            for i in 0..batch.num_rows() {
+                let value = (!op.is_null(i)).then(|| op.value(i).to_owned());
+                rows.push((id.value(i).to_owned(), ts.value(i), value));
+            }
+        }
+        rows
+    };
+    let (rows_plain, rows_with) = (operations(&plain), operations(&with));
+    assert_eq!(rows_plain.len(), rows_with.len());
+    assert!(
+        rows_plain
+            .iter()
+            .all(|(_, _, op)| op.as_deref().is_none_or(|o| o == "running"))
+    );
+    let in_period = rows_with
+        .iter()
+        .filter(|(id, ts, _)| *id == machine && (from + 60 * 60_000 / 2..until).contains(ts));
+    assert!(in_period.clone().count() > 0);
+    assert!(
+        in_period
+            .into_iter()
+            .all(|(_, _, op)| op.as_deref() == Some("maintenance"))
+    );
+    let windows = read_scored_windows(&with.join("windows.parquet")).unwrap();
+    assert!(
+        windows
+            .iter()
+            .any(|w| w.operation == vaewatch::engine::Operation::Maintenance)
+    );
+
+    // A file that is not what it should be is refused with its reason.
+    std::fs::write(
+        &ops,
+        "[[maintenance]]\nequipment = [\"p\"]\nfrom = \"soon\"\nuntil = \"later\"\n",
+    )
+    .unwrap();
+    let output = vaewatch(&[
+        "replay",
+        "--model",
+        bundled.to_str().unwrap(),
+        "--input",
+        history.to_str().unwrap(),
+        "--out",
+        dir.path().join("bad").to_str().unwrap(),
+        "--operations",
+        ops.to_str().unwrap(),
+    ]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("operations.toml") && stderr.contains("cannot read \"soon\" as a time"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn retraining_leaves_out_what_the_archive_shows_in_alert_or_maintenance() {
+    use vaewatch::commands::exclude::{Exclusions, Reason};
+    let dir = tempfile::tempdir().unwrap();
+    let history = simulate(dir.path(), "plant.parquet", 180);
+    let bundled = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/default");
+    // A backtest of the running model, with an hour of maintenance on one machine.
+    let rules = vaewatch::engine::OperationRules::from_toml_str(
+        "[[maintenance]]\nequipment = [\"pump-02\"]\nfrom = \"2026-01-05T00:30:00Z\"\nuntil = \"2026-01-05T01:30:00Z\"\n",
+    )
+    .unwrap();
+    let out = dir.path().join("backtest");
+    let mut request = replay_request(bundled, vec![history.clone()], out.clone());
+    request.operations = rules;
+    request.report = false;
+    let summary = replay(&request).unwrap();
+    assert!(summary.alerts_opened > 0 && summary.windows_in_maintenance > 0);
+    let archive = out.join("windows.parquet");
+
+    // The alert episodes found again from the archive's scores are the replay's own.
+    let channels: Vec<String> = CHANNELS.split(',').map(str::to_owned).collect();
+    let exclusions = Exclusions::from_rules(Default::default(), &channels)
+        .with_archive(&archive, AlertPolicyConfig::default())
+        .unwrap();
+    let row = |ts_ms: i64| vaewatch::telemetry::history::HistoryRow {
+        ts_ms,
+        values: vec![Some(1.0); channels.len()],
+        label: None,
+        fault_kind: None,
+        file: 0,
+        row: 0,
+    };
+    let ms = |t: &str| vaewatch::telemetry::timestamp::parse_rfc3339_ms(t).unwrap();
+    let alerts = std::fs::read_to_string(out.join("alerts.jsonl")).unwrap();
+    for line in alerts.lines() {
+        let event: vaewatch::alert::AlertEvent = serde_json::from_str(line).unwrap();
+        assert_eq!(
+            exclusions.reason(&event.equipment_id, &row(ms(&event.window_end))),
+            Some(Reason::InAlert),
+            "{line}"
+        );
+    }
+    let maintenance_row = row(ms("2026-01-05T01:00:00Z"));
+    assert_eq!(
+        exclusions.reason("pump-02", &maintenance_row),
+        Some(Reason::Maintenance)
+    );
+    assert_eq!(exclusions.reason("pump-01", &maintenance_row), None);
+
+    // Training with the archive leaves those rows out, and says so.
+    let plain = train(&train_request(vec![history.clone()], dir.path().join("m1"))).unwrap();
+    let mut with = train_request(vec![history.clone()], dir.path().join("m2"));
+    with.exclude_archive = Some(archive.clone());
+    let with = train(&with).unwrap();
+    assert!(plain.excluded_rows.is_empty());
+    assert!(
+        with.excluded_rows[&Reason::InAlert] > 0,
+        "{:?}",
+        with.excluded_rows
+    );
+    assert!(
+        with.excluded_rows[&Reason::Maintenance] >= 3000,
+        "an hour at 1 Hz"
+    );
+    assert!(with.training_windows < plain.training_windows);
+
+    // The command line, with a folder of archive files as a daemon leaves it.
+    let folder = dir.path().join("archive/date=2026-01-05");
+    std::fs::create_dir_all(&folder).unwrap();
+    std::fs::copy(&archive, folder.join("part-0.parquet")).unwrap();
+    let output = vaewatch(&[
+        "train",
+        "--input",
+        history.to_str().unwrap(),
+        "--out",
+        dir.path().join("m3").to_str().unwrap(),
+        "--window",
+        "32",
+        "--max-epochs",
+        "1",
+        "--quiet",
+        "--exclude-archive",
+        dir.path().join("archive").to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("rows in an alert episode of the archive were left out"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("rows in maintenance were left out"),
+        "{stdout}"
+    );
 }

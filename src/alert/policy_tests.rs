@@ -18,6 +18,7 @@ fn window(i: i64, score: f32) -> ScoredWindow {
         sources: vec![],
         sick_channels: vec![],
         sick_masked: false,
+        operation: crate::window::Operation::Running,
     }
 }
 

@@ -27,6 +27,7 @@ fn window(i: i64, sick: &[(usize, Condition)]) -> ScoredWindow {
             })
             .collect(),
         sick_masked: !sick.is_empty(),
+        operation: crate::window::Operation::Running,
     }
 }
 

@@ -13,6 +13,7 @@ use arrow::datatypes::{DataType, Field, FieldRef, Schema, SchemaRef, TimeUnit};
 use super::ArchiveError;
 use crate::score::ScoredWindow;
 use crate::telemetry::EquipmentId;
+use crate::window::Operation;
 use crate::window::SourceRange;
 use crate::window::health::{Condition, SickChannel};
 
@@ -50,6 +51,8 @@ fn timestamp_type() -> DataType {
 /// Every column is required except the three `source_*` columns, which are null in replay.
 /// `channel_health` has one entry per channel, like `channel_errors`: `ok`, or the sensor
 /// condition that masked the channel out of the score (`dropout`, `stuck`, `out_of_range`).
+/// `operation` says whether the machine was `running`, in `maintenance` or `off`
+/// (`config::operations`): only running windows were seen by the alert policy.
 pub fn archive_schema(latent_dim: usize) -> SchemaRef {
     let latent = DataType::FixedSizeList(item_field(), latent_dim_i32(latent_dim));
     Arc::new(Schema::new(vec![
@@ -67,6 +70,7 @@ pub fn archive_schema(latent_dim: usize) -> SchemaRef {
         Field::new("source_first_offset", DataType::Int64, true),
         Field::new("source_last_offset", DataType::Int64, true),
         Field::new("channel_health", DataType::List(health_item_field()), false),
+        Field::new("operation", DataType::Utf8, false),
     ]))
 }
 
@@ -181,6 +185,8 @@ pub(crate) fn batch_from_refs(
         None,
     )?;
 
+    let operation: StringArray = windows.iter().map(|w| Some(w.operation.as_str())).collect();
+
     let columns: Vec<ArrayRef> = vec![
         Arc::new(equipment_id),
         Arc::new(window_start),
@@ -196,6 +202,7 @@ pub(crate) fn batch_from_refs(
         Arc::new(source_first_offset),
         Arc::new(source_last_offset),
         Arc::new(channel_health),
+        Arc::new(operation),
     ];
     Ok(RecordBatch::try_new(archive_schema(latent_dim), columns)?)
 }
@@ -220,6 +227,11 @@ pub fn from_record_batch(batch: &RecordBatch) -> Result<Vec<ScoredWindow>, Archi
         Some(_) => Some(column::<ListArray>(batch, "channel_health")?),
         None => None,
     };
+    // Nor any before maintenance and off existed: the machines were taken to be running.
+    let operation = match batch.column_by_name("operation") {
+        Some(_) => Some(column::<StringArray>(batch, "operation")?),
+        None => None,
+    };
 
     let mut windows = Vec::with_capacity(batch.num_rows());
     for row in 0..batch.num_rows() {
@@ -240,7 +252,19 @@ pub fn from_record_batch(batch: &RecordBatch) -> Result<Vec<ScoredWindow>, Archi
             Some(health) => sick_channels(&health.value(row))?,
             None => Vec::new(),
         };
+        let operation = match operation {
+            Some(column) => {
+                Operation::parse(column.value(row)).ok_or_else(|| ArchiveError::Malformed {
+                    reason: format!(
+                        "row {row}: operation holds an unknown value {:?}",
+                        column.value(row)
+                    ),
+                })?
+            }
+            None => Operation::Running,
+        };
         windows.push(ScoredWindow {
+            operation,
             sick_masked: !sick_channels.is_empty(),
             sick_channels,
             equipment_id: id,
@@ -364,6 +388,7 @@ mod tests {
                 Vec::new()
             },
             sick_masked: i % 4 == 1,
+            operation: [Operation::Running, Operation::Maintenance, Operation::Off][i as usize % 3],
         }
     }
 

@@ -9,8 +9,8 @@ use std::time::Instant;
 
 use serde::Serialize;
 
+use crate::model::profile::{self, Profile};
 use crate::model::{Model, ModelError, Scoring, device_name, select_device};
-use crate::score::profile::{self, Profile};
 use crate::simulate::rng::Rng;
 use crate::telemetry::{EquipmentId, InvalidEquipmentId};
 use crate::window::Window;
@@ -26,7 +26,7 @@ pub struct BenchRequest {
     /// The scoring mode to time; `None` keeps the model's own.
     pub scoring: Option<Scoring>,
     pub prefer_gpu: bool,
-    /// Report the time of each stage of scoring (`score::profile`).
+    /// Report the time of each stage of scoring (`model::profile`).
     pub profile: bool,
     pub seed: u64,
 }

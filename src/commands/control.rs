@@ -1,5 +1,6 @@
-//! `vaewatch alerts accept`: an operator's "accept as normal" (or its reset) for one machine,
-//! published as a control message v1 to the daemons' control topic and acknowledged by Kafka.
+//! `vaewatch alerts accept` and `vaewatch maintenance`: an operator's "accept as normal" (or its
+//! reset), or a machine's maintenance starting or ending, published as a control message v1 to
+//! the daemons' control topic and acknowledged by Kafka.
 
 use rdkafka::ClientConfig;
 use rdkafka::producer::FutureProducer;

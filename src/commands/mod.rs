@@ -8,6 +8,8 @@ pub mod bench;
 pub mod consume_bench;
 /// `vaewatch alerts accept`: an operator's "accept as normal" to the control topic.
 pub mod control;
+/// `vaewatch train --exclude-archive/--operations`: the rows retraining leaves out.
+pub mod exclude;
 /// `vaewatch model inspect`: what a model is, as text or JSON.
 pub mod inspect;
 /// `vaewatch replay`: the lines printed after a backtest.

@@ -25,6 +25,13 @@ pub fn summary_text(summary: &ReplaySummary, out: &Path) -> String {
         "alerts: {} opened, {} updated, {} resolved",
         summary.alerts_opened, summary.alerts_updated, summary.alerts_resolved
     );
+    if summary.windows_in_maintenance + summary.windows_off > 0 {
+        let _ = writeln!(
+            text,
+            "not running: {} windows in maintenance, {} off (scored, never alerted on)",
+            summary.windows_in_maintenance, summary.windows_off
+        );
+    }
     if summary.data_quality_opened > 0 {
         let _ = writeln!(
             text,

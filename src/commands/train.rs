@@ -3,7 +3,12 @@
 //! Chooses the sample period and the window from the data when not given, windows each machine's
 //! normal rows with the same windower the daemon uses, and hands the windows to `train::fit`.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+
+use super::exclude::{Exclusions, Reason};
+use crate::alert::AlertPolicyConfig;
+use crate::engine::OperationRules;
 
 use crate::model;
 use crate::model::manifest::SetAsideChannel;
@@ -34,6 +39,11 @@ pub struct TrainRequest {
     pub from_ms: Option<i64>,
     /// Train only on rows before this time, ms since the epoch.
     pub until_ms: Option<i64>,
+    /// A daemon's (or replay's) archive: rows in its alert episodes, maintenance and off windows
+    /// are left out.
+    pub exclude_archive: Option<PathBuf>,
+    /// Maintenance periods and off rules whose rows are left out.
+    pub operations: OperationRules,
     pub options: TrainOptions,
 }
 
@@ -44,6 +54,8 @@ pub struct TrainReport {
     pub windowing: WindowConfig,
     pub training_windows: usize,
     pub labelled_rows_left_out: usize,
+    /// Rows left out as in alert, in maintenance or off (archive or rules), by reason.
+    pub excluded_rows: BTreeMap<Reason, usize>,
     /// Channels of the history the model leaves out, with the reason.
     pub set_aside: Vec<SetAsideChannel>,
     pub trained: TrainedModel,
@@ -79,6 +91,8 @@ pub enum TrainCommandError {
     Train(#[from] train::TrainError),
     #[error(transparent)]
     Model(#[from] model::ModelError),
+    #[error("--exclude-archive: {0}")]
+    Archive(#[from] crate::archive::ArchiveError),
 }
 
 /// The flags of `vaewatch train` that win over the `--options` file.
@@ -154,8 +168,13 @@ pub fn train(request: &TrainRequest) -> Result<TrainReport, TrainCommandError> {
     if set_aside.len() == history.channels.len() {
         return Err(TrainCommandError::NoLiveChannel { set_aside });
     }
+    let mut exclusions = Exclusions::from_rules(request.operations.clone(), &history.channels);
+    if let Some(dir) = &request.exclude_archive {
+        exclusions = exclusions.with_archive(dir, AlertPolicyConfig::default())?;
+    }
     drop_channels(&mut history, &set_aside);
-    let (windows, labelled_rows_left_out) = training_windows(&history, &windowing, &rows);
+    let (windows, labelled_rows_left_out, excluded_rows) =
+        training_windows(&history, &windowing, &rows, &exclusions);
     if windows.is_empty() {
         return Err(TrainCommandError::TooShort {
             window: windowing.window,
@@ -172,6 +191,7 @@ pub fn train(request: &TrainRequest) -> Result<TrainReport, TrainCommandError> {
         windowing,
         training_windows: windows.len(),
         labelled_rows_left_out,
+        excluded_rows,
         set_aside,
         trained,
     })
@@ -200,6 +220,14 @@ pub fn train_text(report: &TrainReport, out: &Path) -> String {
             "\n{} rows labelled anomalous were left out of training",
             report.labelled_rows_left_out
         ));
+    }
+    for (reason, rows) in &report.excluded_rows {
+        let why = match reason {
+            Reason::InAlert => "in an alert episode of the archive",
+            Reason::Maintenance => "in maintenance",
+            Reason::Off => "with the machine switched off",
+        };
+        text.push_str(&format!("\n{rows} rows {why} were left out of training"));
     }
     text
 }
@@ -330,13 +358,15 @@ pub struct RowFilter {
 
 /// Windows of every machine's rows, with a training stride that keeps their number near
 /// [`MAX_TRAINING_WINDOWS`]. Rows outside the filter's time range are skipped; rows labelled
-/// anomalous are left out unless the filter includes them. Returns the windows (grouped by
-/// machine, in time order) and the number of labelled rows left out.
+/// anomalous are left out unless the filter includes them, and so are the rows `exclusions`
+/// names. Returns the windows (grouped by machine, in time order), the number of labelled rows
+/// left out and the rows excluded by reason.
 pub fn training_windows(
     history: &History,
     windowing: &WindowConfig,
     filter: &RowFilter,
-) -> (Vec<Window>, usize) {
+    exclusions: &Exclusions,
+) -> (Vec<Window>, usize, BTreeMap<Reason, usize>) {
     let in_range = |ts: i64| ts >= filter.from_ms && ts < filter.until_ms;
     let total_rows: usize = history
         .machines
@@ -351,6 +381,7 @@ pub fn training_windows(
     };
     let mut windows = Vec::new();
     let mut left_out = 0;
+    let mut excluded: BTreeMap<Reason, usize> = BTreeMap::new();
     for machine in &history.machines {
         let mut windower = Windower::new(
             machine.equipment_id.clone(),
@@ -362,6 +393,10 @@ pub fn training_windows(
                 left_out += 1;
                 continue;
             }
+            if let Some(reason) = exclusions.reason(machine.equipment_id.as_str(), row) {
+                *excluded.entry(reason).or_default() += 1;
+                continue;
+            }
             let sample = Sample {
                 ts_ms: row.ts_ms,
                 values: row.values.clone(),
@@ -371,7 +406,7 @@ pub fn training_windows(
         }
         windows.extend(windower.finish());
     }
-    (windows, left_out)
+    (windows, left_out, excluded)
 }
 
 #[cfg(test)]

@@ -38,6 +38,13 @@ fn example_config_parses_and_validates() {
         config.kafka.producer_properties().get("security.protocol"),
         Some(&"SASL_SSL".to_string())
     );
+    let rules = config.operation_rules();
+    assert!(rules.in_maintenance(
+        "pump-07",
+        1_796_428_800_000 + 7 * 3_600_000,
+        1_796_428_800_000 + 8 * 3_600_000
+    ));
+    assert_eq!(rules.off[0].channel, "current");
     assert!(!config.kafka.consumer_properties().contains_key("linger.ms"));
 }
 
@@ -350,4 +357,37 @@ fn debug_output_hides_secret_settings() {
     for visible in ["SASL_SSL", "plant", "b:9093", "sasl.password"] {
         assert!(shown.contains(visible), "{visible} missing from {shown}");
     }
+}
+
+#[test]
+fn maintenance_and_off_rules_are_checked_at_load() {
+    let base = "[kafka]\nbrokers = \"127.0.0.1:9092\"\n[models]\ndefault = \"models/fleet\"\n";
+    let load = |extra: &str| {
+        Config::from_toml_str(&format!("{base}{extra}"), Path::new("test.toml"))
+            .and_then(|c| c.validate().map(|()| c))
+    };
+    let config = load(
+        "[[maintenance]]\nequipment = [\"pump-*\"]\nfrom = 2026-12-05T06:00:00Z\nuntil = \"2026-12-05T07:00:00Z\"\n",
+    )
+    .unwrap();
+    assert_eq!(
+        config.maintenance[0].until - config.maintenance[0].from,
+        3_600_000
+    );
+    let backwards = load(
+        "[[maintenance]]\nequipment = [\"pump-*\"]\nfrom = \"2026-12-05T06:00:00Z\"\nuntil = \"2026-12-05T05:00:00Z\"\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        backwards.contains("config key maintenance is not valid: maintenance period 0 ends"),
+        "{backwards}"
+    );
+    let off = load("[[off]]\nchannel = \"current\"\nbelow = 1\nfraction = 2\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        off.contains("config key off is not valid: off rule 0: fraction"),
+        "{off}"
+    );
 }

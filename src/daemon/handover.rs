@@ -402,6 +402,7 @@ mod tests {
                 alerts: policy.state(),
                 quality: Default::default(),
                 baseline: Default::default(),
+                maintenance: Default::default(),
             },
         };
         assert_eq!(record.key(), "line-3/telemetry/pump/7");

@@ -100,6 +100,10 @@ mod tests {
                     offsets: vec![0.25],
                     last_request_ms: Some(40),
                 },
+                maintenance: crate::engine::MaintenanceState {
+                    since_ms: Some(41),
+                    last_request_ms: Some(41),
+                },
             },
         );
         let state = DaemonState::from([("model-a".to_owned(), fleet)]);
@@ -122,6 +126,7 @@ mod tests {
                 alerts: policy.state(),
                 quality: Default::default(),
                 baseline: Default::default(),
+                maintenance: Default::default(),
             },
         );
         let state = DaemonState::from([("model-a".to_owned(), fleet)]);

@@ -61,6 +61,11 @@ pub enum ControlAction {
     AcceptNormal,
     /// Forget every accepted level: score the machine against its training again.
     ResetNormal,
+    /// The machine goes into maintenance: its windows raise no alert until an
+    /// `end_maintenance` (`config::operations`).
+    StartMaintenance,
+    /// The machine's maintenance is over.
+    EndMaintenance,
 }
 
 impl ControlAction {
@@ -69,7 +74,17 @@ impl ControlAction {
         match self {
             ControlAction::AcceptNormal => "accept_normal",
             ControlAction::ResetNormal => "reset_normal",
+            ControlAction::StartMaintenance => "start_maintenance",
+            ControlAction::EndMaintenance => "end_maintenance",
         }
+    }
+
+    /// Whether it starts or ends maintenance rather than changing the accepted levels.
+    pub fn is_maintenance(self) -> bool {
+        matches!(
+            self,
+            ControlAction::StartMaintenance | ControlAction::EndMaintenance
+        )
     }
 }
 

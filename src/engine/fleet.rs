@@ -17,7 +17,7 @@ use crate::model::ThresholdCalibration;
 use crate::score::ScoredWindow;
 use crate::telemetry::timestamp::format_rfc3339_ms_clamped;
 use crate::telemetry::{EquipmentId, Sample, SourcePosition};
-use crate::window::{PushOutcome, Window, WindowConfig, Windower, WindowerStats};
+use crate::window::{Operation, PushOutcome, Window, WindowConfig, Windower, WindowerStats};
 
 /// Windowers and alert policies of every machine a model covers.
 #[derive(Debug)]
@@ -30,6 +30,8 @@ pub struct Fleet {
     machines: HashMap<EquipmentId, Machine>,
     /// Control requests not applied yet, per machine, by `at` (`engine::baseline`).
     requests: HashMap<EquipmentId, BTreeMap<i64, ControlRequest>>,
+    /// Maintenance requests not applied yet, per machine, by `at`.
+    maintenance_requests: HashMap<EquipmentId, BTreeMap<i64, ControlRequest>>,
     /// Records of the requests applied since they were last taken.
     changes: Vec<BaselineChange>,
 }
@@ -45,6 +47,8 @@ struct Machine {
     partition: Option<i32>,
     /// End of the last window observed, ms; windows ending earlier were already handled.
     last_window_end_ms: Option<i64>,
+    /// Maintenance started and ended by control messages.
+    maintenance: MaintenanceState,
 }
 
 /// What a fleet must remember across a restart, per machine: where its windows had got to and its
@@ -65,6 +69,26 @@ pub struct MachineState {
     /// Levels accepted as normal (absent when none ever were).
     #[serde(default, skip_serializing_if = "BaselineState::is_empty")]
     pub baseline: BaselineState,
+    /// Maintenance started and ended by control messages (absent when none ever was).
+    #[serde(default, skip_serializing_if = "MaintenanceState::is_empty")]
+    pub maintenance: MaintenanceState,
+}
+
+/// A machine's maintenance as control messages set it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MaintenanceState {
+    /// In maintenance since this request's `at`, ms; `None` when not in maintenance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since_ms: Option<i64>,
+    /// `at` of the last maintenance request applied, ms: a request at or before it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_request_ms: Option<i64>,
+}
+
+impl MaintenanceState {
+    fn is_empty(&self) -> bool {
+        self.since_ms.is_none() && self.last_request_ms.is_none()
+    }
 }
 
 impl Machine {
@@ -74,6 +98,7 @@ impl Machine {
             alerts: self.policy.state(),
             quality: self.quality.state(),
             baseline: self.baseline.state(),
+            maintenance: self.maintenance,
         }
     }
 }
@@ -92,6 +117,7 @@ impl Fleet {
             calibration: None,
             machines: HashMap::new(),
             requests: HashMap::new(),
+            maintenance_requests: HashMap::new(),
             changes: Vec::new(),
         }
     }
@@ -137,6 +163,7 @@ impl Fleet {
                 baseline: Baseline::default(),
                 partition: None,
                 last_window_end_ms: None,
+                maintenance: MaintenanceState::default(),
             })
     }
 
@@ -165,13 +192,17 @@ impl Fleet {
 
     /// Feeds a scored window to its machine's alert policy and data-quality tracker; returns
     /// the alert event and the data-quality events it causes. Windows of one machine must come
-    /// in time order.
+    /// in time order. A window of a machine in maintenance or off reaches neither: it only
+    /// counts as handled.
     pub fn observe(
         &mut self,
         scored: &ScoredWindow,
     ) -> (Option<AlertEvent>, Vec<DataQualityEvent>) {
         let machine = self.machine(&scored.equipment_id);
         machine.last_window_end_ms = Some(scored.window_end_ms);
+        if scored.operation != Operation::Running {
+            return (None, Vec::new());
+        }
         let quality = machine.quality.observe(scored);
         (machine.policy.observe(scored), quality)
     }
@@ -205,6 +236,7 @@ impl Fleet {
         machine.policy.restore(saved.alerts);
         machine.quality.restore(saved.quality);
         machine.baseline.restore(saved.baseline, channels);
+        machine.maintenance = saved.maintenance;
     }
 
     /// Takes over a machine from the state another daemon (or this one, earlier) saved, when the
@@ -237,10 +269,56 @@ impl Fleet {
     /// Queues an operator's control request for its machine (held or not yet seen); it is
     /// applied when a window of the machine ending at or after its `at` is taken for scoring.
     pub fn request(&mut self, request: ControlRequest) {
-        self.requests
+        let queue = if request.action.is_maintenance() {
+            &mut self.maintenance_requests
+        } else {
+            &mut self.requests
+        };
+        queue
             .entry(request.equipment_id.clone())
             .or_default()
             .insert(request.at_ms, request);
+    }
+
+    /// Whether control messages have the machine of `window` (being taken for scoring) in
+    /// maintenance at the window's end: applies, in order, its maintenance requests due by
+    /// then that were not applied before.
+    pub(crate) fn in_requested_maintenance(&mut self, window: &Window) -> bool {
+        let Some(machine) = self.machines.get_mut(&window.equipment_id) else {
+            return false;
+        };
+        if let Some(queue) = self.maintenance_requests.get_mut(&window.equipment_id) {
+            while let Some(entry) = queue.first_entry() {
+                if entry.get().at_ms > window.end_ms {
+                    break;
+                }
+                let request = entry.remove();
+                let state = &mut machine.maintenance;
+                if state
+                    .last_request_ms
+                    .is_some_and(|last| request.at_ms <= last)
+                {
+                    continue;
+                }
+                state.last_request_ms = Some(request.at_ms);
+                state.since_ms = match request.action {
+                    ControlAction::StartMaintenance => state.since_ms.or(Some(request.at_ms)),
+                    _ => None,
+                };
+                tracing::info!(
+                    equipment_id = %request.equipment_id,
+                    action = request.action.as_str(),
+                    at = %format_rfc3339_ms_clamped(request.at_ms),
+                    by = request.by.as_deref().unwrap_or(""),
+                    reason = request.reason.as_deref().unwrap_or(""),
+                    "maintenance requested"
+                );
+            }
+            if queue.is_empty() {
+                self.maintenance_requests.remove(&window.equipment_id);
+            }
+        }
+        machine.maintenance.since_ms.is_some()
     }
 
     /// Takes `window` (being taken for scoring) into its machine's pending acceptance: starts
@@ -278,6 +356,8 @@ impl Fleet {
                         });
                         break;
                     }
+                    // Queued apart (`in_requested_maintenance`); never here.
+                    ControlAction::StartMaintenance | ControlAction::EndMaintenance => {}
                 }
             }
             if queue.is_empty() {
@@ -439,6 +519,7 @@ mod tests {
             alerts: AlertPolicy::new(fleet.alerts, fleet.channel_names.clone()).state(),
             quality: Default::default(),
             baseline: Default::default(),
+            maintenance: Default::default(),
         }
     }
 
@@ -485,5 +566,78 @@ mod tests {
         let live = fleet.live_states();
         assert_eq!(live.len(), 1);
         assert_eq!((live[0].1, live[0].2.last_window_end_ms), (2, Some(5_000)));
+    }
+
+    #[test]
+    fn maintenance_requests_apply_in_order_once_and_survive_a_restart() {
+        let config = WindowConfig {
+            sample_period_ms: 1_000,
+            window: 8,
+            stride: 4,
+            allowed_lateness_ms: 0,
+            max_gap_samples: 2,
+            min_present_fraction: 0.5,
+        };
+        let new_fleet = || Fleet::new(vec!["a".into()], config.clone(), Default::default());
+        let pump = EquipmentId::try_from("pump-1".to_owned()).unwrap();
+        let request = |action, at_ms| ControlRequest {
+            action,
+            equipment_id: pump.clone(),
+            at_ms,
+            by: None,
+            reason: None,
+        };
+        let requests = [
+            request(ControlAction::StartMaintenance, 10_000),
+            request(ControlAction::EndMaintenance, 30_000),
+        ];
+        let window = |end_ms: i64| Window {
+            equipment_id: pump.clone(),
+            start_ms: end_ms - 7_000,
+            end_ms,
+            channels: 1,
+            len: 8,
+            values: vec![1.0; 8],
+            mask: vec![true; 8],
+            sources: Vec::new(),
+        };
+        let mut fleet = new_fleet();
+        // Known here, with windows handled up to 1 s.
+        assert!(fleet.adopt(&pump, state(Some(1_000), &fleet)));
+        for r in &requests {
+            fleet.request(r.clone());
+        }
+        assert!(!fleet.in_requested_maintenance(&window(5_000)));
+        assert!(fleet.in_requested_maintenance(&window(10_000)));
+        assert!(fleet.in_requested_maintenance(&window(20_000)));
+        let saved = fleet.state().machines["pump-1"].maintenance;
+        assert_eq!(
+            saved,
+            MaintenanceState {
+                since_ms: Some(10_000),
+                last_request_ms: Some(10_000)
+            }
+        );
+
+        // A restart: the state comes back, the control topic is read again from its start.
+        let mut restarted = new_fleet();
+        let mut state = fleet.state();
+        state.machines.get_mut("pump-1").unwrap().last_window_end_ms = Some(20_000);
+        restarted.restore(state);
+        for r in &requests {
+            restarted.request(r.clone());
+        }
+        assert!(
+            restarted.in_requested_maintenance(&window(24_000)),
+            "still in maintenance"
+        );
+        assert!(
+            !restarted.in_requested_maintenance(&window(30_000)),
+            "ended"
+        );
+        assert!(!restarted.in_requested_maintenance(&window(34_000)));
+        // The start, read again, is not applied twice.
+        restarted.request(requests[0].clone());
+        assert!(!restarted.in_requested_maintenance(&window(38_000)));
     }
 }

@@ -19,8 +19,10 @@ pub mod baseline;
 mod fleet;
 mod models;
 
+pub use crate::config::OperationRules;
+pub use crate::window::Operation;
 pub use baseline::{BaselineChange, ControlAction, ControlRequest};
-pub use fleet::{Fleet, FleetState, MachineState};
+pub use fleet::{Fleet, FleetState, MachineState, MaintenanceState};
 pub use models::{ModelSet, ModelSetError, ModelSlot};
 
 use std::collections::BTreeMap;
@@ -93,6 +95,8 @@ struct Group {
     ready_ms: Vec<Option<i64>>,
     /// Per window, the levels its machine's operator accepted as normal.
     offsets: Vec<Option<Arc<[f32]>>>,
+    /// Per window, whether its machine was running, in maintenance or off.
+    operations: Vec<Operation>,
 }
 
 /// A scored [`Batch`], to hand back to [`Engine::complete`].
@@ -289,8 +293,15 @@ impl Engine {
             ready_ms,
         } in self.pending.drain(..take)
         {
+            let operation = self.models.operation(slot, &window);
             let model = &mut self.models.slots[slot];
-            if let Some(learning) = model.fleet.learn(&window) {
+            // A machine in maintenance or off shows no levels to accept as normal: a request
+            // waits for its next running window.
+            let learning = match operation {
+                Operation::Running => model.fleet.learn(&window),
+                Operation::Maintenance | Operation::Off => None,
+            };
+            if let Some(learning) = learning {
                 let current = model.fleet.offsets(&window.equipment_id);
                 match baseline::fit_offsets(
                     model.scorer.model(),
@@ -315,10 +326,12 @@ impl Engine {
                 windows: Vec::new(),
                 ready_ms: Vec::new(),
                 offsets: Vec::new(),
+                operations: Vec::new(),
             });
             group.windows.push(window);
             group.ready_ms.push(ready_ms);
             group.offsets.push(offsets);
+            group.operations.push(operation);
         }
         Batch {
             groups: by_model.into_values().collect(),
@@ -519,6 +532,7 @@ impl Batch {
             mut windows,
             ready_ms,
             offsets,
+            operations,
         } in self.groups
         {
             let manifest = scorer.model().manifest();
@@ -544,9 +558,12 @@ impl Batch {
                 windows: windows.len(),
                 source: Box::new(source),
             })?;
-            for (window, (sick, masked)) in scored.iter_mut().zip(health) {
+            for ((window, (sick, masked)), operation) in
+                scored.iter_mut().zip(health).zip(operations)
+            {
                 window.sick_channels = sick;
                 window.sick_masked = masked;
+                window.operation = operation;
             }
             groups.push((slot, scored, ready_ms));
         }

@@ -9,10 +9,13 @@ use std::sync::Arc;
 use super::Fleet;
 use crate::alert::AlertPolicyConfig;
 use crate::config::Config;
+use crate::config::OperationRules;
+use crate::config::operations::OffTest;
 use crate::model::{Model, ModelError, device_name, select_device};
 use crate::score::Scorer;
 use crate::telemetry::EquipmentId;
 use crate::telemetry::message::ChannelMap;
+use crate::window::Operation;
 use crate::window::WindowConfig;
 
 /// One loaded model and the machines it scores.
@@ -22,6 +25,8 @@ pub struct ModelSlot {
     pub scorer: Arc<Scorer>,
     pub channels: ChannelMap,
     pub fleet: Fleet,
+    /// How to tell that one of its machines is switched off (`[[off]]`), when a rule says.
+    pub off: Option<OffTest>,
 }
 
 /// Every model of the config, and which machine goes to which.
@@ -31,6 +36,8 @@ pub struct ModelSet {
     routes: HashMap<String, Option<usize>>,
     /// `None`: every machine goes to the first (only) model.
     config: Option<crate::config::ModelsConfig>,
+    /// Maintenance periods and off rules.
+    operations: OperationRules,
 }
 
 /// Why the models could not be loaded.
@@ -78,13 +85,16 @@ impl ModelSet {
                 channels,
                 fleet: Fleet::new(manifest.channels.clone(), windowing, alerts)
                     .with_calibration(manifest.threshold.clone()),
+                off: None,
             });
         }
         Ok(ModelSet {
             slots,
             routes: HashMap::new(),
             config: Some(config.models.clone()),
-        })
+            operations: OperationRules::default(),
+        }
+        .with_operations(config.operation_rules()))
     }
 
     /// One model, loaded from `dir`, that scores every machine (replay, tests).
@@ -109,10 +119,42 @@ impl ModelSet {
                 scorer: Arc::new(scorer),
                 channels,
                 fleet,
+                off: None,
             }],
             routes: HashMap::new(),
             config: None,
+            operations: OperationRules::default(),
         })
+    }
+
+    /// The same models under these maintenance periods and off rules.
+    pub fn with_operations(mut self, rules: OperationRules) -> ModelSet {
+        for slot in &mut self.slots {
+            let channels = &slot.scorer.model().manifest().channels;
+            slot.off = rules.off_test(&slot.dir, channels);
+            if let Some(rule) = rules.off.iter().find(|r| r.models.contains(&slot.dir))
+                && slot.off.is_none()
+            {
+                tracing::warn!(
+                    model = %slot.dir.display(),
+                    channel = %rule.channel,
+                    "an off rule names this model but the model has no such channel; its machines are never off"
+                );
+            }
+        }
+        self.operations = rules;
+        self
+    }
+
+    /// What the machine of `window` (scored by the model of `slot`, being taken for scoring)
+    /// was doing: the config's rules, then the maintenance control messages asked for.
+    pub fn operation(&mut self, slot: usize, window: &crate::window::Window) -> Operation {
+        let slot = &mut self.slots[slot];
+        let requested = slot.fleet.in_requested_maintenance(window);
+        match self.operations.operation(window, slot.off.as_ref()) {
+            Operation::Running if requested => Operation::Maintenance,
+            operation => operation,
+        }
     }
 
     /// The slot that scores `equipment_id`, `None` when no model covers it. Cached per machine.

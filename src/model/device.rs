@@ -16,7 +16,7 @@ use candle_core::{D, DType, Device, Result, Tensor};
 
 use super::config::VaeConfig;
 use super::cpu::{ConvLayer, CpuVae, DenseLayer, Forward};
-use crate::score::profile;
+use super::profile;
 
 /// Most windows in one pass through the network (counting each cross-channel variant): bounds the
 /// device memory of a batch (about 1.5 GB for the reference architecture) while keeping each
@@ -339,7 +339,7 @@ impl DeviceVae {
 
     /// Runs `pass` over `x` (`[B, C, W]`), at most `pass_windows / passes_per_window` windows at
     /// a time, each part uploaded once (with its `mask`, `[B, C, W]`, when given) and the rows
-    /// `pass` makes of it (`[n, k]`) downloaded once. With the profile on (`score::profile`),
+    /// `pass` makes of it (`[n, k]`) downloaded once. With the profile on (`model::profile`),
     /// the copies and the passes are timed apart (the device is waited for at each step).
     fn in_passes(
         &self,

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device};
 use candle_nn::VarBuilder;
 
 use super::cpu::CpuVae;
@@ -100,21 +100,4 @@ impl Model {
             Engine::Device(device) => Network::Device(device),
         }
     }
-}
-
-/// `x` (`[B, C, W]`) with channel `hidden[b]` of window `b` set to 0 (the normalised center),
-/// where given. Training compares the reconstruction with `x`, so the model learns to fill a
-/// hidden channel in from the others; cross-channel scoring hides each channel in turn.
-pub(crate) fn hide_channels(x: &Tensor, hidden: &[Option<usize>]) -> candle_core::Result<Tensor> {
-    if hidden.iter().all(Option::is_none) {
-        return Ok(x.clone());
-    }
-    let (batch, channels, _) = x.dims3()?;
-    let mut keep = vec![1f32; batch * channels];
-    for (b, ch) in hidden.iter().enumerate() {
-        if let Some(ch) = ch {
-            keep[b * channels + ch] = 0.0;
-        }
-    }
-    x.broadcast_mul(&Tensor::from_vec(keep, (batch, channels, 1), x.device())?)
 }

@@ -44,6 +44,7 @@ mod loaded;
 pub mod manifest;
 mod network;
 pub mod normalise;
+pub mod profile;
 mod simd;
 mod vae;
 
@@ -58,9 +59,9 @@ pub use device::DeviceVae;
 pub use error::{InconsistentManifest, ModelError};
 pub use gemm::ShapeMismatch;
 pub use loaded::Model;
-pub(crate) use loaded::hide_channels;
 pub use manifest::{Manifest, Scoring, TrainingDataSummary, TrainingMetrics};
 pub(crate) use network::Network;
+pub(crate) use network::hide_channels;
 pub use normalise::{ChannelNorm, FloorRule, Normalisation};
 pub use vae::{Conv1dS, ConvTranspose1dK4S2, Vae, conv1d_unfold_cl};
 

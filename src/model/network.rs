@@ -7,7 +7,6 @@ use candle_core::{Device, Tensor};
 use super::config::VaeConfig;
 use super::cpu::{CpuVae, Forward};
 use super::device::DeviceVae;
-use super::loaded::hide_channels;
 use super::vae::Vae;
 
 /// Windows per call of the CPU and candle networks: bounds the host memory of a call.
@@ -102,4 +101,21 @@ impl Network<'_> {
 
 fn values(t: &Tensor) -> candle_core::Result<Vec<f32>> {
     t.flatten_all()?.to_vec1::<f32>()
+}
+
+/// `x` (`[B, C, W]`) with channel `hidden[b]` of window `b` set to 0 (the normalised center),
+/// where given. Training compares the reconstruction with `x`, so the model learns to fill a
+/// hidden channel in from the others; cross-channel scoring hides each channel in turn.
+pub(crate) fn hide_channels(x: &Tensor, hidden: &[Option<usize>]) -> candle_core::Result<Tensor> {
+    if hidden.iter().all(Option::is_none) {
+        return Ok(x.clone());
+    }
+    let (batch, channels, _) = x.dims3()?;
+    let mut keep = vec![1f32; batch * channels];
+    for (b, ch) in hidden.iter().enumerate() {
+        if let Some(ch) = ch {
+            keep[b * channels + ch] = 0.0;
+        }
+    }
+    x.broadcast_mul(&Tensor::from_vec(keep, (batch, channels, 1), x.device())?)
 }

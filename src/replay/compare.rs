@@ -13,6 +13,7 @@ use serde::Serialize;
 use super::run::{ReplayError, ReplayRequest, replay};
 use super::summary::ReplaySummary;
 use crate::alert::{AlertEvent, AlertPolicyConfig, AlertState, Severity};
+use crate::engine::OperationRules;
 use crate::model::{Device, Model};
 use crate::telemetry::history::{History, HistoryOptions, read_history};
 use crate::telemetry::timestamp::parse_rfc3339_ms;
@@ -34,6 +35,8 @@ pub struct CompareRequest {
     pub match_tolerance_ms: i64,
     pub report: bool,
     pub prefer_gpu: bool,
+    /// Maintenance periods and off rules, the same for both models.
+    pub operations: OperationRules,
 }
 
 /// Why a comparison failed.
@@ -139,6 +142,7 @@ pub fn compare(request: &CompareRequest) -> Result<Comparison, CompareError> {
             report: request.report,
             prefer_gpu: request.prefer_gpu,
             control: None,
+            operations: request.operations.clone(),
         })
         .map_err(|source| CompareError::Replay {
             side: name,

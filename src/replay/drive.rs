@@ -3,7 +3,7 @@
 
 use crate::alert::AlertEvent;
 use crate::alert::quality::DataQualityEvent;
-use crate::engine::{BaselineChange, ControlRequest, Engine, ScoreError};
+use crate::engine::{BaselineChange, ControlRequest, Engine, Operation, ScoreError};
 use crate::score::ScoredWindow;
 use crate::telemetry::history::History;
 use crate::telemetry::{EquipmentId, Sample};
@@ -24,6 +24,9 @@ pub struct PointResult {
     pub alert_open: bool,
     /// Whether the machine had a sensor data-quality episode open after that window.
     pub data_quality_open: bool,
+    /// Whether the machine was running, in maintenance or off in that window; `None` during
+    /// warm-up.
+    pub operation: Option<Operation>,
     pub label: Option<bool>,
 }
 
@@ -111,6 +114,7 @@ pub fn replay_history(
                 is_anomaly: latest.map(|o| o.window.is_anomaly),
                 alert_open: latest.is_some_and(|o| o.alert_open),
                 data_quality_open: latest.is_some_and(|o| o.data_quality_open),
+                operation: latest.map(|o| o.window.operation),
                 label: row.label,
             });
         }

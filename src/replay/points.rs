@@ -11,6 +11,7 @@ use arrow::record_batch::RecordBatch;
 use parquet::arrow::ArrowWriter;
 
 use super::drive::MachineReplay;
+use crate::engine::Operation;
 
 /// Rows per record batch written.
 const BATCH_ROWS: usize = 65_536;
@@ -48,6 +49,7 @@ pub fn points_schema(with_label: bool) -> SchemaRef {
         Field::new("is_anomaly", DataType::Boolean, true),
         Field::new("alert_open", DataType::Boolean, false),
         Field::new("data_quality_open", DataType::Boolean, false),
+        Field::new("operation", DataType::Utf8, true),
     ];
     if with_label {
         fields.push(Field::new("label", DataType::Boolean, true));
@@ -127,6 +129,9 @@ fn to_batch(
         )),
         Arc::new(BooleanArray::from_iter(
             rows.iter().map(|(_, p)| Some(p.data_quality_open)),
+        )),
+        Arc::new(StringArray::from_iter(
+            rows.iter().map(|(_, p)| p.operation.map(Operation::as_str)),
         )),
     ];
     if with_label {

@@ -13,7 +13,9 @@ use super::summary::ReplaySummary;
 use crate::alert::quality::QualityState;
 use crate::alert::{AlertPolicyConfig, AlertState};
 use crate::archive::write_windows_file;
-use crate::engine::{ControlRequest, Engine, ModelSet, ModelSetError, ScoreError};
+use crate::engine::{
+    ControlRequest, Engine, ModelSet, ModelSetError, Operation, OperationRules, ScoreError,
+};
 use crate::model::{Model, device_name, select_device};
 use crate::score::Scorer;
 use crate::telemetry::history::{History, HistoryOptions, read_history};
@@ -38,6 +40,8 @@ pub struct ReplayRequest {
     /// A JSON-lines file of control messages v1 (operators' "accept as normal", applied as the
     /// replay reaches each one's `at`).
     pub control: Option<PathBuf>,
+    /// Maintenance periods and off rules (`config::operations`): their windows raise no alert.
+    pub operations: OperationRules,
 }
 
 /// Why a replay failed.
@@ -117,7 +121,8 @@ pub fn replay(request: &ReplayRequest) -> Result<ReplaySummary, ReplayError> {
         scorer,
         manifest.windowing.clone(),
         request.alerts,
-    )?;
+    )?
+    .with_operations(request.operations.clone());
     let mut engine = Engine::new(models);
     let result = replay_history(&history, &mut engine, &requests)?;
     let fleet_normalised: Vec<String> = engine
@@ -209,6 +214,14 @@ pub fn replay(request: &ReplayRequest) -> Result<ReplaySummary, ReplayError> {
             .count(),
         windows_scored: all_windows.len(),
         windows_above_threshold: all_windows.iter().filter(|w| w.is_anomaly).count(),
+        windows_in_maintenance: all_windows
+            .iter()
+            .filter(|w| w.operation == Operation::Maintenance)
+            .count(),
+        windows_off: all_windows
+            .iter()
+            .filter(|w| w.operation == Operation::Off)
+            .count(),
         windowing: result.windower.into(),
         alerts_opened: count_state(AlertState::Opened),
         alerts_updated: count_state(AlertState::Updated),

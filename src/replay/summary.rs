@@ -20,6 +20,10 @@ pub struct ReplaySummary {
     pub rows_with_score: usize,
     pub windows_scored: usize,
     pub windows_above_threshold: usize,
+    /// Windows of machines in maintenance or switched off (`--operations`): scored, never
+    /// alerted on.
+    pub windows_in_maintenance: usize,
+    pub windows_off: usize,
     pub windowing: WindowingCounts,
     pub alerts_opened: usize,
     pub alerts_updated: usize,

@@ -4,7 +4,6 @@
 //! threshold at the end of training.
 
 pub mod channel;
-pub mod profile;
 mod scorer;
 pub mod threshold;
 pub mod windows;
@@ -17,6 +16,7 @@ pub use threshold::{
 pub use windows::score_windows;
 
 use crate::telemetry::EquipmentId;
+use crate::window::Operation;
 use crate::window::SourceRange;
 use crate::window::health::SickChannel;
 
@@ -59,4 +59,7 @@ pub struct ScoredWindow {
     /// Whether the sick channels were masked out of the score (false when that would have left
     /// nothing to score).
     pub sick_masked: bool,
+    /// Whether the machine was running, in maintenance or off (`config::operations`): only
+    /// running windows reach the alert policy.
+    pub operation: Operation,
 }

@@ -4,6 +4,7 @@
 
 use super::ScoredWindow;
 use crate::model::{Model, ModelError};
+use crate::window::Operation;
 use crate::window::Window;
 
 /// Why a threshold override is rejected.
@@ -61,6 +62,7 @@ impl Scorer {
                 sources: window.sources.clone(),
                 sick_channels: Vec::new(),
                 sick_masked: false,
+                operation: Operation::Running,
             })
             .collect())
     }

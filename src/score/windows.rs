@@ -9,9 +9,9 @@ use rayon::prelude::*;
 
 use super::WindowScore;
 use super::channel::{ChannelCalibration, ChannelErrors};
-use super::profile;
 use crate::model::cpu::Forward;
 use crate::model::normalise::Normalisation;
+use crate::model::profile;
 use crate::model::{Model, ModelError, Network, Scoring};
 use crate::window::Window;
 
@@ -110,7 +110,7 @@ pub(crate) type RawScore = (ChannelErrors, Vec<f32>, Vec<f32>);
 /// computes each window's masked errors per channel (of the reconstruction `scoring` names),
 /// with its latent posterior (mean, log-variance) of the whole window. The shared path of
 /// scoring, training's calibration and the tests; the time of its three stages goes to
-/// [`profile`](super::profile) when that is on.
+/// [`profile`](crate::model::profile) when that is on.
 pub(crate) fn raw_batch(
     network: Network<'_>,
     norm: &Normalisation,

@@ -2,8 +2,10 @@
 //! windows on the model's sample period. Pure: no IO, no clock of its own.
 
 pub mod health;
+mod operation;
 mod windower;
 
+pub use operation::Operation;
 pub use windower::{PushOutcome, RejectedSample, Windower, WindowerStats};
 
 use serde::{Deserialize, Serialize};

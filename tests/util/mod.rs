@@ -149,7 +149,8 @@ pub(crate) fn assert_same_window(
         && a.is_anomaly == b.is_anomaly
         && a.model_id == b.model_id
         && all_close(&a.channel_errors, &b.channel_errors)
-        && all_close(&a.latent_mu, &b.latent_mu);
+        && all_close(&a.latent_mu, &b.latent_mu)
+        && a.operation == b.operation;
     assert!(same, "windows differ:\n{a:?}\n{b:?}");
 }
 
@@ -157,6 +158,13 @@ pub(crate) fn assert_same_window(
 /// policy), with the model's windowing.
 pub(crate) fn bundled_replay_engine() -> (vaewatch::engine::Engine, vaewatch::window::WindowConfig)
 {
+    bundled_replay_engine_with(vaewatch::engine::OperationRules::default())
+}
+
+/// [`bundled_replay_engine`] under maintenance periods and off rules.
+pub(crate) fn bundled_replay_engine_with(
+    rules: vaewatch::engine::OperationRules,
+) -> (vaewatch::engine::Engine, vaewatch::window::WindowConfig) {
     let device = vaewatch::model::select_device(false);
     let model = vaewatch::model::Model::load(&bundled_model_dir(), &device).unwrap();
     let windowing = model.manifest().windowing.clone();
@@ -167,6 +175,7 @@ pub(crate) fn bundled_replay_engine() -> (vaewatch::engine::Engine, vaewatch::wi
         windowing.clone(),
         vaewatch::alert::AlertPolicyConfig::default(),
     )
-    .unwrap();
+    .unwrap()
+    .with_operations(rules);
     (vaewatch::engine::Engine::new(models), windowing)
 }
