@@ -55,7 +55,7 @@ pub use calibration::{
 };
 pub use candle_core::Device;
 pub use config::{InvalidVaeConfig, VaeConfig};
-pub use device::DeviceVae;
+pub use device::{DeviceVae, WindowErrors};
 pub use error::{InconsistentManifest, ModelError};
 pub use gemm::ShapeMismatch;
 pub use loaded::Model;

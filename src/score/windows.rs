@@ -12,7 +12,7 @@ use super::channel::{ChannelCalibration, ChannelErrors};
 use crate::model::cpu::Forward;
 use crate::model::normalise::Normalisation;
 use crate::model::profile;
-use crate::model::{Model, ModelError, Network, Scoring};
+use crate::model::{DeviceVae, Model, ModelError, Network, Scoring, WindowErrors};
 use crate::window::Window;
 
 /// Scores `windows` (each `[C, W]` raw units, as the windower makes them) with `model`, in
@@ -120,68 +120,20 @@ pub(crate) fn raw_batch(
     if windows.is_empty() {
         return Ok(Vec::new());
     }
+    if let Network::Device(device) = network {
+        return device_batch(device, network, norm, scoring, windows);
+    }
     let clock = profile::Clock::start();
     let cfg = network.config();
     let (c, w, latent) = (cfg.channels, cfg.window, cfg.latent);
     // Buffers kept from the last batch on this thread: fresh ones would fault in their pages.
-    let (mut input, mut mask) = BUFFERS.with(|buffers| std::mem::take(&mut *buffers.borrow_mut()));
+    let (mut input, mask) = BUFFERS.with(|buffers| std::mem::take(&mut *buffers.borrow_mut()));
     input.resize(windows.len() * c * w, 0.0);
     input
         .par_chunks_mut(c * w)
         .zip(windows.par_iter())
         .for_each(|(out, window)| norm.apply_into(window, out));
     let cross_channel = scoring == Scoring::CrossChannel && c > 1;
-    if let Network::Device(device) = network {
-        // The errors are computed on the device: the mask goes up with the windows, unless
-        // every value is present.
-        let complete = windows
-            .par_iter()
-            .all(|window| window.mask.iter().all(|m| *m));
-        if !complete {
-            mask.resize(input.len(), 0);
-            mask.par_chunks_mut(c * w)
-                .zip(windows.par_iter())
-                .for_each(|(out, window)| {
-                    for (m, present) in out.iter_mut().zip(&window.mask) {
-                        *m = u8::from(*present);
-                    }
-                });
-        }
-        clock.lap(profile::Stage::Prepare);
-        if cross_channel {
-            fill_empty_channels(network, &mut input, windows)?;
-        }
-        let errors = device.errors(&input, (!complete).then_some(&mask[..]), cross_channel)?;
-        let clock = profile::Clock::start();
-        let scores = (0..windows.len())
-            .into_par_iter()
-            .map(|b| {
-                let (channels, latents) = (b * c..(b + 1) * c, b * latent..(b + 1) * latent);
-                let wide = |values: &[f32]| {
-                    values[channels.clone()]
-                        .iter()
-                        .map(|v| f64::from(*v))
-                        .collect()
-                };
-                (
-                    ChannelErrors {
-                        sum_sq: wide(&errors.sum_sq),
-                        peak_sq: wide(&errors.peak_sq),
-                        present: errors.present[channels.clone()]
-                            .iter()
-                            .map(|n| *n as usize)
-                            .collect(),
-                        sum_diff: wide(&errors.sum_diff),
-                    },
-                    errors.mu[latents.clone()].to_vec(),
-                    errors.logvar[latents].to_vec(),
-                )
-            })
-            .collect();
-        clock.lap(profile::Stage::Errors);
-        keep_buffers(network, input, mask);
-        return Ok(scores);
-    }
     let clock = clock.lap(profile::Stage::Prepare);
     if cross_channel {
         fill_empty_channels(network, &mut input, windows)?;
@@ -210,6 +162,153 @@ pub(crate) fn raw_batch(
     clock.lap(profile::Stage::Errors);
     keep_buffers(network, input, mask);
     Ok(scores)
+}
+
+/// Windows per part of a call on the device path: a call of several parts is pipelined.
+const DEVICE_PART: usize = 1024;
+
+/// The device path of [`raw_batch`]: the errors are computed on the GPU (`DeviceVae::errors`).
+/// A call of more than [`DEVICE_PART`] windows runs in parts through three stages at once, each
+/// on its own thread: normalising part `k + 1` (and its mask, when a value is absent) on the
+/// CPU, part `k` on the GPU with its copies, and part `k - 1`'s errors and latents on the CPU,
+/// so that the CPU's work hides behind the GPU's.
+fn device_batch(
+    device: &DeviceVae,
+    network: Network<'_>,
+    norm: &Normalisation,
+    scoring: Scoring,
+    windows: &[&Window],
+) -> candle_core::Result<Vec<RawScore>> {
+    let cfg = device.config();
+    let (c, latent) = (cfg.channels, cfg.latent);
+    let cross_channel = scoring == Scoring::CrossChannel && c > 1;
+    let prepare = |part: &[&Window], buffers: (Vec<f32>, Vec<u8>)| {
+        device_input(network, norm, part, cross_channel, buffers)
+    };
+    if windows.len() <= DEVICE_PART {
+        let buffers = BUFFERS.with(|b| std::mem::take(&mut *b.borrow_mut()));
+        let (input, mask, complete) = prepare(windows, buffers)?;
+        let errors = device.errors(&input, (!complete).then_some(&mask[..]), cross_channel)?;
+        keep_buffers(network, input, mask);
+        return Ok(raw_scores(&errors, c, latent));
+    }
+    std::thread::scope(|scope| {
+        let (to_device, device_rx) = std::sync::mpsc::sync_channel::<(Vec<f32>, Vec<u8>, bool)>(1);
+        let (to_post, post_rx) =
+            std::sync::mpsc::sync_channel::<candle_core::Result<WindowErrors>>(1);
+        let (recycle, recycled) = std::sync::mpsc::channel::<(Vec<f32>, Vec<u8>)>();
+        scope.spawn(move || {
+            for (input, mask, complete) in device_rx {
+                let errors = device.errors(&input, (!complete).then_some(&mask[..]), cross_channel);
+                // The prepare stage may be gone after an error of its own.
+                let _ = recycle.send((input, mask));
+                if to_post.send(errors).is_err() {
+                    break;
+                }
+            }
+        });
+        let post = scope.spawn(move || -> candle_core::Result<Vec<RawScore>> {
+            let mut scores = Vec::with_capacity(windows.len());
+            for errors in post_rx {
+                scores.extend(raw_scores(&errors?, c, latent));
+            }
+            Ok(scores)
+        });
+        let mut prepared = Ok(());
+        for part in windows.chunks(DEVICE_PART) {
+            let buffers = recycled.try_recv().unwrap_or_default();
+            match prepare(part, buffers) {
+                Ok(ready) => {
+                    if to_device.send(ready).is_err() {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    prepared = Err(e);
+                    break;
+                }
+            }
+        }
+        drop(to_device);
+        let scores = post
+            .join()
+            .map_err(|_| candle_core::Error::Msg("the scoring thread panicked".into()))??;
+        prepared?;
+        if let Ok((input, mask)) = recycled.try_recv() {
+            keep_buffers(network, input, mask);
+        }
+        Ok(scores)
+    })
+}
+
+/// A part's normalised windows for the device, in `buffers`, with its mask and whether every
+/// value is present (then the mask is not filled and not sent); cross-channel, empty channels
+/// filled in.
+fn device_input(
+    network: Network<'_>,
+    norm: &Normalisation,
+    windows: &[&Window],
+    cross_channel: bool,
+    (mut input, mut mask): (Vec<f32>, Vec<u8>),
+) -> candle_core::Result<(Vec<f32>, Vec<u8>, bool)> {
+    let clock = profile::Clock::start();
+    let cfg = network.config();
+    let (c, w) = (cfg.channels, cfg.window);
+    input.resize(windows.len() * c * w, 0.0);
+    input
+        .par_chunks_mut(c * w)
+        .zip(windows.par_iter())
+        .for_each(|(out, window)| norm.apply_into(window, out));
+    let complete = windows
+        .par_iter()
+        .all(|window| window.mask.iter().all(|m| *m));
+    if !complete {
+        mask.resize(input.len(), 0);
+        mask.par_chunks_mut(c * w)
+            .zip(windows.par_iter())
+            .for_each(|(out, window)| {
+                for (m, present) in out.iter_mut().zip(&window.mask) {
+                    *m = u8::from(*present);
+                }
+            });
+    }
+    clock.lap(profile::Stage::Prepare);
+    if cross_channel {
+        fill_empty_channels(network, &mut input, windows)?;
+    }
+    Ok((input, mask, complete))
+}
+
+/// Each window's errors and latents from the device's [`WindowErrors`].
+fn raw_scores(errors: &WindowErrors, c: usize, latent: usize) -> Vec<RawScore> {
+    let clock = profile::Clock::start();
+    let scores = (0..errors.mu.len() / latent.max(1))
+        .into_par_iter()
+        .map(|b| {
+            let (channels, latents) = (b * c..(b + 1) * c, b * latent..(b + 1) * latent);
+            let wide = |values: &[f32]| {
+                values[channels.clone()]
+                    .iter()
+                    .map(|v| f64::from(*v))
+                    .collect()
+            };
+            (
+                ChannelErrors {
+                    sum_sq: wide(&errors.sum_sq),
+                    peak_sq: wide(&errors.peak_sq),
+                    present: errors.present[channels.clone()]
+                        .iter()
+                        .map(|n| *n as usize)
+                        .collect(),
+                    sum_diff: wide(&errors.sum_diff),
+                },
+                errors.mu[latents.clone()].to_vec(),
+                errors.logvar[latents].to_vec(),
+            )
+        })
+        .collect();
+    clock.lap(profile::Stage::Errors);
+    scores
 }
 
 /// Keeps this batch's buffers for the next on this thread, unless larger than a call of
@@ -338,6 +437,39 @@ mod tests {
                 }
             })
             .collect()
+    }
+
+    #[test]
+    fn a_call_of_several_parts_on_the_device_path_scores_every_window_in_order() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/default");
+        let model = Model::load(&dir, &Device::Cpu).unwrap();
+        let Network::Cpu(cpu) = model.network() else {
+            panic!("a model on the cpu scores on the cpu path")
+        };
+        let device = DeviceVae::new(cpu, &Device::Cpu).unwrap();
+        // Three parts, the last one short; gaps, so the masks go with them.
+        let windows = gappy_windows(&model, 2 * DEVICE_PART + 37, true);
+        let refs: Vec<&Window> = windows.iter().collect();
+        let norm = &model.manifest().normalisation;
+        let scoring = Scoring::Reconstruction;
+        let got = raw_batch(Network::Device(&device), norm, scoring, &refs).unwrap();
+        let expected = raw_batch(Network::Cpu(cpu), norm, scoring, &refs).unwrap();
+        assert_eq!(got.len(), refs.len());
+        for (b, ((e, mu, _), (x, x_mu, _))) in got.iter().zip(&expected).enumerate() {
+            assert_eq!(e.present, x.present, "window {b}");
+            for (g, w) in e.sum_sq.iter().zip(&x.sum_sq) {
+                assert!(
+                    (g - w).abs() <= 1e-4 * w.abs().max(1e-3),
+                    "window {b}: {g} {w}"
+                );
+            }
+            for (g, w) in mu.iter().zip(x_mu) {
+                assert!(
+                    (g - w).abs() <= 1e-4 * w.abs().max(1e-2),
+                    "window {b}: {g} {w}"
+                );
+            }
+        }
     }
 
     #[test]
