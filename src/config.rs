@@ -117,6 +117,8 @@ pub struct KafkaConfig {
     /// Topic of operators' control messages v1 ("accept as normal"), read from its start by
     /// every daemon; empty: none is read.
     pub control_topic: String,
+    /// Topic of the shadow model's would-be alert and data-quality events (`models.shadow`).
+    pub shadow_alert_topic: String,
     /// Compacted topic where daemons keep each machine's state (windows handled, open alert,
     /// accepted levels) at every offset commit, so that a machine's new owner after a rebalance
     /// or a failover continues its alert episodes; created (compacted) when absent. Empty: the
@@ -144,6 +146,7 @@ impl Default for KafkaConfig {
             dead_letter_topic: "vaewatch.dead-letter".to_string(),
             control_topic: "vaewatch.control".to_string(),
             state_topic: "vaewatch.state".to_string(),
+            shadow_alert_topic: "vaewatch.alerts.shadow".to_string(),
             properties: BTreeMap::new(),
             consumer: BTreeMap::new(),
             producer: BTreeMap::new(),
@@ -161,6 +164,7 @@ impl std::fmt::Debug for KafkaConfig {
             .field("dead_letter_topic", &self.dead_letter_topic)
             .field("control_topic", &self.control_topic)
             .field("state_topic", &self.state_topic)
+            .field("shadow_alert_topic", &self.shadow_alert_topic)
             .field("properties", &Redacted(&self.properties))
             .field("consumer", &Redacted(&self.consumer))
             .field("producer", &Redacted(&self.producer))
@@ -373,6 +377,21 @@ impl Config {
             return Err(ConfigError::invalid(
                 "kafka.state_topic",
                 "it must differ from the telemetry, alert, dead-letter and control topics",
+            ));
+        }
+        if self.models.shadow.is_some()
+            && [
+                &kafka.telemetry_topic,
+                &kafka.alert_topic,
+                &kafka.dead_letter_topic,
+                &kafka.control_topic,
+                &kafka.state_topic,
+            ]
+            .contains(&&kafka.shadow_alert_topic)
+        {
+            return Err(ConfigError::invalid(
+                "kafka.shadow_alert_topic",
+                "it must differ from the other topics: a shadow's alerts never reach the live ones",
             ));
         }
         for (section, map, managed) in [

@@ -154,7 +154,17 @@ fn replayed_under(
     requests: &[ControlRequest],
     rules: OperationRules,
 ) -> Replayed {
-    let (mut engine, windowing) = crate::util::bundled_replay_engine_with(rules);
+    replayed_by(&bundled_model_dir(), history, requests, rules)
+}
+
+/// [`replayed_under`] with the model in `dir`.
+fn replayed_by(
+    dir: &Path,
+    history: &History,
+    requests: &[ControlRequest],
+    rules: OperationRules,
+) -> Replayed {
+    let (mut engine, windowing) = crate::util::replay_engine_for(dir, rules);
     let result = replay_history(history, &mut engine, requests).unwrap();
     let cutoffs: Cutoffs = history
         .machines
@@ -647,6 +657,83 @@ async fn maintenance_asked_on_the_control_topic_applies_as_replay_applies_it() {
     let events = expected.alerts.len() + expected.quality.len();
     let got = alert_events(&brokers, &topics.alerts, events).await;
     assert_same_alerts(&got, &expected.alerts);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shadow_model_scores_beside_the_live_one_and_alerts_only_its_own_topic() {
+    let brokers = bootstrap();
+    let topics = topics(&brokers).await;
+    let shadow_topic = unique_name("shadow-alerts");
+    create_topic(&brokers, &shadow_topic, 1).await;
+    let history = plant();
+    // A candidate: a small model trained on the same plant's history.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("plant.parquet");
+    vaewatch::simulate::write_simulation(&file, &crate::util::small_plant_options()).unwrap();
+    let candidate = dir.path().join("candidate");
+    let options = vaewatch::train::TrainOptions {
+        architecture: Some(vaewatch::model::VaeConfig::with_shape(8, 32, 4)),
+        max_steps: 300,
+        progress: false,
+        ..Default::default()
+    };
+    vaewatch::commands::train::train(&vaewatch::commands::train::TrainRequest {
+        inputs: vec![file],
+        out: candidate.clone(),
+        channels: None,
+        sample_period_ms: None,
+        window: Some(32),
+        stride: Some(4),
+        include_labelled: false,
+        from_ms: None,
+        until_ms: None,
+        exclude_archive: None,
+        operations: OperationRules::default(),
+        options,
+    })
+    .unwrap();
+
+    let messages = messages(&history);
+    produce(&brokers, &topics.telemetry, &as_refs(&messages)).await;
+    let archive = tempfile::tempdir().unwrap();
+    let mut config = config(&brokers, &topics, &unique_name("group"), archive.path());
+    config.models.shadow = Some(candidate.clone());
+    config.kafka.shadow_alert_topic = shadow_topic.clone();
+    config.validate().unwrap();
+    let report = run_daemon(config, messages.len() as u64).await;
+    assert_eq!(report.dead_lettered, 0);
+
+    let live = replayed(&history);
+    let shadow = replayed_by(&candidate, &history, &[], OperationRules::default());
+    assert!(
+        !shadow.alerts.is_empty(),
+        "the candidate raises would-be alerts"
+    );
+    let live_id = live.windows[0].model_id.clone();
+    let shadow_id = shadow.windows[0].model_id.clone();
+    assert_ne!(live_id, shadow_id);
+    // The archive holds both models' windows, each as its own replay scores them.
+    let rows = read_archive_dir(archive.path()).unwrap();
+    let of = |id: &str, cutoffs: &Cutoffs| -> Vec<ScoredWindow> {
+        rows.iter()
+            .filter(|w| w.model_id == id && w.window_end_ms <= cutoffs[w.equipment_id.as_str()])
+            .cloned()
+            .collect()
+    };
+    assert_same_archive(of(&live_id, &live.cutoffs), live.windows.clone());
+    assert_same_archive(of(&shadow_id, &shadow.cutoffs), shadow.windows.clone());
+    // The live topic carries the live model's events only; the shadow's go to their own topic.
+    let got = alert_events(
+        &brokers,
+        &topics.alerts,
+        live.alerts.len() + live.quality.len(),
+    )
+    .await;
+    assert_same_alerts(&got, &live.alerts);
+    assert!(got.iter().all(|a| a.model_id == live_id));
+    let events = shadow.alerts.len() + shadow.quality.len();
+    let got = alert_events(&brokers, &shadow_topic, events).await;
+    assert_same_alerts(&got, &shadow.alerts);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

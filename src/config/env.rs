@@ -67,6 +67,7 @@ impl Config {
                 "KAFKA_DEAD_LETTER_TOPIC" => self.kafka.dead_letter_topic = value.clone(),
                 "KAFKA_CONTROL_TOPIC" => self.kafka.control_topic = value.clone(),
                 "KAFKA_STATE_TOPIC" => self.kafka.state_topic = value.clone(),
+                "KAFKA_SHADOW_ALERT_TOPIC" => self.kafka.shadow_alert_topic = value.clone(),
                 "MODELS_DEFAULT" => self.models.default = Some(PathBuf::from(v)),
                 "WINDOWING_ALLOWED_LATENESS" => {
                     self.windowing.allowed_lateness = Some(duration(&name, v)?)

@@ -17,6 +17,10 @@ pub struct ModelsConfig {
     /// Machine-specific models, as `[[models.overrides]]` entries. An exact id wins over any
     /// pattern; among patterns, the first listed that matches wins.
     pub overrides: Vec<ModelOverride>,
+    /// A candidate model run beside the live ones on every machine they score: its windows are
+    /// archived under its own `model_id` and its would-be alerts go to
+    /// `kafka.shadow_alert_topic`, never to the alert topic.
+    pub shadow: Option<PathBuf>,
 }
 
 /// One `[[models.overrides]]` entry.
@@ -80,6 +84,17 @@ impl ModelsConfig {
             && dir.as_os_str().is_empty()
         {
             return Err(ConfigError::invalid("models.default", "it is empty"));
+        }
+        if let Some(shadow) = &self.shadow {
+            if shadow.as_os_str().is_empty() {
+                return Err(ConfigError::invalid("models.shadow", "it is empty"));
+            }
+            if self.all_dirs().contains(&shadow.as_path()) {
+                return Err(ConfigError::invalid(
+                    "models.shadow",
+                    "it is a live model: a shadow is a different model run beside them",
+                ));
+            }
         }
         for (i, entry) in self.overrides.iter().enumerate() {
             if entry.equipment.is_empty() {

@@ -203,6 +203,7 @@ fn malformed_environment_values_are_errors() {
 #[test]
 fn model_lookup_prefers_exact_ids_then_first_pattern_then_default() {
     let models = ModelsConfig {
+        shadow: None,
         default: Some("fleet".into()),
         overrides: vec![
             ModelOverride {
@@ -230,6 +231,7 @@ fn model_lookup_prefers_exact_ids_then_first_pattern_then_default() {
     }
     assert_eq!(models.all_dirs().len(), 4);
     let no_default = ModelsConfig {
+        shadow: None,
         default: None,
         overrides: models.overrides.clone(),
     };

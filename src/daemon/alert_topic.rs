@@ -16,7 +16,8 @@ impl Daemon {
         &mut self,
         events: Vec<DataQualityEvent>,
     ) -> Result<(), DaemonError> {
-        self.deliver_on_alert_topic(&events, |e| &e.equipment_id, DATA_QUALITY_EVENT)
+        let topic = self.config.kafka.alert_topic.clone();
+        self.deliver_on_alert_topic(&topic, &events, |e| &e.equipment_id, DATA_QUALITY_EVENT)
             .await?;
         for event in &events {
             if event.state == QualityState::Opened {
@@ -56,6 +57,7 @@ impl Daemon {
     /// identical. A request to stop ends the wait with the error (nothing further is committed).
     pub(super) async fn deliver_on_alert_topic<T: serde::Serialize>(
         &mut self,
+        topic: &str,
         events: &[T],
         equipment_id: impl Fn(&T) -> &str + Copy,
         kind: &str,
@@ -65,7 +67,7 @@ impl Daemon {
         loop {
             let error = match enqueue_on_alert_topic(
                 &self.producer,
-                &self.config.kafka.alert_topic,
+                topic,
                 &events[from..],
                 equipment_id,
                 kind,
@@ -110,11 +112,42 @@ impl Daemon {
         }
     }
 
+    /// Publishes the shadow model's would-be events on the shadow alert topic, data-quality
+    /// events first as for the live ones, with the same delivery rule; counted, never paged.
+    pub(super) async fn publish_shadow(
+        &mut self,
+        quality: Vec<DataQualityEvent>,
+        alerts: Vec<AlertEvent>,
+    ) -> Result<(), DaemonError> {
+        if quality.is_empty() && alerts.is_empty() {
+            return Ok(());
+        }
+        let topic = self.config.kafka.shadow_alert_topic.clone();
+        self.deliver_on_alert_topic(&topic, &quality, |e| &e.equipment_id, DATA_QUALITY_EVENT)
+            .await?;
+        self.deliver_on_alert_topic(&topic, &alerts, |e| &e.equipment_id, ALERT_EVENT)
+            .await?;
+        self.metrics
+            .shadow_events
+            .add((quality.len() + alerts.len()) as u64);
+        for event in &alerts {
+            info!(
+                equipment_id = %event.equipment_id,
+                alert_id = %event.alert_id,
+                state = ?event.state,
+                model_id = %event.model_id,
+                "shadow alert"
+            );
+        }
+        Ok(())
+    }
+
     pub(super) async fn publish_alerts(
         &mut self,
         events: Vec<AlertEvent>,
     ) -> Result<(), DaemonError> {
-        self.deliver_on_alert_topic(&events, |e| &e.equipment_id, ALERT_EVENT)
+        let topic = self.config.kafka.alert_topic.clone();
+        self.deliver_on_alert_topic(&topic, &events, |e| &e.equipment_id, ALERT_EVENT)
             .await?;
         let now_ms = chrono::Utc::now().timestamp_millis();
         for event in &events {

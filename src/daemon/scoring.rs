@@ -78,6 +78,7 @@ impl Daemon {
         self.report.windows_scored += outcomes.len() as u64;
         let mut deliveries = Vec::new();
         let mut quality = Vec::new();
+        let (mut shadow_alerts, mut shadow_quality) = (Vec::new(), Vec::new());
         let mut archived: Vec<ScoredWindow> = Vec::with_capacity(outcomes.len());
         let mut ready: Vec<i64> = Vec::with_capacity(outcomes.len());
         for Outcome {
@@ -85,15 +86,22 @@ impl Daemon {
             event,
             quality_events,
             ready_ms,
+            shadow,
             ..
         } in outcomes
         {
-            deliveries.extend(event);
-            quality.extend(quality_events);
+            if shadow {
+                shadow_alerts.extend(event);
+                shadow_quality.extend(quality_events);
+            } else {
+                deliveries.extend(event);
+                quality.extend(quality_events);
+            }
             archived.push(window);
             ready.extend(ready_ms);
         }
         self.archive_windows(&archived).await?;
+        self.publish_shadow(shadow_quality, shadow_alerts).await?;
         self.publish_quality(quality).await?;
         self.publish_alerts(deliveries).await?;
         let done_ms = chrono::Utc::now().timestamp_millis();

@@ -120,6 +120,8 @@ pub struct Outcome {
     /// When the window was complete: the `now_ms` passed with the message that completed it
     /// (none for history rows). The daemon measures its own latency from here.
     pub ready_ms: Option<i64>,
+    /// Whether the shadow model scored it: its events go to the shadow alert topic.
+    pub shadow: bool,
 }
 
 /// Scoring a batch failed (the model could not run on its windows). Not worth retrying with the
@@ -168,6 +170,11 @@ impl Engine {
             let detail = format!("no model covers equipment {equipment_id}");
             return Ingested::refused(Some(equipment_id), RejectReason::NoModel, detail);
         };
+        // A copy for the shadow model, which reads the samples with its own channels.
+        let for_shadow = self
+            .models
+            .shadow()
+            .map(|shadow| (shadow, envelope.clone()));
         let channels = &self.models.slots[slot].channels;
         let parsed = match envelope.samples(channels, &self.limits, now_ms) {
             Ok(parsed) => parsed,
@@ -181,6 +188,17 @@ impl Engine {
         }
         let mut ingested = self.window_samples(slot, &parsed.equipment_id, &samples, Some(now_ms));
         ingested.unknown_channels = parsed.unknown_channels as u64;
+        // The shadow model reads the same machine's samples with its own channels; what it
+        // refuses or ignores is its own business (the message was taken by the live model).
+        if let Some((shadow, envelope)) = for_shadow
+            && let Ok(mut parsed) =
+                envelope.samples(&self.models.slots[shadow].channels, &self.limits, now_ms)
+        {
+            for sample in &mut parsed.samples {
+                sample.source = source;
+            }
+            self.window_samples(shadow, &parsed.equipment_id, &parsed.samples, Some(now_ms));
+        }
         ingested
     }
 
@@ -259,20 +277,26 @@ impl Engine {
     /// Ends a machine's stream (the end of a history file): its last samples become final and
     /// the windows they complete join the pending ones. Returns how many did.
     pub fn finish(&mut self, equipment_id: &EquipmentId) -> usize {
-        let Some(slot_index) = self.models.route(equipment_id.as_str()) else {
+        let Some(live) = self.models.route(equipment_id.as_str()) else {
             return 0;
         };
-        let slot = &mut self.models.slots[slot_index];
-        let windows = slot.fleet.finish(equipment_id);
         let mut added = 0;
-        for window in windows {
-            if slot.fleet.is_new(&window) {
-                self.pending.push(Pending {
-                    slot: slot_index,
-                    window,
-                    ready_ms: None,
-                });
-                added += 1;
+        let shadow = self
+            .models
+            .shadow()
+            .filter(|s| self.models.slots[*s].fleet.knows(equipment_id));
+        for slot_index in std::iter::once(live).chain(shadow) {
+            let slot = &mut self.models.slots[slot_index];
+            let windows = slot.fleet.finish(equipment_id);
+            for window in windows {
+                if slot.fleet.is_new(&window) {
+                    self.pending.push(Pending {
+                        slot: slot_index,
+                        window,
+                        ready_ms: None,
+                    });
+                    added += 1;
+                }
             }
         }
         added
@@ -342,6 +366,7 @@ impl Engine {
     pub fn complete(&mut self, scored: ScoredBatch) -> Vec<Outcome> {
         let mut outcomes = Vec::new();
         for (slot, windows, ready) in scored.groups {
+            let shadow = self.models.shadow() == Some(slot);
             let fleet = &mut self.models.slots[slot].fleet;
             for (window, ready_ms) in windows.into_iter().zip(ready) {
                 let (event, quality_events) = fleet.observe(&window);
@@ -354,6 +379,7 @@ impl Engine {
                     alert_open,
                     data_quality_open,
                     ready_ms,
+                    shadow,
                 });
             }
         }
@@ -380,6 +406,10 @@ impl Engine {
                 detail: format!("no model covers equipment {}", request.equipment_id),
             });
         };
+        // The shadow model sees what the live one sees, operators' answers included.
+        if let Some(shadow) = self.models.shadow() {
+            self.models.slots[shadow].fleet.request(request.clone());
+        }
         self.models.slots[slot].fleet.request(request);
         Ok(())
     }
@@ -434,9 +464,18 @@ impl Engine {
 
     /// The state of every machine read here, per model id, with the machine's Kafka partition
     /// (see [`Fleet::live_states`]).
+    /// The shadow model's machines are left out: a shadow starts a machine afresh where it
+    /// moves.
     pub fn live_states(&self) -> Vec<(String, EquipmentId, i32, MachineState)> {
         let mut out = Vec::new();
-        for slot in &self.models.slots {
+        let shadow = self.models.shadow();
+        for (_, slot) in self
+            .models
+            .slots
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| Some(*i) != shadow)
+        {
             let model_id = slot.scorer.model().model_id();
             out.extend(
                 slot.fleet
@@ -451,11 +490,13 @@ impl Engine {
     /// Takes over a machine of model `model_id` from a saved state (see [`Fleet::adopt`]);
     /// false when no model loaded now has that id, or the state was not taken.
     pub fn adopt(&mut self, model_id: &str, id: &EquipmentId, state: MachineState) -> bool {
+        let shadow = self.models.shadow();
         self.models
             .slots
             .iter_mut()
-            .find(|s| s.scorer.model().model_id() == model_id)
-            .is_some_and(|slot| slot.fleet.adopt(id, state))
+            .enumerate()
+            .find(|(i, s)| Some(*i) != shadow && s.scorer.model().model_id() == model_id)
+            .is_some_and(|(_, slot)| slot.fleet.adopt(id, state))
     }
 
     /// Per partition, the oldest offset some machine's windows still need.
@@ -470,10 +511,13 @@ impl Engine {
 
     /// Sensor channels with a data-quality episode open, over all models and machines.
     pub fn sick_channels(&self) -> usize {
+        let shadow = self.models.shadow();
         self.models
             .slots
             .iter()
-            .map(|s| s.fleet.sick_channels())
+            .enumerate()
+            .filter(|(i, _)| Some(*i) != shadow)
+            .map(|(_, s)| s.fleet.sick_channels())
             .sum()
     }
 

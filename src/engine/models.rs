@@ -38,6 +38,9 @@ pub struct ModelSet {
     config: Option<crate::config::ModelsConfig>,
     /// Maintenance periods and off rules.
     operations: OperationRules,
+    /// The slot of the shadow model (`models.shadow`), which sees every machine a live model
+    /// scores and alerts nobody.
+    shadow: Option<usize>,
 }
 
 /// Why the models could not be loaded.
@@ -60,7 +63,8 @@ impl ModelSet {
         tracing::info!(device = device_name(&device), "models score on this device");
         let alerts = config.alerts;
         let mut slots = Vec::new();
-        for dir in config.models.all_dirs() {
+        let shadow_dir = config.models.shadow.as_deref();
+        for dir in config.models.all_dirs().into_iter().chain(shadow_dir) {
             let shown = dir.display().to_string();
             let model = Model::load(dir, &device).map_err(|source| ModelSetError::Load {
                 dir: shown.clone(),
@@ -88,11 +92,32 @@ impl ModelSet {
                 off: None,
             });
         }
+        let shadow = shadow_dir.map(|_| slots.len() - 1);
+        if let Some(index) = shadow {
+            let id = slots[index].scorer.model().model_id().to_owned();
+            if slots[..index]
+                .iter()
+                .any(|s| s.scorer.model().model_id() == id)
+            {
+                return Err(ModelSetError::Invalid {
+                    dir: slots[index].dir.display().to_string(),
+                    reason: format!(
+                        "the shadow model is model {id}, which already scores live: a shadow must be a different model"
+                    ),
+                });
+            }
+            tracing::info!(
+                model = %slots[index].dir.display(),
+                model_id = %id,
+                "a shadow model runs beside the live ones; its would-be alerts go to the shadow alert topic"
+            );
+        }
         Ok(ModelSet {
             slots,
             routes: HashMap::new(),
             config: Some(config.models.clone()),
             operations: OperationRules::default(),
+            shadow,
         }
         .with_operations(config.operation_rules()))
     }
@@ -124,7 +149,22 @@ impl ModelSet {
             routes: HashMap::new(),
             config: None,
             operations: OperationRules::default(),
+            shadow: None,
         })
+    }
+
+    /// The shadow model's slot, when one runs.
+    pub fn shadow(&self) -> Option<usize> {
+        self.shadow
+    }
+
+    /// The live models' slots (every slot but the shadow's).
+    fn live_slots(&self) -> impl Iterator<Item = &ModelSlot> {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| Some(*i) != self.shadow)
+            .map(|(_, s)| s)
     }
 
     /// The same models under these maintenance periods and off rules.
@@ -176,9 +216,9 @@ impl ModelSet {
         self.slots.iter().position(|s| s.dir == dir)
     }
 
-    /// Machines with an alert open, over all models.
+    /// Machines with an alert open, over the live models.
     pub fn open_alerts(&self) -> usize {
-        self.slots.iter().map(|s| s.fleet.open_alerts()).sum()
+        self.live_slots().map(|s| s.fleet.open_alerts()).sum()
     }
 
     /// Whether the model of `slot` has normalisation statistics for some machines but not for

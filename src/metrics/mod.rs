@@ -71,6 +71,9 @@ pub mod names {
     pub const CONSUMER_ERRORS_TOTAL: &str = "vaewatch_consumer_errors_total";
     /// Alert and data-quality events the alert topic refused (each sent again until taken).
     pub const ALERT_DELIVERY_FAILURES_TOTAL: &str = "vaewatch_alert_delivery_failures_total";
+    /// The shadow model's would-be alert and data-quality events published on the shadow alert
+    /// topic.
+    pub const SHADOW_EVENTS_TOTAL: &str = "vaewatch_shadow_events_total";
     /// Offset commits that failed and were left for a later roll (broker unreachable).
     pub const COMMIT_FAILURES_TOTAL: &str = "vaewatch_commit_failures_total";
     /// Operators' control requests ("accept as normal", "reset") applied to a machine.
@@ -154,6 +157,8 @@ pub struct Metrics {
     pub consumer_errors: Counter,
     /// [`names::ALERT_DELIVERY_FAILURES_TOTAL`]
     pub alert_delivery_failures: Counter,
+    /// [`names::SHADOW_EVENTS_TOTAL`]
+    pub shadow_events: Counter,
     /// [`names::ARCHIVE_FILES_TOTAL`]
     pub archive_files: Counter,
     /// [`names::ARCHIVE_ROWS_TOTAL`]
@@ -287,6 +292,10 @@ impl Metrics {
             alert_delivery_failures: r.counter(
                 names::ALERT_DELIVERY_FAILURES_TOTAL,
                 "Alert and data-quality events the alert topic refused (each sent again until taken).",
+            ),
+            shadow_events: r.counter(
+                names::SHADOW_EVENTS_TOTAL,
+                "The shadow model's would-be alert and data-quality events published on the shadow alert topic.",
             ),
             archive_files: r.counter(
                 names::ARCHIVE_FILES_TOTAL,
@@ -477,7 +486,7 @@ mod tests {
     fn every_family_has_help_and_type_once() {
         let text = Metrics::new().render();
         let types: Vec<&str> = text.lines().filter(|l| l.starts_with("# TYPE")).collect();
-        assert_eq!(types.len(), 29);
+        assert_eq!(types.len(), 30);
         for line in &types {
             let name = line.split(' ').nth(2).unwrap();
             assert!(name.starts_with("vaewatch_"));

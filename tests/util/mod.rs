@@ -106,15 +106,19 @@ pub(crate) fn telemetry_messages(
 
 /// A small plant: 3 machines, 40 minutes at 1 s, 3 faults after the first 30 %.
 pub(crate) fn small_plant() -> vaewatch::telemetry::history::History {
-    let options = vaewatch::simulate::SimulateOptions {
+    vaewatch::simulate::simulate_history(&small_plant_options()).unwrap()
+}
+
+/// The simulator's options of [`small_plant`].
+pub(crate) fn small_plant_options() -> vaewatch::simulate::SimulateOptions {
+    vaewatch::simulate::SimulateOptions {
         machines: 3,
         duration_ms: 40 * 60_000,
         faults: 3,
         fault_free_fraction: 0.3,
         seed: 21,
         ..vaewatch::simulate::SimulateOptions::default()
-    };
-    vaewatch::simulate::simulate_history(&options).unwrap()
+    }
 }
 
 /// The history with the first machine's flow sensor stuck at one reading for 200 samples of
@@ -165,12 +169,20 @@ pub(crate) fn bundled_replay_engine() -> (vaewatch::engine::Engine, vaewatch::wi
 pub(crate) fn bundled_replay_engine_with(
     rules: vaewatch::engine::OperationRules,
 ) -> (vaewatch::engine::Engine, vaewatch::window::WindowConfig) {
+    replay_engine_for(&bundled_model_dir(), rules)
+}
+
+/// An engine as `replay` builds it over the model in `dir`.
+pub(crate) fn replay_engine_for(
+    dir: &std::path::Path,
+    rules: vaewatch::engine::OperationRules,
+) -> (vaewatch::engine::Engine, vaewatch::window::WindowConfig) {
     let device = vaewatch::model::select_device(false);
-    let model = vaewatch::model::Model::load(&bundled_model_dir(), &device).unwrap();
+    let model = vaewatch::model::Model::load(dir, &device).unwrap();
     let windowing = model.manifest().windowing.clone();
     let scorer = vaewatch::score::Scorer::new(model, None).unwrap();
     let models = vaewatch::engine::ModelSet::single(
-        bundled_model_dir(),
+        dir.to_path_buf(),
         scorer,
         windowing.clone(),
         vaewatch::alert::AlertPolicyConfig::default(),
