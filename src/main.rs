@@ -373,11 +373,15 @@ struct TrainArgs {
     /// Train only on rows before this time (RFC 3339 or epoch ms).
     #[arg(long, value_parser = parse_time_ms)]
     until: Option<i64>,
-    /// Leave out the rows a daemon's archive (or a replay's output folder) shows in an alert
-    /// episode, in maintenance or switched off: retraining on recent history without its
-    /// faults and stops.
+    /// Leave out the rows a daemon's archive folder (or one archive file, such as a replay's
+    /// windows.parquet) shows in an alert episode, in maintenance or switched off: retraining on
+    /// recent history without its faults and stops.
     #[arg(long)]
     exclude_archive: Option<PathBuf>,
+    /// The alert policy the archive's episodes are found again with: as the daemon's
+    /// `[alerts]` k, n and m.
+    #[command(flatten)]
+    exclude_alerts: AlertArgs,
     /// A TOML file of `[[maintenance]]` periods and `[[off]]` rules (as in the daemon's config)
     /// whose rows are left out.
     #[arg(long)]
@@ -542,6 +546,13 @@ impl TrainArgs {
             from_ms: self.from,
             until_ms: self.until,
             exclude_archive: self.exclude_archive,
+            exclude_alerts: {
+                let alerts = self.exclude_alerts.config();
+                alerts
+                    .validate()
+                    .map_err(|e| anyhow::anyhow!("--alert-k/n/m: {e}"))?;
+                alerts
+            },
             operations: read_operations(self.operations.as_deref())?,
         })
     }

@@ -688,6 +688,7 @@ async fn a_shadow_model_scores_beside_the_live_one_and_alerts_only_its_own_topic
         from_ms: None,
         until_ms: None,
         exclude_archive: None,
+        exclude_alerts: Default::default(),
         operations: OperationRules::default(),
         options,
     })

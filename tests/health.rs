@@ -77,6 +77,7 @@ fn train_request(input: PathBuf, out: PathBuf) -> TrainRequest {
         from_ms: None,
         until_ms: None,
         exclude_archive: None,
+        exclude_alerts: Default::default(),
         operations: Default::default(),
         options: TrainOptions {
             max_steps: 300,

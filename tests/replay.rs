@@ -55,6 +55,7 @@ fn train_request(inputs: Vec<PathBuf>, out: PathBuf) -> TrainRequest {
         from_ms: None,
         until_ms: None,
         exclude_archive: None,
+        exclude_alerts: Default::default(),
         operations: Default::default(),
         options: quick_options(),
     }
@@ -887,6 +888,10 @@ fn retraining_leaves_out_what_the_archive_shows_in_alert_or_maintenance() {
         "--quiet",
         "--exclude-archive",
         dir.path().join("archive").to_str().unwrap(),
+        "--alert-k",
+        "3",
+        "--alert-n",
+        "5",
     ]);
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(

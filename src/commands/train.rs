@@ -42,6 +42,8 @@ pub struct TrainRequest {
     /// A daemon's (or replay's) archive: rows in its alert episodes, maintenance and off windows
     /// are left out.
     pub exclude_archive: Option<PathBuf>,
+    /// The alert policy the archive's alert episodes are found again with (the daemon's).
+    pub exclude_alerts: AlertPolicyConfig,
     /// Maintenance periods and off rules whose rows are left out.
     pub operations: OperationRules,
     pub options: TrainOptions,
@@ -170,7 +172,7 @@ pub fn train(request: &TrainRequest) -> Result<TrainReport, TrainCommandError> {
     }
     let mut exclusions = Exclusions::from_rules(request.operations.clone(), &history.channels);
     if let Some(dir) = &request.exclude_archive {
-        exclusions = exclusions.with_archive(dir, AlertPolicyConfig::default())?;
+        exclusions = exclusions.with_archive(dir, request.exclude_alerts)?;
     }
     drop_channels(&mut history, &set_aside);
     let (windows, labelled_rows_left_out, excluded_rows) =
