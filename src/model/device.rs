@@ -15,7 +15,8 @@
 use candle_core::{D, DType, Device, Result, Tensor};
 
 use super::config::VaeConfig;
-use super::cpu::{ConvLayer, CpuVae, DenseLayer, Forward};
+use super::cpu::{CpuVae, Forward};
+use super::packed::{ConvLayer, DenseLayer};
 use super::profile;
 
 /// Most windows in one pass through the network (counting each cross-channel variant): bounds the

@@ -44,6 +44,7 @@ mod loaded;
 pub mod manifest;
 mod network;
 pub mod normalise;
+mod packed;
 pub mod profile;
 mod simd;
 mod vae;
