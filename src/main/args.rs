@@ -98,8 +98,10 @@ pub(crate) enum AlertsCommand {
     Accept(AcceptArgs),
 }
 
+/// What a control message to the daemons names: the machine, where to send it, from when,
+/// who and why.
 #[derive(Args)]
-pub(crate) struct AcceptArgs {
+pub(crate) struct ControlArgs {
     /// The machine (equipment id).
     pub(crate) equipment_id: String,
     /// Kafka bootstrap servers.
@@ -115,54 +117,23 @@ pub(crate) struct AcceptArgs {
     /// From when (RFC 3339 or epoch ms); now when not given.
     #[arg(long, value_parser = parse_time_ms)]
     pub(crate) at: Option<i64>,
-    /// Who accepts (kept in the daemon's log of the change).
+    /// Who asks (kept in the daemon's log of the change).
     #[arg(long)]
     pub(crate) by: Option<String>,
     /// Why (kept in the daemon's log of the change).
     #[arg(long)]
     pub(crate) reason: Option<String>,
-    /// Forget what was accepted for the machine instead: score it against its training again.
-    #[arg(long)]
-    pub(crate) reset: bool,
     /// librdkafka producer setting KEY=VALUE (TLS, SASL); repeatable.
     #[arg(long = "property")]
     pub(crate) properties: Vec<String>,
 }
 
-#[derive(Args)]
-pub(crate) struct MaintenanceArgs {
-    /// The machine (equipment id).
-    pub(crate) equipment_id: String,
-    /// Kafka bootstrap servers.
-    #[arg(long, env = "VAEWATCH_KAFKA_BROKERS")]
-    pub(crate) brokers: String,
-    /// The daemons' control topic (`kafka.control_topic`).
-    #[arg(
-        long,
-        env = "VAEWATCH_KAFKA_CONTROL_TOPIC",
-        default_value = "vaewatch.control"
-    )]
-    pub(crate) topic: String,
-    /// From when (RFC 3339 or epoch ms); now when not given.
-    #[arg(long, value_parser = parse_time_ms)]
-    pub(crate) at: Option<i64>,
-    /// Who asks (kept in the daemon's log).
-    #[arg(long)]
-    pub(crate) by: Option<String>,
-    /// Why (kept in the daemon's log).
-    #[arg(long)]
-    pub(crate) reason: Option<String>,
-    /// The maintenance is over: alert on the machine again.
-    #[arg(long)]
-    pub(crate) end: bool,
-    /// librdkafka producer setting KEY=VALUE (TLS, SASL); repeatable.
-    #[arg(long = "property")]
-    pub(crate) properties: Vec<String>,
-}
-
-impl MaintenanceArgs {
-    pub(crate) fn into_request(self) -> Result<commands::control::ControlSend> {
-        use vaewatch::engine::ControlAction;
+impl ControlArgs {
+    /// The control message asking `action`, ready to send.
+    fn into_send(
+        self,
+        action: vaewatch::engine::ControlAction,
+    ) -> Result<commands::control::ControlSend> {
         let equipment_id = vaewatch::telemetry::EquipmentId::try_from(self.equipment_id.as_str())
             .map_err(|e| {
             anyhow::anyhow!("invalid equipment id {:?}: {e}", self.equipment_id)
@@ -172,11 +143,7 @@ impl MaintenanceArgs {
             brokers: self.brokers,
             topic: self.topic,
             request: vaewatch::engine::ControlRequest {
-                action: if self.end {
-                    ControlAction::EndMaintenance
-                } else {
-                    ControlAction::StartMaintenance
-                },
+                action,
                 equipment_id,
                 at_ms: self
                     .at
@@ -185,6 +152,48 @@ impl MaintenanceArgs {
                 reason: self.reason,
             },
         })
+    }
+}
+
+#[derive(Args)]
+pub(crate) struct AcceptArgs {
+    #[command(flatten)]
+    pub(crate) control: ControlArgs,
+    /// Forget what was accepted for the machine instead: score it against its training again.
+    #[arg(long)]
+    pub(crate) reset: bool,
+}
+
+impl AcceptArgs {
+    pub(crate) fn into_request(self) -> Result<commands::control::ControlSend> {
+        use vaewatch::engine::ControlAction;
+        let action = if self.reset {
+            ControlAction::ResetNormal
+        } else {
+            ControlAction::AcceptNormal
+        };
+        self.control.into_send(action)
+    }
+}
+
+#[derive(Args)]
+pub(crate) struct MaintenanceArgs {
+    #[command(flatten)]
+    pub(crate) control: ControlArgs,
+    /// The maintenance is over: alert on the machine again.
+    #[arg(long)]
+    pub(crate) end: bool,
+}
+
+impl MaintenanceArgs {
+    pub(crate) fn into_request(self) -> Result<commands::control::ControlSend> {
+        use vaewatch::engine::ControlAction;
+        let action = if self.end {
+            ControlAction::EndMaintenance
+        } else {
+            ControlAction::StartMaintenance
+        };
+        self.control.into_send(action)
     }
 }
 
@@ -636,33 +645,6 @@ impl TailArgs {
             topic: self.topic,
             from_beginning: self.from_beginning,
             json: self.json,
-        })
-    }
-}
-
-impl AcceptArgs {
-    pub(crate) fn into_request(self) -> Result<commands::control::ControlSend> {
-        let equipment_id = vaewatch::telemetry::EquipmentId::try_from(self.equipment_id.as_str())
-            .map_err(|e| {
-            anyhow::anyhow!("invalid equipment id {:?}: {e}", self.equipment_id)
-        })?;
-        Ok(commands::control::ControlSend {
-            properties: commands::values::parse_properties(&self.properties)?,
-            brokers: self.brokers,
-            topic: self.topic,
-            request: vaewatch::engine::ControlRequest {
-                action: if self.reset {
-                    vaewatch::engine::ControlAction::ResetNormal
-                } else {
-                    vaewatch::engine::ControlAction::AcceptNormal
-                },
-                equipment_id,
-                at_ms: self
-                    .at
-                    .unwrap_or_else(|| chrono::Utc::now().timestamp_millis()),
-                by: self.by,
-                reason: self.reason,
-            },
         })
     }
 }
