@@ -321,6 +321,30 @@ impl Config {
         }
     }
 
+    /// The sections that differ between this config and `other` and that a running daemon
+    /// takes only at a restart: a reload takes `[models]`, `[windowing]`, `[alerts]`,
+    /// `[[maintenance]]` and `[[off]]`; Kafka, the archive, batching, the endpoint and the
+    /// shutdown timeout stay as they were.
+    pub fn restart_only_changes(&self, other: &Config) -> Vec<&'static str> {
+        let mut changed = Vec::new();
+        if self.kafka != other.kafka {
+            changed.push("kafka");
+        }
+        if self.batching != other.batching {
+            changed.push("batching");
+        }
+        if self.archive != other.archive {
+            changed.push("archive");
+        }
+        if self.metrics != other.metrics {
+            changed.push("metrics");
+        }
+        if self.shutdown_timeout != other.shutdown_timeout {
+            changed.push("shutdown_timeout");
+        }
+        changed
+    }
+
     /// Checks values and their combinations; touches no file or network.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.operation_rules().validate().map_err(|e| {
@@ -330,6 +354,16 @@ impl Config {
             };
             ConfigError::invalid(key, e.to_string())
         })?;
+        if self
+            .models
+            .watch
+            .is_some_and(|every| every < Duration::from_millis(100))
+        {
+            return Err(ConfigError::invalid(
+                "models.watch",
+                "it is shorter than 100ms: give a duration such as \"10s\", or leave it out to reload on SIGHUP only",
+            ));
+        }
         let kafka = &self.kafka;
         if kafka.brokers.trim().is_empty() {
             return Err(ConfigError::invalid(

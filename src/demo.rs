@@ -142,9 +142,14 @@ pub async fn run_demo(
     config.metrics.listen = options.metrics_listen;
 
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
-    let serving = serve(config.clone(), BindFallback::AnyLoopbackPort, async move {
-        let _ = stop_rx.await;
-    })
+    let serving = serve(
+        config.clone(),
+        BindFallback::AnyLoopbackPort,
+        async move {
+            let _ = stop_rx.await;
+        },
+        None,
+    )
     .await?;
     let metrics = serving.metrics().clone();
     let metrics_url = format!("http://{}/metrics", serving.local_addr());

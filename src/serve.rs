@@ -11,7 +11,7 @@ use tokio::sync::watch;
 use tokio::task::{JoinError, JoinHandle};
 
 use crate::config::Config;
-use crate::daemon::{self, DaemonError, DaemonReport};
+use crate::daemon::{self, DaemonError, DaemonReport, Reloads};
 use crate::metrics::{Metrics, MetricsServer, ServerError};
 
 /// What to do when the configured metrics address (`metrics.listen`) cannot be bound.
@@ -65,12 +65,14 @@ impl Serving {
 }
 
 /// Binds the metrics and health endpoint on `config.metrics.listen` (or, as `fallback` says, on
-/// a free loopback port), then starts the daemon with `config`. When `stop` resolves, the daemon
-/// drains and the endpoint stops accepting connections. Must run inside a tokio runtime.
+/// a free loopback port), then starts the daemon with `config`, taking its models from every
+/// config that arrives on `reloads`. When `stop` resolves, the daemon drains and the endpoint
+/// stops accepting connections. Must run inside a tokio runtime.
 pub async fn serve(
     config: Config,
     fallback: BindFallback,
     stop: impl Future<Output = ()> + Send + 'static,
+    reloads: Option<Reloads>,
 ) -> Result<Serving, ServeError> {
     let metrics = Arc::new(Metrics::new());
     let server = match MetricsServer::bind(config.metrics.listen, metrics.clone()).await {
@@ -93,7 +95,12 @@ pub async fn serve(
         stop.await;
         let _ = stop_tx.send(true);
     });
-    let daemon = tokio::spawn(daemon::run(config, metrics.clone(), stop_rx));
+    let daemon = tokio::spawn(daemon::run_reloading(
+        config,
+        metrics.clone(),
+        stop_rx,
+        reloads,
+    ));
     Ok(Serving {
         address,
         metrics,

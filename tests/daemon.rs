@@ -667,32 +667,7 @@ async fn a_shadow_model_scores_beside_the_live_one_and_alerts_only_its_own_topic
     create_topic(&brokers, &shadow_topic, 1).await;
     let history = plant();
     // A candidate: a small model trained on the same plant's history.
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("plant.parquet");
-    vaewatch::simulate::write_simulation(&file, &crate::util::small_plant_options()).unwrap();
-    let candidate = dir.path().join("candidate");
-    let options = vaewatch::train::TrainOptions {
-        architecture: Some(vaewatch::model::VaeConfig::with_shape(8, 32, 4)),
-        max_steps: 300,
-        progress: false,
-        ..Default::default()
-    };
-    vaewatch::commands::train::train(&vaewatch::commands::train::TrainRequest {
-        inputs: vec![file],
-        out: candidate.clone(),
-        channels: None,
-        sample_period_ms: None,
-        window: Some(32),
-        stride: Some(4),
-        include_labelled: false,
-        from_ms: None,
-        until_ms: None,
-        exclude_archive: None,
-        exclude_alerts: Default::default(),
-        operations: OperationRules::default(),
-        options,
-    })
-    .unwrap();
+    let candidate = crate::util::candidate_model().to_path_buf();
 
     let messages = messages(&history);
     produce(&brokers, &topics.telemetry, &as_refs(&messages)).await;
@@ -2334,4 +2309,191 @@ async fn the_daemon_works_over_tls_with_scram_and_never_logs_its_password() {
         !text.contains(wrong.as_str()),
         "the wrong password is in the log:\n{text}"
     );
+}
+
+/// `[models]` of a `vaewatch run` config file, and `watch` when given.
+fn with_models(config: &Path, model: &Path, watch: Option<&str>) {
+    let text = std::fs::read_to_string(config).unwrap();
+    let start = text.find("[models]").unwrap();
+    let end = start + text[start..].find("\n\n").unwrap();
+    let watch = watch.map_or(String::new(), |w| format!("\nwatch = \"{w}\""));
+    let models = format!("[models]\ndefault = \"{}\"{watch}", model.display());
+    std::fs::write(
+        config,
+        format!("{}{models}{}", &text[..start], &text[end..]),
+    )
+    .unwrap();
+}
+
+/// A running `vaewatch run` takes its models from its config file again, first because the
+/// watched file changed (to a model that does not load: refused, then to the candidate, with
+/// another windowing), then on SIGHUP (back to the bundled model: a roll back), while the plant
+/// streams in. Per machine, the archive holds the bundled model's windows, then the
+/// candidate's, then the bundled model's again, each once and each equal to its model's
+/// replay over that stretch: no window lost or scored twice across either swap. Alert events
+/// carry the model that scored their window, and an episode open across a swap goes on under
+/// its id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn models_reloaded_on_a_file_change_and_on_sighup_lose_and_repeat_no_window() {
+    let brokers = bootstrap();
+    let topics = topics(&brokers).await;
+    let history = plant();
+    let messages = messages(&history);
+    let refs = as_refs(&messages);
+    let thirds: Vec<&[(&str, &[u8])]> = refs.chunks(refs.len().div_ceil(3)).collect();
+    let candidate = crate::util::candidate_model().to_path_buf();
+    let bundled = bundled_model_dir();
+
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("archive");
+    let listen = free_loopback_address();
+    let group = unique_name("group");
+    let config = config_file(dir.path(), &brokers, &topics, &group, &archive, listen);
+    with_models(&config, &bundled, Some("200ms"));
+    let log = dir.path().join("run.log");
+    produce(&brokers, &topics.telemetry, thirds[0]).await;
+    let mut child = spawn_vaewatch_run(&config, &log);
+    let metric = |name: &str| metric_value(listen, name).unwrap_or(0.0);
+    let mut consumed = thirds[0].len() as f64;
+    wait_for_process(&mut child, &log, "reading the first third", || {
+        metric("vaewatch_messages_consumed_total") >= consumed
+    })
+    .await;
+
+    // A model folder that does not exist: the reload is refused and the bundled model stays.
+    with_models(&config, &dir.path().join("no-such-model"), Some("200ms"));
+    wait_for_process(
+        &mut child,
+        &log,
+        "refusing a model that does not load",
+        || metric("vaewatch_reload_failures_total") >= 1.0,
+    )
+    .await;
+    // The candidate, found by watching the file; it stops the watching (no `watch`).
+    with_models(&config, &candidate, None);
+    wait_for_process(&mut child, &log, "reloading on the file change", || {
+        metric("vaewatch_reloads_total") >= 1.0
+    })
+    .await;
+    produce(&brokers, &topics.telemetry, thirds[1]).await;
+    consumed += thirds[1].len() as f64;
+    wait_for_process(&mut child, &log, "reading the second third", || {
+        metric("vaewatch_messages_consumed_total") >= consumed
+    })
+    .await;
+
+    // Back to the bundled model, on SIGHUP.
+    with_models(&config, &bundled, None);
+    let status = std::process::Command::new("kill")
+        .args(["-HUP", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    wait_for_process(&mut child, &log, "reloading on SIGHUP", || {
+        metric("vaewatch_reloads_total") >= 2.0
+    })
+    .await;
+    produce(&brokers, &topics.telemetry, thirds[2]).await;
+    consumed += thirds[2].len() as f64;
+    wait_for_process(&mut child, &log, "reading the last third", || {
+        metric("vaewatch_messages_consumed_total") >= consumed
+    })
+    .await;
+    assert_eq!(metric("vaewatch_reloads_total"), 2.0);
+    assert_eq!(metric("vaewatch_reload_failures_total"), 1.0);
+    sigterm(&child);
+    let exit = child.wait().unwrap();
+    assert!(exit.success(), "exit status {exit}");
+
+    let by_bundled = replayed(&history);
+    let by_candidate = replayed_by(&candidate, &history, &[], OperationRules::default());
+    let bundled_id = by_bundled.windows[0].model_id.clone();
+    let candidate_id = by_candidate.windows[0].model_id.clone();
+    let rows = read_archive_dir(&archive).unwrap();
+    let mut swapped_at: BTreeMap<String, (i64, i64)> = BTreeMap::new();
+    for machine in &history.machines {
+        let id = machine.equipment_id.to_string();
+        let mut mine: Vec<ScoredWindow> = rows
+            .iter()
+            .filter(|w| w.equipment_id.as_str() == id)
+            .cloned()
+            .collect();
+        mine.sort_by_key(|w| w.window_end_ms);
+        assert!(
+            mine.windows(2)
+                .all(|p| p[0].window_end_ms < p[1].window_end_ms),
+            "{id}: a window archived twice"
+        );
+        let runs: Vec<&str> = mine
+            .chunk_by(|a, b| a.model_id == b.model_id)
+            .map(|run| run[0].model_id.as_str())
+            .collect();
+        assert_eq!(runs, [&bundled_id, &candidate_id, &bundled_id], "{id}");
+        let l1 = mine[mine
+            .iter()
+            .position(|w| w.model_id == candidate_id)
+            .unwrap()
+            - 1]
+        .window_end_ms;
+        let l2 = mine[mine
+            .iter()
+            .rposition(|w| w.model_id == candidate_id)
+            .unwrap()]
+        .window_end_ms;
+        swapped_at.insert(id, (l1, l2));
+    }
+    let stretch = |w: &ScoredWindow| swapped_at[w.equipment_id.as_str()];
+    let expected: Vec<ScoredWindow> = by_bundled
+        .windows
+        .iter()
+        .filter(|w| w.window_end_ms <= stretch(w).0 || w.window_end_ms > stretch(w).1)
+        .chain(by_candidate.windows.iter().filter(|w| {
+            let (l1, l2) = stretch(w);
+            w.window_end_ms > l1 && w.window_end_ms <= l2
+        }))
+        .cloned()
+        .collect();
+    assert_same_archive(archived(&archive, &by_bundled.cutoffs), expected);
+
+    // Each alert event names the model that scored its window; an episode opens once.
+    let scored_by: BTreeMap<(String, i64), String> = rows
+        .iter()
+        .map(|w| {
+            (
+                (w.equipment_id.to_string(), w.window_end_ms),
+                w.model_id.clone(),
+            )
+        })
+        .collect();
+    let held = unread_messages(&brokers, &unique_name("count"), &topics.alerts) as usize;
+    let (alerts, _) = topic_events(&brokers, &topics.alerts, held).await;
+    assert!(!alerts.is_empty(), "the plant's faults raise alerts");
+    let mut episodes: BTreeMap<String, Vec<AlertState>> = BTreeMap::new();
+    for alert in &alerts {
+        let end = vaewatch::telemetry::timestamp::parse_rfc3339_ms(&alert.window_end).unwrap();
+        assert_eq!(
+            alert.model_id,
+            scored_by[&(alert.equipment_id.clone(), end)],
+            "{} {:?} at {}",
+            alert.alert_id,
+            alert.state,
+            alert.window_end
+        );
+        episodes
+            .entry(alert.alert_id.clone())
+            .or_default()
+            .push(alert.state);
+    }
+    for (id, states) in &episodes {
+        assert_eq!(states[0], AlertState::Opened, "{id}: {states:?}");
+        assert!(
+            states[1..].iter().all(|s| *s != AlertState::Opened),
+            "{id}: {states:?}"
+        );
+        let resolved = states.iter().position(|s| *s == AlertState::Resolved);
+        assert!(
+            resolved.is_none_or(|r| r == states.len() - 1),
+            "{id}: {states:?}"
+        );
+    }
 }

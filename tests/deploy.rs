@@ -43,6 +43,11 @@ fn systemd_unit_runs_the_daemon_and_outwaits_its_drain() {
         "systemd would SIGKILL after {stop} s, before the {drain} s drain ends"
     );
     assert_eq!(unit_values(&text, "KillSignal"), ["SIGTERM"]);
+    // `systemctl reload` sends the SIGHUP that `vaewatch run` reloads its models on.
+    assert_eq!(
+        unit_values(&text, "ExecReload"),
+        ["/bin/kill -HUP $MAINPID"]
+    );
 }
 
 #[test]

@@ -249,3 +249,125 @@ fn replay_refuses_late_rows_and_counts_duplicates_as_live_does() {
     let stats = engine.windower_stats();
     assert_eq!((stats.late, stats.duplicates), (1, 1));
 }
+
+/// The daemon's engine over the models of a config whose default model is `dir`.
+fn live_engine_for(dir: &std::path::Path) -> ModelSet {
+    let mut config = Config::default();
+    config.models.default = Some(dir.to_path_buf());
+    ModelSet::load(&config, false).unwrap()
+}
+
+#[test]
+fn models_swapped_twice_mid_stream_score_every_window_once_with_the_model_in_force() {
+    let history = small_plant();
+    let bundled = bundled_model_dir();
+    let candidate = crate::util::candidate_model();
+    let replay_by = |dir: &std::path::Path| {
+        let (mut engine, _) = crate::util::replay_engine_for(dir, Default::default());
+        let result = replay_history(&history, &mut engine, &[]).unwrap();
+        let windows: BTreeMap<String, Vec<vaewatch::score::ScoredWindow>> = result
+            .machines
+            .into_iter()
+            .map(|m| (m.equipment_id.to_string(), m.windows))
+            .collect();
+        windows
+    };
+    let (by_bundled, by_candidate) = (replay_by(&bundled), replay_by(candidate));
+
+    // Live: the bundled model (window 128, stride 8), then the candidate (32, stride 4), then
+    // back to the bundled one (a roll back to a longer window), each for a third of the stream.
+    let messages = telemetry_messages(&history);
+    let now_ms = live_now_ms(&history);
+    let mut engine = Engine::new(live_engine_for(&bundled));
+    let mut live: BTreeMap<String, Vec<Outcome>> = BTreeMap::new();
+    let mut keep = |list: Vec<Outcome>| {
+        for outcome in list {
+            let machine = outcome.window.equipment_id.to_string();
+            live.entry(machine).or_default().push(outcome);
+        }
+    };
+    let thirds = [messages.len() / 3, messages.len() * 2 / 3, messages.len()];
+    let mut swaps = Vec::new();
+    let mut from = 0;
+    for (part, &to) in thirds.iter().enumerate() {
+        for (offset, (key, payload)) in messages.iter().enumerate().take(to).skip(from) {
+            let source = SourcePosition {
+                partition: 0,
+                offset: offset as i64,
+            };
+            engine.ingest_message(Some(key.as_bytes()), payload, Some(source), now_ms);
+            if engine.pending_windows() >= LIVE_BATCH {
+                let scored = engine.take_batch(LIVE_BATCH).score().unwrap();
+                keep(engine.complete(scored));
+            }
+        }
+        keep(engine.score_all(LIVE_BATCH).unwrap());
+        from = to;
+        let next = match part {
+            0 => candidate,
+            1 => bundled.as_path(),
+            _ => break,
+        };
+        swaps.push(engine.swap(live_engine_for(next), now_ms));
+    }
+    for machine in &history.machines {
+        engine.finish(&machine.equipment_id);
+    }
+    keep(engine.score_all(LIVE_BATCH).unwrap());
+
+    let machines = history.machines.len();
+    for swap in &swaps {
+        assert_eq!(
+            (swap.kept, swap.moved, swap.rewindowed),
+            (0, machines, machines)
+        );
+        assert!(swap.uncovered.is_empty());
+    }
+    let bundled_id = by_bundled.values().next().unwrap()[0].model_id.clone();
+    let candidate_id = by_candidate.values().next().unwrap()[0].model_id.clone();
+    for (id, outcomes) in &live {
+        let windows: Vec<_> = outcomes.iter().map(|o| o.window.clone()).collect();
+        // Once each, in time order, by the bundled model, the candidate, the bundled again.
+        assert!(
+            windows
+                .windows(2)
+                .all(|p| p[0].window_end_ms < p[1].window_end_ms),
+            "{id}: a window repeated or out of order"
+        );
+        let runs: Vec<&str> = windows
+            .chunk_by(|a, b| a.model_id == b.model_id)
+            .map(|run| run[0].model_id.as_str())
+            .collect();
+        assert_eq!(runs, [&bundled_id, &candidate_id, &bundled_id], "{id}");
+        // Each run is exactly its model's replay over that stretch: no window missing.
+        let last_of_first = windows
+            .iter()
+            .position(|w| w.model_id == candidate_id)
+            .unwrap()
+            - 1;
+        let first_of_last = windows
+            .iter()
+            .rposition(|w| w.model_id == candidate_id)
+            .unwrap()
+            + 1;
+        let (l1, l2) = (
+            windows[last_of_first].window_end_ms,
+            windows[first_of_last - 1].window_end_ms,
+        );
+        let expected: Vec<_> = by_bundled[id]
+            .iter()
+            .filter(|w| w.window_end_ms <= l1)
+            .chain(
+                by_candidate[id]
+                    .iter()
+                    .filter(|w| w.window_end_ms > l1 && w.window_end_ms <= l2),
+            )
+            .chain(by_bundled[id].iter().filter(|w| w.window_end_ms > l2))
+            .cloned()
+            .collect();
+        assert_eq!(windows.len(), expected.len(), "{id}: windows");
+        for (got, want) in windows.iter().zip(&expected) {
+            assert_same_window(got, want);
+        }
+    }
+}

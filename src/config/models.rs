@@ -21,6 +21,11 @@ pub struct ModelsConfig {
     /// archived under its own `model_id` and its would-be alerts go to
     /// `kafka.shadow_alert_topic`, never to the alert topic.
     pub shadow: Option<PathBuf>,
+    /// How often `vaewatch run` looks at its config file and every model directory it names;
+    /// a change reloads the models as SIGHUP does (a duration: `10s`). Unset: only SIGHUP
+    /// reloads.
+    #[serde(deserialize_with = "crate::duration::deserialize_option")]
+    pub watch: Option<std::time::Duration>,
 }
 
 /// One `[[models.overrides]]` entry.

@@ -203,7 +203,6 @@ fn malformed_environment_values_are_errors() {
 #[test]
 fn model_lookup_prefers_exact_ids_then_first_pattern_then_default() {
     let models = ModelsConfig {
-        shadow: None,
         default: Some("fleet".into()),
         overrides: vec![
             ModelOverride {
@@ -219,6 +218,7 @@ fn model_lookup_prefers_exact_ids_then_first_pattern_then_default() {
                 dir: "pump-17".into(),
             },
         ],
+        ..ModelsConfig::default()
     };
     let cases = [
         ("pump-17", "pump-17"),
@@ -231,9 +231,8 @@ fn model_lookup_prefers_exact_ids_then_first_pattern_then_default() {
     }
     assert_eq!(models.all_dirs().len(), 4);
     let no_default = ModelsConfig {
-        shadow: None,
         default: None,
-        overrides: models.overrides.clone(),
+        ..models.clone()
     };
     assert_eq!(no_default.model_dir_for("fan-1"), None);
 }
@@ -392,4 +391,34 @@ fn maintenance_and_off_rules_are_checked_at_load() {
         off.contains("config key off is not valid: off rule 0: fraction"),
         "{off}"
     );
+}
+
+#[test]
+fn models_watch_takes_a_duration_and_refuses_a_tiny_one() {
+    let parse = |watch: &str| {
+        let text = format!(
+            "[kafka]\nbrokers = \"b:9092\"\n[models]\ndefault = \"m\"\nwatch = \"{watch}\"\n"
+        );
+        Config::from_toml_str(&text, Path::new("t.toml")).unwrap()
+    };
+    let config = parse("10s");
+    assert_eq!(config.models.watch, Some(Duration::from_secs(10)));
+    config.validate().unwrap();
+    let tiny = parse("0s");
+    let err = tiny.validate().unwrap_err().to_string();
+    assert!(err.contains("models.watch"), "{err}");
+    assert_eq!(minimal().models.watch, None, "unset: SIGHUP only");
+}
+
+#[test]
+fn a_reload_names_the_changes_that_wait_for_a_restart() {
+    let running = minimal();
+    let mut new = running.clone();
+    new.models.default = Some("other".into());
+    new.alerts.k = running.alerts.k + 1;
+    new.maintenance.clear();
+    assert!(running.restart_only_changes(&new).is_empty());
+    new.kafka.alert_topic = "elsewhere".into();
+    new.batching.max_batch_size += 1;
+    assert_eq!(running.restart_only_changes(&new), ["kafka", "batching"]);
 }

@@ -13,21 +13,27 @@
 //! Every `roll_age` the archive's open files are completed (synced and renamed), the state
 //! file saved, and then, per partition, the offset committed is the oldest one still needed: the
 //! next unread message, or the first sample of a window not yet emitted, whichever is older.
+//! A reload ([`run_reloading`]: SIGHUP or a watched file in `vaewatch run`) loads the new models
+//! beside the running ones, scores every window already made with the models it was made for,
+//! then moves each machine to its new model at that window boundary ([`Engine::swap`]).
 //! Consumer lag is measured beside that task, on a blocking thread every [`LAG_INTERVAL`], so the
 //! broker round trips it takes never hold up consumption.
 
 mod alert_topic;
 mod control;
 mod handover;
+mod reload;
 mod scoring;
 mod state;
 mod storage;
 
 use control::{next_control, open_control};
 use handover::{Handover, next_state, open_handover};
+use reload::next_reload;
 use scoring::{InFlight, scored};
 
 pub use handover::{STATE_RECORD_VERSION, StateRecord};
+pub use reload::Reloads;
 
 pub use state::{load_state, save_state, state_file_name};
 
@@ -142,6 +148,18 @@ pub async fn run(
     metrics: Arc<Metrics>,
     shutdown: watch::Receiver<bool>,
 ) -> Result<DaemonReport, DaemonError> {
+    run_reloading(config, metrics, shutdown, None).await
+}
+
+/// [`run`], taking its models from every config that arrives on `reloads` while it runs
+/// (`vaewatch run` sends one on SIGHUP and when a watched file changes): each machine switches
+/// to its new model at a window boundary, losing and repeating no window.
+pub async fn run_reloading(
+    config: Config,
+    metrics: Arc<Metrics>,
+    shutdown: watch::Receiver<bool>,
+    reloads: Option<Reloads>,
+) -> Result<DaemonReport, DaemonError> {
     config.validate()?;
     let models = ModelSet::load(&config, true).map_err(Box::new)?;
     let archive = ArchiveWriter::open(config.archive.clone())?;
@@ -207,7 +225,9 @@ pub async fn run(
         Arc::clone(&daemon.metrics),
         lag_stopped,
     ));
-    let result = daemon.run_loop(&consumer, control.as_ref(), shutdown).await;
+    let result = daemon
+        .run_loop(&consumer, control.as_ref(), shutdown, reloads)
+        .await;
     daemon.metrics.set_ready(false);
     let _ = lag_stop.send(true);
     let _ = lag_watch.await;
@@ -293,6 +313,7 @@ impl Daemon {
         consumer: &DaemonConsumer,
         control: Option<&StreamConsumer>,
         mut shutdown: watch::Receiver<bool>,
+        mut reloads: Option<Reloads>,
     ) -> Result<(), DaemonError> {
         let roll_every = self.config.archive.roll_age.max(Duration::from_secs(1));
         let max_delay = self.config.batching.max_delay;
@@ -358,6 +379,11 @@ impl Daemon {
                         Err(e) => warn!(error = %e, "kafka state consumer error"),
                     }
                 }
+                reload = next_reload(reloads.as_mut()), if reloads.is_some() => match reload {
+                    Some(config) => self.reload(config).await?,
+                    // Nobody sends reloads any more.
+                    None => reloads = None,
+                },
                 finished = scored(&mut self.scoring), if self.scoring.is_some() => {
                     if let Some((in_flight, scored)) = finished {
                         // The scorer goes on with the next batch while this one's alerts are

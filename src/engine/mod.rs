@@ -18,12 +18,14 @@
 pub mod baseline;
 mod fleet;
 mod models;
+mod swap;
 
 pub use crate::config::OperationRules;
 pub use crate::window::Operation;
 pub use baseline::{BaselineChange, ControlAction, ControlRequest};
 pub use fleet::{Fleet, FleetState, MachineState, MaintenanceState};
 pub use models::{ModelSet, ModelSetError, ModelSlot};
+pub use swap::Swap;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -41,6 +41,8 @@ pub struct ModelSet {
     /// The slot of the shadow model (`models.shadow`), which sees every machine a live model
     /// scores and alerts nobody.
     shadow: Option<usize>,
+    /// The final samples every windower keeps, in ms ([`ModelSet::keep_history_ms`]).
+    history_ms: i64,
 }
 
 /// Why the models could not be loaded.
@@ -112,14 +114,42 @@ impl ModelSet {
                 "a shadow model runs beside the live ones; its would-be alerts go to the shadow alert topic"
             );
         }
-        Ok(ModelSet {
+        let mut set = ModelSet {
             slots,
             routes: HashMap::new(),
             config: Some(config.models.clone()),
             operations: OperationRules::default(),
             shadow,
+            history_ms: 0,
         }
-        .with_operations(config.operation_rules()))
+        .with_operations(config.operation_rules());
+        // Any of these models may take a machine over from another at a reload.
+        set.keep_history_ms(set.takeover_span_ms());
+        Ok(set)
+    }
+
+    /// Makes every model's windowers keep at least `ms` of final samples (see
+    /// [`Fleet::keep_history_ms`]).
+    pub fn keep_history_ms(&mut self, ms: i64) {
+        self.history_ms = ms;
+        for slot in &mut self.slots {
+            slot.fleet.keep_history_ms(ms);
+        }
+    }
+
+    /// The final samples every windower keeps, in ms.
+    pub fn history_ms(&self) -> i64 {
+        self.history_ms
+    }
+
+    /// The longest window plus stride of these models, in ms: the history their windowers
+    /// keep so that any of them can take a machine over from another.
+    pub fn takeover_span_ms(&self) -> i64 {
+        self.slots
+            .iter()
+            .map(|s| s.fleet.takeover_span_ms())
+            .max()
+            .unwrap_or(0)
     }
 
     /// One model, loaded from `dir`, that scores every machine (replay, tests).
@@ -150,6 +180,7 @@ impl ModelSet {
             config: None,
             operations: OperationRules::default(),
             shadow: None,
+            history_ms: 0,
         })
     }
 

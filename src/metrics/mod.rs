@@ -74,6 +74,11 @@ pub mod names {
     /// The shadow model's would-be alert and data-quality events published on the shadow alert
     /// topic.
     pub const SHADOW_EVENTS_TOTAL: &str = "vaewatch_shadow_events_total";
+    /// Reloads of the models applied (SIGHUP or a watched file changing).
+    pub const RELOADS_TOTAL: &str = "vaewatch_reloads_total";
+    /// Reloads refused (the new config invalid, a model that does not load): the models in
+    /// force stay.
+    pub const RELOAD_FAILURES_TOTAL: &str = "vaewatch_reload_failures_total";
     /// Offset commits that failed and were left for a later roll (broker unreachable).
     pub const COMMIT_FAILURES_TOTAL: &str = "vaewatch_commit_failures_total";
     /// Operators' control requests ("accept as normal", "reset") applied to a machine.
@@ -159,6 +164,10 @@ pub struct Metrics {
     pub alert_delivery_failures: Counter,
     /// [`names::SHADOW_EVENTS_TOTAL`]
     pub shadow_events: Counter,
+    /// [`names::RELOADS_TOTAL`]
+    pub reloads: Counter,
+    /// [`names::RELOAD_FAILURES_TOTAL`]
+    pub reload_failures: Counter,
     /// [`names::ARCHIVE_FILES_TOTAL`]
     pub archive_files: Counter,
     /// [`names::ARCHIVE_ROWS_TOTAL`]
@@ -296,6 +305,14 @@ impl Metrics {
             shadow_events: r.counter(
                 names::SHADOW_EVENTS_TOTAL,
                 "The shadow model's would-be alert and data-quality events published on the shadow alert topic.",
+            ),
+            reloads: r.counter(
+                names::RELOADS_TOTAL,
+                "Reloads of the models applied (SIGHUP or a watched file changing).",
+            ),
+            reload_failures: r.counter(
+                names::RELOAD_FAILURES_TOTAL,
+                "Reloads refused (invalid config, a model that does not load); the models in force stay.",
             ),
             archive_files: r.counter(
                 names::ARCHIVE_FILES_TOTAL,
@@ -486,7 +503,7 @@ mod tests {
     fn every_family_has_help_and_type_once() {
         let text = Metrics::new().render();
         let types: Vec<&str> = text.lines().filter(|l| l.starts_with("# TYPE")).collect();
-        assert_eq!(types.len(), 30);
+        assert_eq!(types.len(), 32);
         for line in &types {
             let name = line.split(' ').nth(2).unwrap();
             assert!(name.starts_with("vaewatch_"));

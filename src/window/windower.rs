@@ -85,8 +85,11 @@ pub struct Windower {
     phase: i64,
     /// Samples not yet final, by slot index.
     pending: BTreeMap<i64, (Vec<Option<f32>>, Option<SourcePosition>)>,
-    /// Final slots, contiguous, at most `cfg.window` of them, newest last.
+    /// Final slots, contiguous, at most `keep` of them, newest last.
     recent: VecDeque<Slot>,
+    /// Final slots kept: the window's, or more when a model with longer windows may take the
+    /// machine over ([`Windower::with_history`]).
+    keep: usize,
     /// The next slot index to finalise; `None` before the first sample.
     next_final: Option<i64>,
     /// Missing slots in a row at the end of `recent`.
@@ -100,6 +103,7 @@ impl Windower {
     /// period, window and stride (checked by the caller when the config is loaded).
     pub fn new(equipment_id: EquipmentId, channels: usize, cfg: WindowConfig) -> Windower {
         debug_assert!(cfg.sample_period_ms > 0 && cfg.window > 0 && cfg.stride > 0);
+        let window = cfg.window;
         Windower {
             phase: stride_phase(&equipment_id, cfg.stride),
             equipment_id,
@@ -107,11 +111,52 @@ impl Windower {
             cfg,
             pending: BTreeMap::new(),
             recent: VecDeque::new(),
+            keep: window,
             next_final: None,
             missing_run: 0,
             newest_ts_ms: i64::MIN,
             stats: WindowerStats::default(),
         }
+    }
+
+    /// The same windower, keeping at least `slots` final slots (never fewer than a window), so
+    /// that a model with longer windows can take the machine over from its samples
+    /// ([`Windower::held_samples`]). Windows are the same whatever it keeps.
+    pub fn with_history(mut self, slots: usize) -> Windower {
+        self.keep_history(slots);
+        self
+    }
+
+    /// Keeps at least `slots` final slots from now on (see [`Windower::with_history`]).
+    pub fn keep_history(&mut self, slots: usize) {
+        self.keep = slots.max(self.cfg.window);
+    }
+
+    /// The windowing it was made with.
+    pub fn config(&self) -> &WindowConfig {
+        &self.cfg
+    }
+
+    /// The samples it holds, final and pending, oldest first, each at its slot's time: what a
+    /// windower of another model needs to take the machine over where this one stands.
+    pub fn held_samples(&self) -> Vec<Sample> {
+        let period = self.cfg.sample_period_ms;
+        let final_slots = self
+            .recent
+            .iter()
+            .filter_map(|s| Some((s.index, s.values.clone()?, s.source)));
+        let pending = self
+            .pending
+            .iter()
+            .map(|(index, (values, source))| (*index, values.clone(), *source));
+        final_slots
+            .chain(pending)
+            .map(|(index, values, source)| Sample {
+                ts_ms: index.saturating_mul(period),
+                values,
+                source,
+            })
+            .collect()
     }
 
     /// The machine this windower belongs to.
@@ -150,9 +195,13 @@ impl Windower {
         if let Some(next_final) = self.next_final
             && slot < next_final
         {
+            // Only the last window's slots tell a duplicate from a late sample: history kept
+            // beyond it changes nothing.
             let already_present = self
                 .recent
                 .iter()
+                .rev()
+                .take(self.cfg.window)
                 .any(|s| s.index == slot && s.values.is_some());
             outcome.rejected = Some(if already_present {
                 self.stats.duplicates += 1;
@@ -278,7 +327,7 @@ impl Windower {
     }
 
     fn append(&mut self, slot: Slot) {
-        if self.recent.len() == self.cfg.window {
+        if self.recent.len() >= self.keep {
             self.recent.pop_front();
         }
         self.recent.push_back(slot);
@@ -295,7 +344,8 @@ impl Windower {
         let mut values = vec![0.0; self.channels * len];
         let mut mask = vec![false; self.channels * len];
         let mut sources = Vec::new();
-        for (t, slot) in self.recent.iter().enumerate() {
+        let older = self.recent.len() - len;
+        for (t, slot) in self.recent.iter().skip(older).enumerate() {
             if let Some(slot_values) = &slot.values {
                 for (c, value) in slot_values.iter().enumerate() {
                     if let Some(v) = value {

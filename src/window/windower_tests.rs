@@ -334,4 +334,74 @@ proptest! {
         let expected: Vec<_> = all.into_iter().filter(|w| w.end_ms <= horizon).collect();
         prop_assert_eq!(prefix, expected);
     }
+
+    #[test]
+    fn history_kept_beyond_the_window_changes_no_window_and_no_rejection(
+        gaps in proptest::collection::vec(1i64..4, 5..80),
+        swaps in proptest::collection::vec(0usize..80, 0..40),
+        extra in 0usize..12,
+    ) {
+        let mut slot = 0;
+        let slots: Vec<i64> = gaps.iter().map(|g| { slot += g; slot }).collect();
+        let mut shuffled = bounded_shuffle(&slots, 3, &swaps);
+        // Repeats and late samples too: each must be rejected for the same reason.
+        shuffled.extend(slots.iter().step_by(7));
+        let samples: Vec<Sample> = shuffled.iter().map(|s| sample(*s, *s as f32)).collect();
+        let c = cfg(6, 2, 2, 2);
+        let (mut plain, mut long) = (windower(c.clone()), windower(c).with_history(6 + extra));
+        for s in &samples {
+            let (a, b) = (plain.push(s), long.push(s));
+            prop_assert_eq!(a.windows, b.windows);
+            prop_assert_eq!(a.rejected, b.rejected);
+        }
+        prop_assert_eq!(plain.finish(), long.finish());
+    }
+
+    /// A machine handed from one windowing to another at any point: the new windower, fed the
+    /// held samples and then the rest of the stream, gives every window of the new windowing
+    /// that ends after the last one the old gave, as if it had had the stream from the start,
+    /// provided the old kept a new window plus an old stride of history (and emitted every window
+    /// on its stride: none too sparse).
+    #[test]
+    fn a_windower_taking_over_from_held_samples_misses_and_repeats_no_window(
+        gaps in proptest::collection::vec(1i64..3, 20..120),
+        cut in 0usize..120,
+        old_shape in (2usize..12, 1usize..5),
+        new_shape in (2usize..12, 1usize..5),
+        lateness in 0i64..3,
+    ) {
+        let mut slot = 0;
+        let samples: Vec<Sample> = gaps.iter().map(|g| { slot += g; sample(slot, slot as f32) }).collect();
+        let cut = cut.min(samples.len());
+        let dense = |window, stride| WindowConfig {
+            min_present_fraction: 0.0,
+            ..cfg(window, stride, lateness, 2)
+        };
+        let (old_cfg, new_cfg) = (dense(old_shape.0, old_shape.1), dense(new_shape.0, new_shape.1));
+        let history = new_shape.0 + old_shape.1;
+        let mut old = windower(old_cfg).with_history(history);
+        let mut last_end = i64::MIN;
+        for s in &samples[..cut] {
+            if let Some(w) = old.push(s).windows.last() {
+                last_end = w.end_ms;
+            }
+        }
+        let held = old.held_samples();
+        let first_held = held.first().or(samples.get(cut)).map_or(i64::MAX, |s| s.ts_ms);
+        let mut new = windower(new_cfg.clone());
+        let mut got = Vec::new();
+        for s in &held {
+            got.extend(new.push(s).windows);
+        }
+        got.extend(run(&mut new, &samples[cut..]));
+        got.retain(|w| w.end_ms > last_end);
+        let mut expected = run(&mut windower(new_cfg), &samples);
+        expected.retain(|w| w.end_ms > last_end);
+        // Before its first window the old one may have let go of samples no window of its own
+        // needed; once it has given a window, every later window of the new one is there.
+        if last_end == i64::MIN {
+            expected.retain(|w| w.start_ms >= first_held);
+        }
+        prop_assert_eq!(got, expected);
+    }
 }

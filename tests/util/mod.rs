@@ -191,3 +191,42 @@ pub(crate) fn replay_engine_for(
     .with_operations(rules);
     (vaewatch::engine::Engine::new(models), windowing)
 }
+
+/// A second model for [`small_plant`]: small (8 hidden channels), trained briefly on the
+/// plant's own history, with another windowing (32 samples, stride 4) than the bundled model's
+/// (128, stride 8). Trained once per test run, under the build's scratch folder.
+pub(crate) fn candidate_model() -> &'static Path {
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let root = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("candidate-model-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&root).unwrap();
+        let file = root.join("plant.parquet");
+        vaewatch::simulate::write_simulation(&file, &small_plant_options()).unwrap();
+        let out = root.join("candidate");
+        let options = vaewatch::train::TrainOptions {
+            architecture: Some(vaewatch::model::VaeConfig::with_shape(8, 32, 4)),
+            max_steps: 300,
+            progress: false,
+            ..Default::default()
+        };
+        vaewatch::commands::train::train(&vaewatch::commands::train::TrainRequest {
+            inputs: vec![file],
+            out: out.clone(),
+            channels: None,
+            sample_period_ms: None,
+            window: Some(32),
+            stride: Some(4),
+            include_labelled: false,
+            from_ms: None,
+            until_ms: None,
+            exclude_archive: None,
+            exclude_alerts: Default::default(),
+            operations: vaewatch::engine::OperationRules::default(),
+            options,
+        })
+        .unwrap();
+        out
+    })
+}
