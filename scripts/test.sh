@@ -50,6 +50,12 @@ if [[ -z "${VAEWATCH_EXAMPLES_PYTHON:-}" ]]; then
     export VAEWATCH_EXAMPLES_PYTHON="$venv/bin/python"
 fi
 
+# The local S3-compatible server the s3:// archive tests run against (built once, cached).
+if [[ -z "${VAEWATCH_S3_SERVER:-}" ]]; then
+    VAEWATCH_S3_SERVER=$(scripts/s3_server.sh)
+    export VAEWATCH_S3_SERVER
+fi
+
 # The alert-subscriber example program, which tests/subscribers.rs runs.
 cargo build --examples
 cargo test --all-targets "$@"

@@ -2497,3 +2497,250 @@ async fn models_reloaded_on_a_file_change_and_on_sighup_lose_and_repeat_no_windo
         );
     }
 }
+
+/// The local S3-compatible server (s3s-fs, installed by `scripts/s3_server.sh`; `scripts/test.sh`
+/// sets `VAEWATCH_S3_SERVER` to its binary) on a loopback port, serving `root`, whose folders
+/// are its buckets. Stopped when dropped.
+struct S3Server {
+    child: std::process::Child,
+    port: u16,
+}
+
+const S3_ACCESS_KEY: &str = "vaewatch-test";
+const S3_SECRET_KEY: &str = "vaewatch-test-secret";
+
+impl S3Server {
+    fn start(root: &Path, port: u16) -> S3Server {
+        let binary = std::env::var("VAEWATCH_S3_SERVER").expect(
+            "VAEWATCH_S3_SERVER is not set: run the suite with scripts/test.sh, or set it to the binary scripts/s3_server.sh prints",
+        );
+        let child = std::process::Command::new(binary)
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--access-key", S3_ACCESS_KEY, "--secret-key", S3_SECRET_KEY])
+            .arg(root)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the S3 server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        S3Server { child, port }
+    }
+
+    fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Every window in the objects under `prefix` of `bucket`, read through the S3 API as a reader
+/// of the bucket would (each object must be a complete archive file).
+async fn s3_archive(endpoint: &str, bucket: &str, prefix: &str) -> Vec<ScoredWindow> {
+    use futures::TryStreamExt;
+    use object_store::ObjectStore;
+    use object_store::ObjectStoreExt;
+    let store = object_store::aws::AmazonS3Builder::new()
+        .with_endpoint(endpoint)
+        .with_allow_http(true)
+        .with_region("us-east-1")
+        .with_bucket_name(bucket)
+        .with_access_key_id(S3_ACCESS_KEY)
+        .with_secret_access_key(S3_SECRET_KEY)
+        .build()
+        .unwrap();
+    let prefix = object_store::path::Path::from(prefix);
+    let objects: Vec<_> = store.list(Some(&prefix)).try_collect().await.unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    let mut windows = Vec::new();
+    for (i, object) in objects.iter().enumerate() {
+        let key = object.location.to_string();
+        assert!(key.ends_with(".parquet"), "{key}");
+        assert!(key.contains("/date="), "{key}: partitioned by date");
+        let bytes = store
+            .get(&object.location)
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        let file = scratch.path().join(format!("{i}.parquet"));
+        std::fs::write(&file, &bytes).unwrap();
+        windows.extend(vaewatch::archive::read_scored_windows(&file).unwrap());
+    }
+    windows
+}
+
+/// A `vaewatch run` config file whose archive is the bucket `bucket` of the S3 server at
+/// `endpoint`, its files written in `spool` until uploaded.
+#[allow(clippy::too_many_arguments)]
+fn s3_config_file(
+    dir: &Path,
+    brokers: &str,
+    topics: &Topics,
+    group: &str,
+    bucket: &str,
+    spool: &Path,
+    endpoint: &str,
+    listen: std::net::SocketAddr,
+) -> std::path::PathBuf {
+    let path = config_file(dir, brokers, topics, group, spool, listen);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let archive = format!(
+        "[archive]\ndir = \"s3://{bucket}/plant\"\nspool_dir = \"{}\"\nroll_age = \"1s\"\n\n\
+         [archive.s3]\nendpoint = \"{endpoint}\"\nallow_http = true\nregion = \"us-east-1\"\n",
+        spool.display()
+    );
+    let start = text.find("[archive]").unwrap();
+    let end = start + text[start..].find("\n\n").unwrap() + 2;
+    std::fs::write(
+        &path,
+        format!("{}{archive}\n{}", &text[..start], &text[end..]),
+    )
+    .unwrap();
+    path
+}
+
+/// Starts `vaewatch run` with the S3 test credentials in its environment.
+fn spawn_vaewatch_run_s3(config: &Path, log: &Path) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_vaewatch"))
+        .args(["run", "--config"])
+        .arg(config)
+        .env("AWS_ACCESS_KEY_ID", S3_ACCESS_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", S3_SECRET_KEY)
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap()
+}
+
+/// An `s3://` archive on a real S3-compatible server: the daemon uploads each complete file and
+/// commits offsets only after the upload. With the server stopped mid-stream the daemon stops
+/// committing and reports itself not ready; it is then SIGKILLed with files in its spool that
+/// never reached the bucket, and the host is lost with them: a second daemon with a new spool
+/// picks the partitions up from the committed offsets. The bucket then holds every window a
+/// replay gives (repeats identical), each object a complete archive file: had an offset been
+/// committed before its windows were uploaded, those windows would be missing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_s3_archive_commits_offsets_only_after_the_upload_and_loses_no_window() {
+    let brokers = bootstrap();
+    let topics = topics(&brokers).await;
+    let history = plant();
+    let messages = messages(&history);
+    let refs = as_refs(&messages);
+    let (first_half, second_half) = refs.split_at(refs.len() / 2);
+    let dir = tempfile::tempdir().unwrap();
+    let store_root = dir.path().join("store");
+    let bucket = "plant-archive";
+    std::fs::create_dir_all(store_root.join(bucket)).unwrap();
+    let port = free_loopback_address().port();
+    let mut server = S3Server::start(&store_root, port);
+    let group = unique_name("group");
+    produce(&brokers, &topics.telemetry, first_half).await;
+
+    let listen = free_loopback_address();
+    let spool_a = dir.path().join("spool-a");
+    let config = s3_config_file(
+        dir.path(),
+        &brokers,
+        &topics,
+        &group,
+        bucket,
+        &spool_a,
+        &server.endpoint(),
+        listen,
+    );
+    let log = dir.path().join("first.log");
+    let mut first = spawn_vaewatch_run_s3(&config, &log);
+    let metric = |name: &str| metric_value(listen, name).unwrap_or(0.0);
+    let half = first_half.len() as f64;
+    wait_for_process(
+        &mut first,
+        &log,
+        "reading the first half and committing",
+        || {
+            metric("vaewatch_messages_consumed_total") >= half
+                && metric("vaewatch_offset_commits_total") >= 1.0
+        },
+    )
+    .await;
+    let uploaded = s3_archive(&server.endpoint(), bucket, "plant").await;
+    assert!(!uploaded.is_empty(), "committed windows are in the bucket");
+
+    // The store goes away: uploads fail, the daemon is not ready and commits nothing more.
+    server.stop();
+    produce(&brokers, &topics.telemetry, second_half).await;
+    wait_for_process(&mut first, &log, "failing to upload", || {
+        metric("vaewatch_archive_write_failures_total") >= 1.0
+    })
+    .await;
+    let commits = metric("vaewatch_offset_commits_total");
+    wait_for_process(&mut first, &log, "trying the upload again", || {
+        metric("vaewatch_archive_write_failures_total") >= 3.0
+    })
+    .await;
+    assert_eq!(metric("vaewatch_offset_commits_total"), commits);
+    assert_eq!(metric("vaewatch_ready"), 0.0);
+    let waiting = walk(&spool_a)
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|x| x == "parquet"))
+        .count();
+    assert!(
+        waiting > 0,
+        "complete files wait in the spool for the store"
+    );
+    first.kill().unwrap();
+    first.wait().unwrap();
+
+    // The store is back; the first host and its spool are gone. A second daemon goes on.
+    let mut server = S3Server::start(&store_root, port);
+    let rest = unread_messages(&brokers, &group, &topics.telemetry);
+    let listen = free_loopback_address();
+    let config = s3_config_file(
+        dir.path(),
+        &brokers,
+        &topics,
+        &group,
+        bucket,
+        &dir.path().join("spool-b"),
+        &server.endpoint(),
+        listen,
+    );
+    let log = dir.path().join("second.log");
+    let mut second = spawn_vaewatch_run_s3(&config, &log);
+    wait_for_process(&mut second, &log, "reading to the end of the topic", || {
+        metric_value(listen, "vaewatch_messages_consumed_total").unwrap_or(0.0) >= rest as f64
+    })
+    .await;
+    sigterm(&second);
+    let exit = second.wait().unwrap();
+    assert!(exit.success(), "exit status {exit}");
+    let spooled = walk(&dir.path().join("spool-b"))
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|x| x == "parquet"))
+        .count();
+    assert_eq!(spooled, 0, "a clean stop leaves nothing in the spool");
+
+    let expected = replayed(&history);
+    let windows: Vec<ScoredWindow> = s3_archive(&server.endpoint(), bucket, "plant")
+        .await
+        .into_iter()
+        .filter(|w| w.window_end_ms <= expected.cutoffs[w.equipment_id.as_str()])
+        .collect();
+    assert_same_archive(windows, expected.windows);
+    server.stop();
+}

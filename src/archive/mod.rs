@@ -8,11 +8,13 @@ mod config;
 mod file;
 pub mod private_fs;
 mod schema;
+mod upload;
 mod writer;
 
-pub use config::{ArchiveConfig, InvalidArchiveConfig};
+pub use config::{ArchiveConfig, InvalidArchiveConfig, S3Config, S3Location};
 pub use file::{read_archive_dir, read_scored_windows, write_windows_file};
 pub use schema::{archive_schema, describe_schema, from_record_batch, to_record_batch};
+pub use upload::{UploadReport, Uploader};
 pub use writer::{ArchiveWriter, DurableReport};
 
 use std::path::PathBuf;
@@ -50,17 +52,32 @@ pub enum ArchiveError {
     Arrow(#[from] arrow::error::ArrowError),
     #[error("archive writes failed earlier; the rows are kept until a retry writes them")]
     Stalled,
+    #[error("archive store {what}: {source}")]
+    Store {
+        what: String,
+        source: Box<object_store::Error>,
+    },
+    #[error("upload of {key} failed: {source}")]
+    Upload {
+        key: String,
+        source: Box<object_store::Error>,
+    },
 }
 
 impl ArchiveError {
-    /// Whether trying again can succeed: IO and Parquet failures (a full or flaky disk) and the
-    /// writer they stalled, yes; a bad config or a window the schema cannot hold, no.
+    /// Whether trying again can succeed: IO and Parquet failures (a full or flaky disk), the
+    /// writer they stalled and a failed upload (a store away), yes; a bad config, a store that
+    /// cannot be set up or a window the schema cannot hold, no.
     pub fn is_retryable(&self) -> bool {
         match self {
-            ArchiveError::Io { .. } | ArchiveError::Parquet { .. } | ArchiveError::Stalled => true,
+            ArchiveError::Io { .. }
+            | ArchiveError::Parquet { .. }
+            | ArchiveError::Stalled
+            | ArchiveError::Upload { .. } => true,
             ArchiveError::LatentDim { .. }
             | ArchiveError::WindowEndOutOfRange { .. }
             | ArchiveError::Config(_)
+            | ArchiveError::Store { .. }
             | ArchiveError::Malformed { .. }
             | ArchiveError::Arrow(_) => false,
         }

@@ -103,11 +103,12 @@ impl ArchiveWriter {
     /// Opens (and creates) the archive directory and deletes this prefix's leftover `.tmp` files.
     pub fn open(config: ArchiveConfig) -> Result<ArchiveWriter, ArchiveError> {
         config.validate()?;
-        private_fs::create_dir_all(&config.dir).map_err(ArchiveError::io(&config.dir))?;
+        let root = config.local_dir().to_path_buf();
+        private_fs::create_dir_all(&root).map_err(ArchiveError::io(&root))?;
         let leftover_start = format!(".{}-", config.file_prefix);
         let leftover_end = format!(".parquet{TMP_SUFFIX}");
         let mut leftovers = Vec::new();
-        collect_files(&config.dir, &mut leftovers, &|name| {
+        collect_files(&root, &mut leftovers, &|name| {
             name.starts_with(&leftover_start) && name.ends_with(&leftover_end)
         })?;
         leftovers.sort();
@@ -346,11 +347,12 @@ impl ArchiveWriter {
         latent_dim: usize,
         now_ms: i64,
     ) -> Result<OpenFile, ArchiveError> {
-        let date_dir = self.config.dir.join(format!("date={}", key.date));
+        let root = self.config.local_dir();
+        let date_dir = root.join(format!("date={}", key.date));
         let dir = date_dir.join(format!("model={}", path_safe(&key.model_id)));
         if !dir.exists() {
             private_fs::create_dir_all(&dir).map_err(ArchiveError::io(&dir))?;
-            sync_dir(&self.config.dir)?;
+            sync_dir(root)?;
             sync_dir(&date_dir)?;
         }
         let start = utc_compact(now_ms);

@@ -78,6 +78,8 @@ impl Config {
                 "ALERTS_N" => self.alerts.n = parse(&name, v)?,
                 "ALERTS_M" => self.alerts.m = parse(&name, v)?,
                 "ARCHIVE_DIR" => self.archive.dir = PathBuf::from(v),
+                "ARCHIVE_SPOOL_DIR" => self.archive.spool_dir = PathBuf::from(v),
+                "ARCHIVE_S3_ENDPOINT" => self.archive.s3.endpoint = Some(v.to_string()),
                 "ARCHIVE_ROLL_SIZE_BYTES" => self.archive.roll_size_bytes = parse(&name, v)?,
                 "ARCHIVE_ROLL_AGE" => self.archive.roll_age = duration(&name, v)?,
                 "ARCHIVE_FILE_PREFIX" => self.archive.file_prefix = v.to_string(),

@@ -62,7 +62,7 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
-use crate::archive::ArchiveWriter;
+use crate::archive::{ArchiveWriter, Uploader};
 use crate::config::Config;
 use crate::engine::{Engine, ModelSet, ModelSetError};
 use crate::kafka::{
@@ -163,6 +163,14 @@ pub async fn run_reloading(
     config.validate()?;
     let models = ModelSet::load(&config, true).map_err(Box::new)?;
     let archive = ArchiveWriter::open(config.archive.clone())?;
+    let uploader = Uploader::open(&config.archive)?;
+    if let Some(uploader) = &uploader {
+        info!(
+            archive = %uploader.url(),
+            spool = %config.archive.local_dir().display(),
+            "archive files go to the object store once complete"
+        );
+    }
     let kafka = config.kafka.clone();
     tokio::task::spawn_blocking(move || crate::kafka::check_login(&kafka))
         .await
@@ -184,11 +192,12 @@ pub async fn run_reloading(
     };
     let mut daemon = Daemon {
         stop: shutdown.clone(),
-        state: state::load_state(&config.archive.dir, &config.archive.file_prefix)?,
+        state: state::load_state(config.archive.local_dir(), &config.archive.file_prefix)?,
         config,
         metrics,
         engine: Engine::new(models),
         archive,
+        uploader,
         producer,
         dead_letters,
         tracker,
@@ -250,6 +259,8 @@ struct Daemon {
     metrics: Arc<Metrics>,
     engine: Engine,
     archive: ArchiveWriter,
+    /// Uploads complete archive files to an `s3://` archive.
+    uploader: Option<Uploader>,
     producer: FutureProducer,
     dead_letters: DeadLetterPublisher,
     tracker: SharedTracker,

@@ -1,10 +1,11 @@
-//! The daemon's side of its disk: the archive and the state file. When either cannot be written
-//! (a full disk, a directory that refuses writes) nothing is lost and nothing piles up: the
+//! The daemon's side of its disk: the archive and the state file (and, for an `s3://` archive,
+//! the uploads of its complete files). When either cannot be written (a full disk, a directory
+//! that refuses writes, an object store away) nothing is lost and nothing piles up: the
 //! archive keeps the rows of its incomplete files, reading waits, nothing is committed, and the
 //! write is tried again after a pause (1 s, doubling up to 30 s) until the disk takes it; the
 //! daemon then goes on by itself.
 
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::{Daemon, DaemonError, RetryPause, state};
 use crate::archive::DurableReport;
@@ -44,7 +45,11 @@ impl Daemon {
     pub(super) async fn make_durable(&mut self) -> Result<(), DaemonError> {
         let mut pause = RetryPause::default();
         loop {
-            match self.try_make_durable() {
+            let durable = match self.try_make_durable() {
+                Ok(()) => self.upload().await,
+                Err(e) => Err(e),
+            };
+            match durable {
                 Ok(()) => {
                     self.disk_takes_writes();
                     return Ok(());
@@ -64,10 +69,27 @@ impl Daemon {
         self.count_archived(report);
         let state: state::DaemonState = self.engine.state();
         state::save_state(
-            &self.config.archive.dir,
+            self.config.archive.local_dir(),
             &self.config.archive.file_prefix,
             &state,
         )?;
+        Ok(())
+    }
+
+    /// With an `s3://` archive, uploads every complete file: when it returns `Ok`, the object
+    /// store holds every window archived so far.
+    async fn upload(&mut self) -> Result<(), DaemonError> {
+        let Some(uploader) = self.uploader.as_ref() else {
+            return Ok(());
+        };
+        let report = uploader.upload_waiting().await?;
+        if !report.keys.is_empty() {
+            debug!(
+                files = report.keys.len(),
+                bytes = report.bytes,
+                "archive files uploaded"
+            );
+        }
         Ok(())
     }
 
