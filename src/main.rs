@@ -85,6 +85,19 @@ fn run(command: Command, log_format: LogFormat) -> Result<ExitCode> {
             let summary = vaewatch::replay::replay(&request)?;
             println!("{}", commands::replay::summary_text(&summary, &request.out));
         }
+        Command::Sample(args) => {
+            let request = commands::sample::SampleRequest {
+                model: args.model,
+                n: args.n,
+                out: args.out,
+                seed: args.seed,
+                machine: args.machine,
+                condition_on: args.condition_on,
+                at_ms: args.at,
+            };
+            let outcome = commands::sample::sample(&request)?;
+            println!("{}", commands::sample::outcome_text(&outcome, &request.out));
+        }
         Command::Simulate(args) => {
             let outcome = block_on(commands::simulate::simulate(args.into_request()?))??;
             println!("{}", commands::simulate::outcome_text(&outcome));
@@ -117,6 +130,22 @@ fn run(command: Command, log_format: LogFormat) -> Result<ExitCode> {
                 |line| println!("{line}"),
                 |other| eprintln!("{other}"),
             ))??;
+        }
+        Command::Alerts(AlertsCommand::Explain(args)) => {
+            let request = commands::explain::ExplainRequest {
+                alert_id: args.alert_id,
+                model: args.model,
+                inputs: args.inputs,
+                at_ms: args.at,
+                out: args.out,
+                archive: args.archive,
+                alerts: args.alerts.config(),
+            };
+            let explanation = commands::explain::explain(&request)?;
+            println!(
+                "{}",
+                commands::explain::explanation_text(&explanation, &request.out)
+            );
         }
         Command::Alerts(AlertsCommand::Accept(args)) => {
             let request = args.into_request()?;

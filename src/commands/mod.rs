@@ -8,14 +8,20 @@ pub mod bench;
 pub mod consume_bench;
 /// `vaewatch alerts accept`: an operator's "accept as normal" to the control topic.
 pub mod control;
+/// The alert episodes of an archive and the earlier ones nearest to a window.
+pub mod episodes;
 /// `vaewatch train --exclude-archive/--operations`: the rows retraining leaves out.
 pub mod exclude;
+/// `vaewatch alerts explain`: an alert's window beside what the model expected.
+pub mod explain;
 /// `vaewatch model inspect`: what a model is, as text or JSON.
 pub mod inspect;
 /// `vaewatch replay`: the lines printed after a backtest.
 pub mod replay;
 /// `vaewatch run`: the daemon from a config file until SIGTERM or SIGINT.
 pub mod run;
+/// `vaewatch sample`: synthetic normal windows drawn from a model.
+pub mod sample;
 /// `vaewatch simulate`: a synthetic plant to a file or a Kafka topic.
 pub mod simulate;
 /// `vaewatch alerts tail`: alert events printed as they arrive.

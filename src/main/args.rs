@@ -51,6 +51,8 @@ pub(crate) enum Command {
     Replay(ReplayArgs),
     /// Synthetic plant telemetry with labelled faults, to a Parquet/CSV file or a Kafka topic.
     Simulate(SimulateArgs),
+    /// Synthetic normal windows drawn from a model, in engineering units, to a Parquet file.
+    Sample(SampleArgs),
     /// Inspect models.
     #[command(subcommand)]
     Model(ModelCommand),
@@ -96,6 +98,34 @@ pub(crate) enum AlertsCommand {
     /// Tell the daemons that a machine's present behaviour is normal (a new operating point, a
     /// recalibrated sensor): its channels' present levels are accepted from now on.
     Accept(AcceptArgs),
+    /// An alert's window beside what the model expected, channels ranked by their share of the
+    /// error; prints them and writes a self-contained HTML page.
+    Explain(ExplainArgs),
+}
+
+#[derive(Args)]
+pub(crate) struct ExplainArgs {
+    /// The alert's id, `MACHINE@TIME` as alert events carry it.
+    pub(crate) alert_id: String,
+    /// The model that raised it (the `model_id` of the alert event).
+    #[arg(long)]
+    pub(crate) model: PathBuf,
+    /// History files (.parquet or .csv) with the machine's samples around the alert.
+    #[arg(long = "input", required = true, num_args = 1..)]
+    pub(crate) inputs: Vec<PathBuf>,
+    /// Explain the window ending at (or last before) this time instead of the one that opened
+    /// the alert (RFC 3339 or ms since the epoch).
+    #[arg(long, value_parser = parse_time_ms)]
+    pub(crate) at: Option<i64>,
+    /// The HTML page to write.
+    #[arg(long, default_value = "explain.html")]
+    pub(crate) out: PathBuf,
+    /// An archive (a daemon's archive folder or replay's windows.parquet) to search for the
+    /// earlier episodes nearest to this one.
+    #[arg(long)]
+    pub(crate) archive: Option<PathBuf>,
+    #[command(flatten)]
+    pub(crate) alerts: AlertArgs,
 }
 
 /// What a control message to the daemons names: the machine, where to send it, from when,
@@ -463,6 +493,34 @@ impl AlertArgs {
             m: self.alert_m,
         }
     }
+}
+
+#[derive(Args)]
+pub(crate) struct SampleArgs {
+    /// Model directory.
+    #[arg(long)]
+    pub(crate) model: PathBuf,
+    /// Windows to draw.
+    #[arg(long, default_value_t = 100)]
+    pub(crate) n: usize,
+    /// Parquet file to write: one row per sample, one list column per channel.
+    #[arg(long)]
+    pub(crate) out: PathBuf,
+    /// Random seed; the same seed gives the same samples.
+    #[arg(long, default_value_t = 7)]
+    pub(crate) seed: u64,
+    /// Put the samples in this training machine's units (default: the fleet's); with
+    /// --condition-on, the machine whose window is drawn around (default: the file's first).
+    #[arg(long)]
+    pub(crate) machine: Option<String>,
+    /// A history file (.parquet or .csv): draw around one of its windows instead of from the
+    /// prior.
+    #[arg(long)]
+    pub(crate) condition_on: Option<PathBuf>,
+    /// With --condition-on: the window ending at or before this time (RFC 3339 or ms since the
+    /// epoch); default: the file's last window.
+    #[arg(long, value_parser = parse_time_ms, requires = "condition_on")]
+    pub(crate) at: Option<i64>,
 }
 
 #[derive(Args)]

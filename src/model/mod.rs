@@ -46,6 +46,7 @@ mod network;
 pub mod normalise;
 mod packed;
 pub mod profile;
+mod sample;
 mod simd;
 mod vae;
 
@@ -64,6 +65,7 @@ pub use manifest::{Manifest, Scoring, TrainingDataSummary, TrainingMetrics};
 pub(crate) use network::Network;
 pub(crate) use network::hide_channels;
 pub use normalise::{ChannelNorm, FloorRule, Normalisation};
+pub use sample::{Sampler, Samples};
 pub use vae::{Conv1dS, ConvTranspose1dK4S2, Vae, conv1d_unfold_cl};
 
 /// The device to run models on: the first CUDA GPU when `prefer_gpu` is set, the crate was built

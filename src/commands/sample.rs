@@ -1,0 +1,430 @@
+//! `vaewatch sample`: synthetic normal windows drawn from a model, in engineering units, to a
+//! Parquet file with one row per sample and one list column per channel (the window's values
+//! in time order). From the prior by default; `--condition-on` draws around a window of a
+//! history file instead (variations on a rare operating point, for augmentation).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::array::{
+    ArrayRef, Float32Builder, Int32Builder, ListBuilder, RecordBatch, StringBuilder,
+};
+use arrow::datatypes::{DataType, Field, Schema};
+use parquet::arrow::ArrowWriter;
+
+use crate::model::{ModelError, Sampler, Samples};
+use crate::telemetry::history::{HistoryError, HistoryOptions, read_history};
+use crate::telemetry::timestamp::format_rfc3339_ms_clamped;
+use crate::telemetry::{EquipmentId, Sample};
+use crate::window::{Window, Windower};
+
+/// What `vaewatch sample` was asked to do.
+#[derive(Debug, Clone)]
+pub struct SampleRequest {
+    pub model: PathBuf,
+    /// Windows to draw.
+    pub n: usize,
+    pub out: PathBuf,
+    pub seed: u64,
+    /// Whose normalisation puts the samples in engineering units (a machine of the model's
+    /// training data); the fleet's when unset. With `condition_on`, the machine whose window is
+    /// taken (the file's first when unset).
+    pub machine: Option<String>,
+    /// A history file whose window to draw around.
+    pub condition_on: Option<PathBuf>,
+    /// With `condition_on`: the window ending at or before this time (ms); the last one when
+    /// unset.
+    pub at_ms: Option<i64>,
+}
+
+/// What was drawn and written.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SampleOutcome {
+    pub samples: usize,
+    pub channels: Vec<String>,
+    pub window: usize,
+    pub model_id: String,
+    /// The machine and end of the window drawn around, with `--condition-on`.
+    pub conditioned_on: Option<(String, i64)>,
+}
+
+/// Why sampling failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SampleError {
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error("decoding failed: {0}")]
+    Decode(#[from] candle_core::Error),
+    #[error(transparent)]
+    History(#[from] HistoryError),
+    #[error("{0}")]
+    NoWindow(String),
+    #[error("cannot write {}: {message}", path.display())]
+    Write { path: PathBuf, message: String },
+}
+
+/// Draws the windows and writes them to `request.out`.
+pub fn sample(request: &SampleRequest) -> Result<SampleOutcome, SampleError> {
+    let sampler = Sampler::load(&request.model)?;
+    let manifest = sampler.manifest().clone();
+    let n = request.n.max(1);
+    let (samples, machine, conditioned_on) = match &request.condition_on {
+        None => {
+            let machine = request.machine.clone().unwrap_or_default();
+            (
+                sampler.from_prior(n, &machine, request.seed)?,
+                machine,
+                None,
+            )
+        }
+        Some(file) => {
+            let window = window_of(file, &sampler, request.machine.as_deref(), request.at_ms)?;
+            let machine = window.equipment_id.to_string();
+            let end = window.end_ms;
+            let samples = sampler.around(&window, n, request.seed)?;
+            (samples, machine.clone(), Some((machine, end)))
+        }
+    };
+    write_samples(
+        &request.out,
+        &manifest.channels,
+        &samples,
+        &machine,
+        conditioned_on.as_ref().map(|(_, end)| *end),
+    )?;
+    Ok(SampleOutcome {
+        samples: n,
+        channels: manifest.channels.clone(),
+        window: manifest.architecture.window,
+        model_id: manifest.model_id.clone(),
+        conditioned_on,
+    })
+}
+
+/// The window of `file` to draw around: `machine`'s (the first machine's when unset), ending at
+/// or before `at_ms` (the last one when unset), windowed as the model windows.
+fn window_of(
+    file: &Path,
+    sampler: &Sampler,
+    machine: Option<&str>,
+    at_ms: Option<i64>,
+) -> Result<Window, SampleError> {
+    let manifest = sampler.manifest();
+    let options = HistoryOptions {
+        channels: Some(manifest.channels.clone()),
+    };
+    let history = read_history(&[file.to_path_buf()], &options)?;
+    let rows = match machine {
+        Some(id) => history
+            .machines
+            .iter()
+            .find(|m| m.equipment_id.as_str() == id)
+            .ok_or_else(|| {
+                SampleError::NoWindow(format!("{} has no machine {id}", file.display()))
+            })?,
+        None => history
+            .machines
+            .first()
+            .ok_or_else(|| SampleError::NoWindow(format!("{} has no rows", file.display())))?,
+    };
+    let id: EquipmentId = rows.equipment_id.clone();
+    let mut windower = Windower::new(id, manifest.channels.len(), manifest.windowing.clone());
+    let mut chosen = None;
+    let mut take = |windows: Vec<Window>| {
+        for window in windows {
+            if at_ms.is_none_or(|at| window.end_ms <= at) {
+                chosen = Some(window);
+            }
+        }
+    };
+    for row in &rows.rows {
+        let sample = Sample {
+            ts_ms: row.ts_ms,
+            values: row.values.clone(),
+            source: None,
+        };
+        take(windower.push(&sample).windows);
+    }
+    take(windower.finish());
+    chosen.ok_or_else(|| {
+        let when = at_ms.map_or(String::new(), |at| {
+            format!(" ending at or before {}", format_rfc3339_ms_clamped(at))
+        });
+        SampleError::NoWindow(format!(
+            "{} holds no complete window of {}{when}",
+            file.display(),
+            rows.equipment_id
+        ))
+    })
+}
+
+/// One row per sample: `sample`, `machine` (whose normalisation), `conditioned_on` (the end of
+/// the window drawn around, RFC 3339, or null), then one `list<float>` column per channel.
+fn write_samples(
+    path: &Path,
+    channels: &[String],
+    samples: &Samples,
+    machine: &str,
+    conditioned_on: Option<i64>,
+) -> Result<(), SampleError> {
+    let fail = |message: String| SampleError::Write {
+        path: path.to_path_buf(),
+        message,
+    };
+    let mut fields = vec![
+        Field::new("sample", DataType::Int32, false),
+        Field::new("machine", DataType::Utf8, false),
+        Field::new("conditioned_on", DataType::Utf8, true),
+    ];
+    let item = Arc::new(Field::new("item", DataType::Float32, false));
+    fields.extend(
+        channels
+            .iter()
+            .map(|c| Field::new(c, DataType::List(item.clone()), false)),
+    );
+    let schema = Arc::new(Schema::new(fields));
+    let mut index = Int32Builder::new();
+    let mut machines = StringBuilder::new();
+    let mut around = StringBuilder::new();
+    let mut lists: Vec<ListBuilder<Float32Builder>> = channels
+        .iter()
+        .map(|_| ListBuilder::new(Float32Builder::new()).with_field(item.clone()))
+        .collect();
+    for i in 0..samples.windows {
+        index.append_value(i as i32);
+        machines.append_value(if machine.is_empty() { "fleet" } else { machine });
+        around.append_option(conditioned_on.map(format_rfc3339_ms_clamped));
+        for (c, list) in lists.iter_mut().enumerate() {
+            list.values().append_slice(samples.row(i, c));
+            list.append(true);
+        }
+    }
+    let mut columns: Vec<ArrayRef> = vec![
+        Arc::new(index.finish()),
+        Arc::new(machines.finish()),
+        Arc::new(around.finish()),
+    ];
+    columns.extend(lists.iter_mut().map(|l| Arc::new(l.finish()) as ArrayRef));
+    let batch = RecordBatch::try_new(schema.clone(), columns).map_err(|e| fail(e.to_string()))?;
+    let file = std::fs::File::create(path).map_err(|e| fail(e.to_string()))?;
+    let mut writer = ArrowWriter::try_new(file, schema, None).map_err(|e| fail(e.to_string()))?;
+    writer.write(&batch).map_err(|e| fail(e.to_string()))?;
+    writer.close().map_err(|e| fail(e.to_string()))?;
+    Ok(())
+}
+
+/// The line `vaewatch sample` prints.
+pub fn outcome_text(outcome: &SampleOutcome, out: &Path) -> String {
+    let from = match &outcome.conditioned_on {
+        Some((machine, end)) => format!(
+            "around the window of {machine} ending {}",
+            format_rfc3339_ms_clamped(*end)
+        ),
+        None => "from the prior".to_owned(),
+    };
+    format!(
+        "{} windows of {} x {} samples drawn {from} by model {} written to {}",
+        outcome.samples,
+        outcome.channels.len(),
+        outcome.window,
+        outcome.model_id,
+        out.display()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use arrow::array::Array;
+
+    use crate::simulate::{SimulateOptions, simulate_history, write_simulation};
+
+    fn bundled() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("models/default")
+    }
+
+    /// Normal plant history like the bundled model's training data.
+    fn normal_plant() -> SimulateOptions {
+        SimulateOptions {
+            machines: 3,
+            duration_ms: 3 * 3_600_000,
+            faults: 0,
+            seed: 5,
+            ..SimulateOptions::default()
+        }
+    }
+
+    fn read_samples(path: &Path, channels: &[String]) -> Vec<Vec<Vec<f32>>> {
+        let file = std::fs::File::open(path).unwrap();
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+            .unwrap()
+            .build()
+            .unwrap();
+        let mut per_channel = vec![Vec::new(); channels.len()];
+        for batch in reader {
+            let batch = batch.unwrap();
+            for (c, name) in channels.iter().enumerate() {
+                let list = batch
+                    .column_by_name(name)
+                    .unwrap()
+                    .as_any()
+                    .downcast_ref::<arrow::array::ListArray>()
+                    .unwrap();
+                for i in 0..list.len() {
+                    let values = list.value(i);
+                    let values = values
+                        .as_any()
+                        .downcast_ref::<arrow::array::Float32Array>()
+                        .unwrap();
+                    per_channel[c].push(values.values().to_vec());
+                }
+            }
+        }
+        per_channel
+    }
+
+    /// Mean, spread (standard deviation) and lag-1 autocorrelation within windows.
+    fn stats(windows: &[Vec<f32>]) -> (f64, f64, f64) {
+        let all: Vec<f64> = windows.iter().flatten().map(|v| f64::from(*v)).collect();
+        let mean = all.iter().sum::<f64>() / all.len() as f64;
+        let spread =
+            (all.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / all.len() as f64).sqrt();
+        let (mut num, mut den) = (0.0, 0.0);
+        for w in windows {
+            let m = w.iter().map(|v| f64::from(*v)).sum::<f64>() / w.len() as f64;
+            let d: Vec<f64> = w.iter().map(|v| f64::from(*v) - m).collect();
+            num += d.windows(2).map(|p| p[0] * p[1]).sum::<f64>();
+            den += d.iter().map(|v| v * v).sum::<f64>();
+        }
+        (mean, spread, num / den)
+    }
+
+    #[test]
+    fn samples_from_the_prior_look_like_the_training_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("samples.parquet");
+        let request = SampleRequest {
+            model: bundled(),
+            n: 400,
+            out: out.clone(),
+            seed: 3,
+            machine: None,
+            condition_on: None,
+            at_ms: None,
+        };
+        let outcome = sample(&request).unwrap();
+        let samples = read_samples(&out, &outcome.channels);
+        // The same seed gives the same samples.
+        let again = dir.path().join("again.parquet");
+        sample(&SampleRequest {
+            out: again.clone(),
+            ..request
+        })
+        .unwrap();
+        assert_eq!(read_samples(&again, &outcome.channels), samples);
+
+        // The bundled model's training data (models/README.md).
+        let training = SimulateOptions {
+            machines: 8,
+            duration_ms: 24 * 3_600_000,
+            faults: 0,
+            seed: 1001,
+            ..SimulateOptions::default()
+        };
+        let history = simulate_history(&training).unwrap();
+        let w = outcome.window;
+        for (c, name) in outcome.channels.iter().enumerate() {
+            assert_eq!(samples[c].len(), 400);
+            assert!(samples[c].iter().all(|s| s.len() == w));
+            let data: Vec<Vec<f32>> = history
+                .machines
+                .iter()
+                .flat_map(|m| {
+                    let values: Vec<f32> = m.rows.iter().filter_map(|r| r.values[c]).collect();
+                    values
+                        .chunks_exact(w)
+                        .map(<[f32]>::to_vec)
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+            let (mean_s, spread_s, lag_s) = stats(&samples[c]);
+            let (mean_d, spread_d, lag_d) = stats(&data);
+            eprintln!(
+                "{name}: mean {mean_s:.3} vs {mean_d:.3}, spread {spread_s:.3} vs {spread_d:.3}, lag-1 {lag_s:.3} vs {lag_d:.3}"
+            );
+            assert!(
+                (mean_s - mean_d).abs() <= 0.5 * spread_d,
+                "{name}: mean {mean_s} vs {mean_d}"
+            );
+            assert!(
+                (0.3..=2.0).contains(&(spread_s / spread_d)),
+                "{name}: spread {spread_s} vs {spread_d}"
+            );
+            assert!(
+                (lag_s - lag_d).abs() <= 0.35,
+                "{name}: lag-1 {lag_s} vs {lag_d}"
+            );
+        }
+    }
+
+    #[test]
+    fn samples_conditioned_on_a_window_stay_near_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let history = dir.path().join("plant.parquet");
+        write_simulation(&history, &normal_plant()).unwrap();
+        let around = dir.path().join("around.parquet");
+        let request = SampleRequest {
+            model: bundled(),
+            n: 50,
+            out: around.clone(),
+            seed: 3,
+            machine: Some("pump-02".into()),
+            condition_on: Some(history.clone()),
+            at_ms: None,
+        };
+        let outcome = sample(&request).unwrap();
+        let (machine, end) = outcome.conditioned_on.clone().unwrap();
+        assert_eq!(machine, "pump-02");
+        let prior = dir.path().join("prior.parquet");
+        sample(&SampleRequest {
+            out: prior.clone(),
+            condition_on: None,
+            machine: Some("pump-02".into()),
+            ..request.clone()
+        })
+        .unwrap();
+        let sampler = Sampler::load(&bundled()).unwrap();
+        let window = window_of(&history, &sampler, Some("pump-02"), None).unwrap();
+        assert_eq!(window.end_ms, end);
+        let (near, far) = (
+            read_samples(&around, &outcome.channels),
+            read_samples(&prior, &outcome.channels),
+        );
+        // Per channel, in the channel's training spreads, the draws around the window lie
+        // closer to it than draws from the prior.
+        let norms = sampler.manifest().normalisation.for_machine("pump-02");
+        let distance = |draws: &[Vec<Vec<f32>>]| -> f64 {
+            let mut total = 0.0;
+            for (c, per_sample) in draws.iter().enumerate() {
+                let actual = &window.values[c * window.len..(c + 1) * window.len];
+                for s in per_sample {
+                    total += s
+                        .iter()
+                        .zip(actual)
+                        .map(|(a, b)| f64::from((a - b).abs()) / norms[c].scale)
+                        .sum::<f64>();
+                }
+            }
+            total
+        };
+        let (near, far) = (distance(&near), distance(&far));
+        assert!(
+            near < 0.5 * far,
+            "around the window {near}, from the prior {far}"
+        );
+        // A time before the file's first window has none to draw around.
+        let err = window_of(&history, &sampler, Some("pump-02"), Some(0)).unwrap_err();
+        assert!(err.to_string().contains("no complete window"), "{err}");
+    }
+}
