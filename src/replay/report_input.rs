@@ -2,8 +2,9 @@
 //! anomalies, per-row channels and scores, latent points.
 
 use super::drive::{MachineReplay, ReplayResult};
-use super::report::{LatentPoint, MachineReport, ReportInput, render_report};
+use super::report::{EpisodeNote, LatentPoint, MachineReport, ReportInput, render_report};
 use super::summary::ReplaySummary;
+use crate::alert::AlertState;
 use crate::alert::quality::{DataQualityEvent, QualityState};
 use crate::model::Manifest;
 use crate::telemetry::history::{History, MachineHistory};
@@ -59,6 +60,47 @@ pub(super) fn render(
     render_report(&input)
 }
 
+/// The machine's alert episodes from its alert events: from the window that opened each to the
+/// one that resolved it, with the highest severity it reached.
+fn episode_notes(replay: &MachineReplay) -> Vec<EpisodeNote> {
+    let mut notes: Vec<(String, EpisodeNote)> = Vec::new();
+    for event in &replay.alerts {
+        let Some(end) = parse_rfc3339_ms(&event.window_end) else {
+            continue;
+        };
+        let severity = event.severity.as_str().to_owned();
+        match event.state {
+            AlertState::Opened => notes.push((
+                event.alert_id.clone(),
+                EpisodeNote {
+                    opened_ms: end,
+                    resolved_ms: None,
+                    severity,
+                },
+            )),
+            AlertState::Updated | AlertState::Resolved => {
+                if let Some((_, note)) = notes.iter_mut().find(|(id, _)| *id == event.alert_id) {
+                    if event.state == AlertState::Resolved {
+                        note.resolved_ms = Some(end);
+                    }
+                    if rank(&severity) > rank(&note.severity) {
+                        note.severity = severity;
+                    }
+                }
+            }
+        }
+    }
+    notes.into_iter().map(|(_, note)| note).collect()
+}
+
+fn rank(severity: &str) -> u8 {
+    match severity {
+        "critical" => 2,
+        "major" => 1,
+        _ => 0,
+    }
+}
+
 fn machine_report(
     history: &MachineHistory,
     replay: &MachineReplay,
@@ -76,6 +118,12 @@ fn machine_report(
         .map(|p| p.label == Some(true))
         .collect();
     let has_labels = replay.points.iter().any(|p| p.label.is_some());
+    let episodes = episode_notes(replay);
+    let episode_of = |end_ms: i64| {
+        episodes.iter().position(|e| {
+            e.opened_ms <= end_ms && e.resolved_ms.is_none_or(|resolved| end_ms <= resolved)
+        })
+    };
     let mut next_row = 0;
     let latents = replay
         .windows
@@ -88,6 +136,7 @@ fn machine_report(
                 mu: w.latent_mu.clone(),
                 is_anomaly: w.is_anomaly,
                 label: has_labels.then(|| labels.get(next_row).copied().unwrap_or(false)),
+                episode: episode_of(w.window_end_ms),
             }
         })
         .collect();
@@ -99,6 +148,7 @@ fn machine_report(
         label_spans: spans(&ts, &labels),
         sensor_spans: sensor_spans(channel_names, &replay.quality_events, last_ts),
         latents,
+        episodes,
         ts_ms: ts,
         channels,
     }

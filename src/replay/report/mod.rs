@@ -63,6 +63,8 @@ pub struct MachineReport {
     pub sensor_spans: Vec<Vec<(i64, i64)>>,
     /// One point per scored window.
     pub latents: Vec<LatentPoint>,
+    /// The machine's alert episodes, in order.
+    pub episodes: Vec<EpisodeNote>,
 }
 
 /// A scored window in latent space.
@@ -74,6 +76,19 @@ pub struct LatentPoint {
     pub is_anomaly: bool,
     /// Whether the window's last row was labelled anomalous; `None` without labels.
     pub label: Option<bool>,
+    /// The alert episode the window belongs to (from the window that opened it to the one that
+    /// resolved it), as an index into [`MachineReport::episodes`].
+    pub episode: Option<usize>,
+}
+
+/// One alert episode of a machine, as the latent map lists it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EpisodeNote {
+    pub opened_ms: i64,
+    /// `None` when still open at the end of the history.
+    pub resolved_ms: Option<i64>,
+    /// The highest severity it reached.
+    pub severity: String,
 }
 
 /// Escapes text for HTML element content and attribute values.
@@ -107,9 +122,12 @@ svg.chart{display:block;margin:0 0 3px}svg text{font:11px system-ui,sans-serif;f
 ";
 
 const LATENT_NOTE: &str = "<p><b>Latent space.</b> Each point is one scored window: its posterior mean \
-projected on the two principal components of this machine's windows. Windows far from the main \
-cloud are unlike the normal behaviour the model learnt; red points scored above the threshold, \
-rings mark windows that end in a labelled anomaly.</p>";
+projected on the two principal components of this machine's windows. The shaded ellipse holds \
+about 95 % of the windows outside alert episodes (two standard deviations): the normal cloud. \
+Windows far from it are unlike the normal behaviour the model learnt; red points scored above \
+the threshold, rings mark windows that end in a labelled anomaly, and each alert episode is \
+drawn as a red line through its windows in time order, numbered at its first window as listed \
+below.</p>";
 
 /// Renders the whole page. Never fails: missing or ragged data shows as empty charts or notes.
 pub fn render_report(input: &ReportInput) -> String {
@@ -326,8 +344,41 @@ fn machine_section(m: &MachineReport, input: &ReportInput) -> String {
     s.push_str(&render_chart(&chart, range));
     s.push_str("</div><div class=\"latent\">");
     s.push_str(&pca::render_latent_scatter(&m.latents));
+    s.push_str("<div>");
     s.push_str(LATENT_NOTE);
+    s.push_str(&episode_list(&m.episodes));
+    s.push_str("</div>");
     s.push_str("</div></section>");
+    s
+}
+
+/// The numbered list of a machine's alert episodes beside its latent map.
+fn episode_list(episodes: &[EpisodeNote]) -> String {
+    if episodes.is_empty() {
+        return "<p>No alert episode.</p>".to_owned();
+    }
+    let time = |ms: i64| {
+        chrono::DateTime::from_timestamp_millis(ms)
+            .map(|t| t.format("%Y-%m-%d %H:%M").to_string())
+            .unwrap_or_default()
+    };
+    let mut s = String::from("<ol class=\"episodes\">");
+    for e in episodes {
+        let ended = match e.resolved_ms {
+            Some(r) => format!("resolved {} ({} min)", time(r), (r - e.opened_ms) / 60_000),
+            None => "open at the end".to_owned(),
+        };
+        let _ = std::fmt::Write::write_fmt(
+            &mut s,
+            format_args!(
+                "<li>opened {} &middot; {} &middot; {}</li>",
+                time(e.opened_ms),
+                ended,
+                escape(&e.severity)
+            ),
+        );
+    }
+    s.push_str("</ol>");
     s
 }
 

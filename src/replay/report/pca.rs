@@ -167,6 +167,80 @@ fn thin(xs: Vec<&LatentPoint>, keep: usize) -> Vec<&LatentPoint> {
     (0..keep).map(|i| xs[i * xs.len() / keep]).collect()
 }
 
+/// Per alert episode (by index), its windows' projections in time order.
+fn episode_paths(points: &[LatentPoint], pca: &Pca) -> Vec<Vec<[f64; 2]>> {
+    let episodes = points
+        .iter()
+        .filter_map(|p| p.episode)
+        .max()
+        .map_or(0, |m| m + 1);
+    let mut paths = vec![Vec::new(); episodes];
+    for p in points {
+        if let Some(e) = p.episode {
+            paths[e].push(pca.project(&p.mu));
+        }
+    }
+    paths
+}
+
+/// An ellipse holding a 2-D point cloud: its mean, the eigenvectors of its covariance and
+/// two standard deviations along each.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Ellipse {
+    pub center: [f64; 2],
+    /// Unit axes.
+    pub axes: [[f64; 2]; 2],
+    /// Half-lengths along the axes.
+    pub lengths: [f64; 2],
+}
+
+impl Ellipse {
+    /// The two-standard-deviation ellipse of `points`; `None` for fewer than three.
+    pub(super) fn two_sigma(points: &[[f64; 2]]) -> Option<Ellipse> {
+        if points.len() < 3 {
+            return None;
+        }
+        let n = points.len() as f64;
+        let mean = [
+            points.iter().map(|p| p[0]).sum::<f64>() / n,
+            points.iter().map(|p| p[1]).sum::<f64>() / n,
+        ];
+        let (mut a, mut b, mut c) = (0.0, 0.0, 0.0);
+        for p in points {
+            let (dx, dy) = (p[0] - mean[0], p[1] - mean[1]);
+            a += dx * dx;
+            b += dx * dy;
+            c += dy * dy;
+        }
+        let (a, b, c) = (a / n, b / n, c / n);
+        // Eigen-decomposition of [[a, b], [b, c]].
+        let half_trace = (a + c) / 2.0;
+        let root = (((a - c) / 2.0).powi(2) + b * b).sqrt();
+        let (l1, l2) = (half_trace + root, (half_trace - root).max(0.0));
+        let angle = 0.5 * (2.0 * b).atan2(a - c);
+        let (cos, sin) = (angle.cos(), angle.sin());
+        Some(Ellipse {
+            center: mean,
+            axes: [[cos, sin], [-sin, cos]],
+            lengths: [2.0 * l1.sqrt(), 2.0 * l2.sqrt()],
+        })
+    }
+
+    /// Two corners of the box around the ellipse, so a plot's range can hold it.
+    pub(super) fn bounds(&self) -> [[f64; 2]; 2] {
+        let [[cos, sin], _] = self.axes;
+        let [a, b] = self.lengths;
+        let half = [
+            ((a * cos).powi(2) + (b * sin).powi(2)).sqrt(),
+            ((a * sin).powi(2) + (b * cos).powi(2)).sqrt(),
+        ];
+        [
+            [self.center[0] - half[0], self.center[1] - half[1]],
+            [self.center[0] + half[0], self.center[1] + half[1]],
+        ]
+    }
+}
+
 /// The scatter plot of one machine's windows, or a note when there are too few windows.
 pub(crate) fn render_latent_scatter(points: &[LatentPoint]) -> String {
     let mus: Vec<&[f32]> = points.iter().map(|p| p.mu.as_slice()).collect();
@@ -177,7 +251,20 @@ pub(crate) fn render_latent_scatter(points: &[LatentPoint]) -> String {
     let shown = pick(points);
     let xy: Vec<[f64; 2]> = shown.iter().map(|p| pca.project(&p.mu)).collect();
     let (mut lo, mut hi) = ([f64::INFINITY; 2], [f64::NEG_INFINITY; 2]);
-    for p in &xy {
+    let trajectories = episode_paths(points, &pca);
+    // The normal cloud: the two-standard-deviation ellipse of the windows outside episodes.
+    let normal: Vec<[f64; 2]> = points
+        .iter()
+        .filter(|p| p.episode.is_none() && !p.is_anomaly)
+        .map(|p| pca.project(&p.mu))
+        .collect();
+    let cloud = Ellipse::two_sigma(&normal);
+    let corners = cloud.iter().flat_map(Ellipse::bounds);
+    for p in xy
+        .iter()
+        .chain(trajectories.iter().flatten())
+        .chain(corners.collect::<Vec<_>>().iter())
+    {
         for k in 0..2 {
             lo[k] = lo[k].min(p[k]);
             hi[k] = hi[k].max(p[k]);
@@ -198,6 +285,28 @@ pub(crate) fn render_latent_scatter(points: &[LatentPoint]) -> String {
         r##"<svg class="scatter" viewBox="0 0 {SIZE} {SIZE}" width="{SIZE}" height="{SIZE}" role="img" aria-label="latent projection"><rect x="{PAD}" y="{PAD}" width="{w}" height="{w}" fill="#fbfbfd" stroke="#d0d4dc"/>"##,
         w = SIZE - 2.0 * PAD
     );
+    if let Some(ellipse) = &cloud {
+        let (cx, cy) = (to_px(ellipse.center[0], 0), to_px(ellipse.center[1], 1));
+        // Half-axes in pixels along the ellipse's own axes (the scales of x and y differ).
+        let along = |axis: [f64; 2], length: f64| {
+            let end = [
+                ellipse.center[0] + axis[0] * length,
+                ellipse.center[1] + axis[1] * length,
+            ];
+            (to_px(end[0], 0) - cx, to_px(end[1], 1) - cy)
+        };
+        let (ax, ay) = along(ellipse.axes[0], ellipse.lengths[0]);
+        let (bx, by) = along(ellipse.axes[1], ellipse.lengths[1]);
+        // The image of a circle under the linear map with columns (ax, ay) and (bx, by).
+        let _ = write!(
+            s,
+            r##"<path d="M {x0:.1} {y0:.1} A 1 1 0 1 1 {x1:.1} {y1:.1} A 1 1 0 1 1 {x0:.1} {y0:.1} Z" transform="matrix({ax:.4} {ay:.4} {bx:.4} {by:.4} {cx:.1} {cy:.1})" fill="#dfe7f3" fill-opacity="0.8" stroke="#b8c6dc" vector-effect="non-scaling-stroke"/>"##,
+            x0 = 1.0,
+            y0 = 0.0,
+            x1 = -1.0,
+            y1 = 0.0,
+        );
+    }
     // Normal points first so flagged ones are drawn on top.
     for pass in [false, true] {
         for (p, c) in shown.iter().zip(&xy) {
@@ -217,6 +326,24 @@ pub(crate) fn render_latent_scatter(points: &[LatentPoint]) -> String {
                 );
             }
         }
+    }
+    // Each episode's windows in time order, numbered at its first window.
+    for (number, path) in trajectories.iter().enumerate() {
+        let line: String = path
+            .iter()
+            .map(|c| format!("{:.1},{:.1} ", to_px(c[0], 0), to_px(c[1], 1)))
+            .collect();
+        let Some(first) = path.first() else {
+            continue;
+        };
+        let (x, y) = (to_px(first[0], 0), to_px(first[1], 1));
+        let _ = write!(
+            s,
+            r##"<polyline points="{line}" fill="none" stroke="{ALERT_FILL}" stroke-width="1.4" stroke-opacity="0.85"/><circle cx="{x:.1}" cy="{y:.1}" r="3.5" fill="#fff" stroke="{ALERT_FILL}" stroke-width="1.4"/><text x="{tx:.1}" y="{ty:.1}" class="tick" font-weight="700" fill="{ALERT_FILL}">{n}</text>"##,
+            tx = x + 5.0,
+            ty = y - 5.0,
+            n = number + 1
+        );
     }
     let pct = |k: usize| pca.explained.get(k).map_or(0.0, |e| e * 100.0);
     let _ = write!(
@@ -284,12 +411,36 @@ mod tests {
     }
 
     #[test]
+    fn the_normal_cloud_ellipse_follows_the_points_spread() {
+        // Points along the diagonal, spread 2 along it and 0.5 across.
+        let mut points = Vec::new();
+        for i in -50..=50 {
+            for j in [-1.0, 1.0] {
+                let (u, v) = (f64::from(i) * 2.0 * 3f64.sqrt() / 50.0, j * 0.5);
+                let d = std::f64::consts::FRAC_1_SQRT_2;
+                points.push([3.0 + d * (u - v), -1.0 + d * (u + v)]);
+            }
+        }
+        let e = Ellipse::two_sigma(&points).unwrap();
+        assert!((e.center[0] - 3.0).abs() < 1e-9 && (e.center[1] + 1.0).abs() < 1e-9);
+        // The long axis is the diagonal (either sign).
+        let d = std::f64::consts::FRAC_1_SQRT_2;
+        assert!((e.axes[0][0].abs() - d).abs() < 1e-6 && (e.axes[0][1].abs() - d).abs() < 1e-6);
+        assert!(e.axes[0][0] * e.axes[0][1] > 0.0);
+        // Two standard deviations: sd along is about 2 (uniform over ±2√3), across 0.5.
+        assert!((e.lengths[0] - 4.0).abs() < 0.2, "{:?}", e.lengths);
+        assert!((e.lengths[1] - 1.0).abs() < 1e-6, "{:?}", e.lengths);
+        assert!(Ellipse::two_sigma(&points[..2]).is_none());
+    }
+
+    #[test]
     fn thinning_keeps_flagged_points() {
         let points: Vec<LatentPoint> = (0..10_000)
             .map(|i| LatentPoint {
                 mu: vec![i as f32, 0.0],
                 is_anomaly: i % 1000 == 0,
                 label: None,
+                episode: None,
             })
             .collect();
         let shown = pick(&points);

@@ -84,6 +84,7 @@ pub(super) fn synthetic_input(machines: usize, rows: usize) -> ReportInput {
                         .collect(),
                     is_anomaly: scores[i].is_some_and(|s| s > 0.8),
                     label: Some(in_fault(i)),
+                    episode: in_fault(i).then_some(0),
                 }
             })
             .collect();
@@ -96,6 +97,15 @@ pub(super) fn synthetic_input(machines: usize, rows: usize) -> ReportInput {
             channels,
             scores,
             latents,
+            episodes: if faulty {
+                vec![super::EpisodeNote {
+                    opened_ms: ts[f0],
+                    resolved_ms: Some(ts[f0] + 600_000),
+                    severity: "major".into(),
+                }]
+            } else {
+                Vec::new()
+            },
         });
         all_rows.push((ts, labels, predictions));
     }
@@ -179,4 +189,29 @@ fn empty_and_ragged_input_renders() {
     let page = render_report(&input);
     assert!(page.contains("No rows."));
     assert!(page.contains("detection metrics not computed"));
+}
+
+#[test]
+fn the_latent_map_shades_the_normal_cloud_and_draws_each_episode() {
+    // The second machine has a fault and an episode.
+    let input = synthetic_input(2, 3_000);
+    let page = render_report(&input);
+    let scatter = page
+        .split("<svg class=\"scatter\"")
+        .nth(2)
+        .unwrap()
+        .split("</svg>")
+        .next()
+        .unwrap();
+    assert_eq!(
+        scatter.matches("fill=\"#dfe7f3\"").count(),
+        1,
+        "one normal cloud"
+    );
+    // The episode's windows as one line, numbered 1.
+    assert_eq!(scatter.matches("<polyline").count(), 1);
+    assert!(scatter.contains(">1</text>"));
+    assert!(page.contains("<p>No alert episode.</p>"));
+    assert!(page.contains("<ol class=\"episodes\"><li>opened "));
+    assert!(page.contains("(10 min) &middot; major</li></ol>"));
 }
