@@ -15,6 +15,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[path = "main/args.rs"]
 mod args;
+#[path = "main/generative.rs"]
+mod generative;
 
 use args::{AlertsCommand, Cli, Command, LogFormat, ModelCommand};
 

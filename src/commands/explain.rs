@@ -8,14 +8,14 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use super::episodes::{Neighbour, archive_episodes, error_profile, nearest_earlier};
+use super::sample::{HistoryWindowError, history_window};
 use crate::alert::AlertPolicyConfig;
 use crate::archive::ArchiveError;
 use crate::model::{Model, ModelError, Sampler, select_device};
 use crate::score::{InvalidThreshold, ScoredWindow, Scorer};
-use crate::telemetry::history::{HistoryError, HistoryOptions, read_history};
+use crate::telemetry::EquipmentId;
+use crate::telemetry::history::HistoryError;
 use crate::telemetry::timestamp::{format_rfc3339_ms_clamped, parse_rfc3339_ms};
-use crate::telemetry::{EquipmentId, Sample};
-use crate::window::{Window, Windower};
 
 /// What `vaewatch alerts explain` was asked to do.
 #[derive(Debug, Clone)]
@@ -101,7 +101,12 @@ pub fn explain(request: &ExplainRequest) -> Result<Explanation, ExplainError> {
     let model = Model::load(&request.model, &select_device(false))?;
     let sampler = Sampler::load(&request.model)?;
     let manifest = model.manifest().clone();
-    let window = window_at(&request.inputs, &manifest, &machine, at)?;
+    // The machine's window ending at the alert's opening (or `--at`), or the last one before.
+    let window = history_window(&request.inputs, &manifest, Some(machine.as_str()), Some(at))
+        .map_err(|e| match e {
+            HistoryWindowError::History(e) => ExplainError::History(e),
+            HistoryWindowError::NoWindow(reason) => ExplainError::NoWindow(reason),
+        })?;
     let scorer = Scorer::new(model, None)?;
     let scored = scorer
         .score(&[&window])
@@ -153,54 +158,6 @@ pub fn explain(request: &ExplainRequest) -> Result<Explanation, ExplainError> {
 fn share(errors: &[f32], c: usize) -> f32 {
     let total: f32 = errors.iter().sum();
     if total > 0.0 { errors[c] / total } else { 0.0 }
-}
-
-/// The machine's window ending at `at_ms`, or the last one ending before it, windowed as the
-/// model windows.
-fn window_at(
-    inputs: &[PathBuf],
-    manifest: &crate::model::Manifest,
-    machine: &EquipmentId,
-    at_ms: i64,
-) -> Result<Window, ExplainError> {
-    let options = HistoryOptions {
-        channels: Some(manifest.channels.clone()),
-    };
-    let history = read_history(inputs, &options)?;
-    let rows = history
-        .machines
-        .iter()
-        .find(|m| &m.equipment_id == machine)
-        .ok_or_else(|| ExplainError::NoWindow(format!("the history has no machine {machine}")))?;
-    let mut windower = Windower::new(
-        machine.clone(),
-        manifest.channels.len(),
-        manifest.windowing.clone(),
-    );
-    let mut chosen: Option<Window> = None;
-    let mut take = |windows: Vec<Window>| {
-        for window in windows.into_iter().filter(|w| w.end_ms <= at_ms) {
-            chosen = Some(window);
-        }
-    };
-    for row in &rows.rows {
-        take(
-            windower
-                .push(&Sample {
-                    ts_ms: row.ts_ms,
-                    values: row.values.clone(),
-                    source: None,
-                })
-                .windows,
-        );
-    }
-    take(windower.finish());
-    chosen.ok_or_else(|| {
-        ExplainError::NoWindow(format!(
-            "the history holds no complete window of {machine} ending at or before {}",
-            format_rfc3339_ms_clamped(at_ms)
-        ))
-    })
 }
 
 /// The lines `vaewatch alerts explain` prints.
@@ -400,6 +357,7 @@ mod tests {
     use crate::alert::AlertState;
     use crate::engine::{Engine, ModelSet};
     use crate::simulate::{SimulateOptions, write_simulation};
+    use crate::telemetry::history::{HistoryOptions, read_history};
 
     fn bundled() -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("models/default")

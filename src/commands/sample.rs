@@ -12,7 +12,7 @@ use arrow::array::{
 use arrow::datatypes::{DataType, Field, Schema};
 use parquet::arrow::ArrowWriter;
 
-use crate::model::{ModelError, Sampler, Samples};
+use crate::model::{Manifest, ModelError, Sampler, Samples};
 use crate::telemetry::history::{HistoryError, HistoryOptions, read_history};
 use crate::telemetry::timestamp::format_rfc3339_ms_clamped;
 use crate::telemetry::{EquipmentId, Sample};
@@ -109,23 +109,52 @@ fn window_of(
     machine: Option<&str>,
     at_ms: Option<i64>,
 ) -> Result<Window, SampleError> {
-    let manifest = sampler.manifest();
+    history_window(&[file.to_path_buf()], sampler.manifest(), machine, at_ms).map_err(|e| match e {
+        HistoryWindowError::History(e) => SampleError::History(e),
+        HistoryWindowError::NoWindow(reason) => SampleError::NoWindow(reason),
+    })
+}
+
+/// Why [`history_window`] found no window.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum HistoryWindowError {
+    #[error(transparent)]
+    History(#[from] HistoryError),
+    #[error("{0}")]
+    NoWindow(String),
+}
+
+/// A window of history files, windowed as `manifest`'s model windows: `machine`'s (the first
+/// machine's when unset), the one ending at or before `at_ms` (the last one when unset).
+pub(crate) fn history_window(
+    inputs: &[PathBuf],
+    manifest: &Manifest,
+    machine: Option<&str>,
+    at_ms: Option<i64>,
+) -> Result<Window, HistoryWindowError> {
     let options = HistoryOptions {
         channels: Some(manifest.channels.clone()),
     };
-    let history = read_history(&[file.to_path_buf()], &options)?;
+    let history = read_history(inputs, &options)?;
+    let files = || {
+        inputs
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     let rows = match machine {
         Some(id) => history
             .machines
             .iter()
             .find(|m| m.equipment_id.as_str() == id)
             .ok_or_else(|| {
-                SampleError::NoWindow(format!("{} has no machine {id}", file.display()))
+                HistoryWindowError::NoWindow(format!("{} has no machine {id}", files()))
             })?,
         None => history
             .machines
             .first()
-            .ok_or_else(|| SampleError::NoWindow(format!("{} has no rows", file.display())))?,
+            .ok_or_else(|| HistoryWindowError::NoWindow(format!("{} has no rows", files())))?,
     };
     let id: EquipmentId = rows.equipment_id.clone();
     let mut windower = Windower::new(id, manifest.channels.len(), manifest.windowing.clone());
@@ -150,9 +179,9 @@ fn window_of(
         let when = at_ms.map_or(String::new(), |at| {
             format!(" ending at or before {}", format_rfc3339_ms_clamped(at))
         });
-        SampleError::NoWindow(format!(
+        HistoryWindowError::NoWindow(format!(
             "{} holds no complete window of {}{when}",
-            file.display(),
+            files(),
             rows.equipment_id
         ))
     })

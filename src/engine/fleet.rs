@@ -19,6 +19,9 @@ use crate::telemetry::timestamp::format_rfc3339_ms_clamped;
 use crate::telemetry::{EquipmentId, Sample, SourcePosition};
 use crate::window::{Operation, PushOutcome, Window, WindowConfig, Windower, WindowerStats};
 
+#[path = "fleet_handover.rs"]
+mod handover;
+
 /// Windowers and alert policies of every machine a model covers.
 #[derive(Debug)]
 pub struct Fleet {
@@ -88,31 +91,6 @@ pub struct MaintenanceState {
     pub last_request_ms: Option<i64>,
 }
 
-/// A machine let go by its fleet at a reload, with what it carries ([`Fleet::arrive`]).
-#[derive(Debug)]
-pub(crate) struct Departing {
-    machine: Machine,
-    /// Its old model's channels, in order.
-    channel_names: Vec<String>,
-    requests: BTreeMap<i64, ControlRequest>,
-    maintenance_requests: BTreeMap<i64, ControlRequest>,
-}
-
-/// How a machine was taken over at a reload.
-#[derive(Debug, Default)]
-pub(crate) struct Arrival {
-    /// Windows of the new windowing its held samples completed, ending after the last window
-    /// scored: to be scored.
-    pub windows: Vec<Window>,
-    /// Whether it got a new windower (other channels or windowing).
-    pub rewindowed: bool,
-    /// Whether levels an operator had accepted were dropped (another model).
-    pub accepted_levels_dropped: bool,
-    /// Sensor data-quality episodes left open by the old model that the new one (other
-    /// channels) does not continue.
-    pub quality_episodes_closed: usize,
-}
-
 impl MaintenanceState {
     fn is_empty(&self) -> bool {
         self.since_ms.is_none() && self.last_request_ms.is_none()
@@ -120,6 +98,27 @@ impl MaintenanceState {
 }
 
 impl Machine {
+    fn new(
+        equipment_id: &EquipmentId,
+        channel_names: &[String],
+        windowing: &WindowConfig,
+        alerts: AlertPolicyConfig,
+        calibration: &Option<Arc<ThresholdCalibration>>,
+        history_slots: usize,
+    ) -> Machine {
+        Machine {
+            windower: Windower::new(equipment_id.clone(), channel_names.len(), windowing.clone())
+                .with_history(history_slots),
+            policy: AlertPolicy::new(alerts, channel_names.to_vec())
+                .with_calibration(calibration.clone()),
+            quality: QualityTracker::new(alerts.m, channel_names.to_vec()),
+            baseline: Baseline::default(),
+            partition: None,
+            last_window_end_ms: None,
+            maintenance: MaintenanceState::default(),
+        }
+    }
+
     fn saved(&self) -> MachineState {
         MachineState {
             last_window_end_ms: self.last_window_end_ms,
@@ -196,150 +195,37 @@ impl Fleet {
     }
 
     fn machine(&mut self, equipment_id: &EquipmentId) -> &mut Machine {
-        if !self.machines.contains_key(equipment_id) {
-            let machine = self.new_machine(equipment_id);
-            self.machines.insert(equipment_id.clone(), machine);
-        }
-        self.machines
-            .get_mut(equipment_id)
-            .expect("the machine was just inserted")
-    }
-
-    fn new_machine(&self, equipment_id: &EquipmentId) -> Machine {
-        Machine {
-            windower: Windower::new(
-                equipment_id.clone(),
-                self.channel_names.len(),
-                self.windowing.clone(),
-            )
-            .with_history(self.history_slots),
-            policy: AlertPolicy::new(self.alerts, self.channel_names.clone())
-                .with_calibration(self.calibration.clone()),
-            quality: QualityTracker::new(self.alerts.m, self.channel_names.clone()),
-            baseline: Baseline::default(),
-            partition: None,
-            last_window_end_ms: None,
-            maintenance: MaintenanceState::default(),
-        }
-    }
-
-    /// Lets every machine go, with what it carries, for the fleets of reloaded models to take
-    /// them over ([`Fleet::arrive`]).
-    pub(crate) fn depart(&mut self) -> Vec<(EquipmentId, Departing)> {
-        let machines = std::mem::take(&mut self.machines);
-        machines
-            .into_iter()
-            .map(|(id, machine)| {
-                let departing = Departing {
-                    machine,
-                    channel_names: self.channel_names.clone(),
-                    requests: self.requests.remove(&id).unwrap_or_default(),
-                    maintenance_requests: self.maintenance_requests.remove(&id).unwrap_or_default(),
-                };
-                (id, departing)
-            })
-            .collect()
-    }
-
-    /// The control requests still queued for machines not held, taken out of the fleet.
-    pub(crate) fn take_queued_requests(&mut self) -> Vec<ControlRequest> {
-        let requests = std::mem::take(&mut self.requests);
-        let maintenance = std::mem::take(&mut self.maintenance_requests);
-        requests
-            .into_values()
-            .chain(maintenance.into_values())
-            .flat_map(BTreeMap::into_values)
-            .collect()
-    }
-
-    /// Takes over a machine another model's fleet let go ([`Fleet::depart`]) where it stood:
-    /// its last window end (no window at or before it is scored again), its open alert (same
-    /// id), its maintenance and queued requests, its Kafka partition. Its windower is kept when
-    /// this model reads the same channels with the same windowing; otherwise a new one is fed
-    /// the samples the old one held, and the windows that completes which end after the last
-    /// one scored are returned, to be scored. `same_model`: the model is the one the machine
-    /// had (a reload that kept it): accepted levels carry over; with another model they do
-    /// not (they are in the old model's units) and an acceptance in progress starts again.
-    pub(crate) fn arrive(
-        &mut self,
-        id: &EquipmentId,
-        departing: Departing,
-        same_model: bool,
-    ) -> Arrival {
-        let Departing {
-            machine: old,
+        let Fleet {
+            machines,
             channel_names,
-            mut requests,
-            maintenance_requests,
-        } = departing;
-        let same_channels = channel_names == self.channel_names;
-        let same_windowing = same_channels && *old.windower.config() == self.windowing;
-        let mut arrival = Arrival {
-            rewindowed: !same_windowing,
-            ..Arrival::default()
-        };
-        let mut machine = self.new_machine(id);
-        machine.partition = old.partition;
-        machine.last_window_end_ms = old.last_window_end_ms;
-        machine.maintenance = old.maintenance;
-        machine.policy.restore(old.policy.state());
-        if same_channels {
-            machine.quality.restore(old.quality.state());
-        } else {
-            arrival.quality_episodes_closed = old.quality.open_channels();
-        }
-        if same_model {
-            machine.baseline = old.baseline;
-        } else {
-            arrival.accepted_levels_dropped = old.baseline.offsets().is_some();
-            let mut state = old.baseline.state();
-            state.offsets.clear();
-            machine.baseline.restore(state, self.channel_names.len());
-            if let Some(learning) = old.baseline.learning {
-                requests.insert(learning.request.at_ms, learning.request);
-            }
-        }
-        if same_windowing {
-            machine.windower = old.windower;
-            machine.windower.keep_history(self.history_slots);
-        } else {
-            let positions: Vec<Option<usize>> = self
-                .channel_names
-                .iter()
-                .map(|name| channel_names.iter().position(|n| n == name))
-                .collect();
-            let last = machine.last_window_end_ms;
-            for sample in old.windower.held_samples() {
-                let values: Vec<Option<f32>> = positions
-                    .iter()
-                    .map(|p| p.and_then(|p| sample.values.get(p).copied().flatten()))
-                    .collect();
-                if values.iter().all(Option::is_none) {
-                    continue;
-                }
-                let sample = Sample { values, ..sample };
-                let windows = machine.windower.push(&sample).windows;
-                arrival.windows.extend(
-                    windows
-                        .into_iter()
-                        .filter(|w| last.is_none_or(|last| w.end_ms > last)),
-                );
-            }
-        }
-        if !requests.is_empty() {
-            self.requests
-                .entry(id.clone())
-                .or_default()
-                .extend(requests);
-        }
-        if !maintenance_requests.is_empty() {
-            self.maintenance_requests
-                .entry(id.clone())
-                .or_default()
-                .extend(maintenance_requests);
-        }
-        self.machines.insert(id.clone(), machine);
-        arrival
+            windowing,
+            alerts,
+            calibration,
+            history_slots,
+            ..
+        } = self;
+        machines.entry(equipment_id.clone()).or_insert_with(|| {
+            Machine::new(
+                equipment_id,
+                channel_names,
+                windowing,
+                *alerts,
+                calibration,
+                *history_slots,
+            )
+        })
+    }
+
+    /// A machine of this fleet seen for the first time.
+    fn new_machine(&self, equipment_id: &EquipmentId) -> Machine {
+        Machine::new(
+            equipment_id,
+            &self.channel_names,
+            &self.windowing,
+            self.alerts,
+            &self.calibration,
+            self.history_slots,
+        )
     }
 
     /// Windows one sample of a machine; returns the windows it completed.
@@ -685,134 +571,5 @@ fn change(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn state(last_window_end_ms: Option<i64>, fleet: &Fleet) -> MachineState {
-        MachineState {
-            last_window_end_ms,
-            alerts: AlertPolicy::new(fleet.alerts, fleet.channel_names.clone()).state(),
-            quality: Default::default(),
-            baseline: Default::default(),
-            maintenance: Default::default(),
-        }
-    }
-
-    #[test]
-    fn a_machine_is_taken_over_only_when_not_read_here_and_the_state_reaches_further() {
-        let mut fleet = Fleet::new(
-            vec!["a".into(), "b".into()],
-            WindowConfig {
-                sample_period_ms: 1_000,
-                window: 8,
-                stride: 4,
-                allowed_lateness_ms: 0,
-                max_gap_samples: 2,
-                min_present_fraction: 0.5,
-            },
-            AlertPolicyConfig::default(),
-        );
-        let pump = EquipmentId::try_from("pump-1".to_owned()).unwrap();
-        // Unknown here: taken.
-        assert!(fleet.adopt(&pump, state(Some(1_000), &fleet)));
-        let held = |fleet: &Fleet| fleet.state().machines["pump-1"].last_window_end_ms;
-        assert_eq!(held(&fleet), Some(1_000));
-        // Not further than what is held: kept.
-        assert!(!fleet.adopt(&pump, state(Some(1_000), &fleet)));
-        assert!(!fleet.adopt(&pump, state(None, &fleet)));
-        // Further: taken.
-        assert!(fleet.adopt(&pump, state(Some(5_000), &fleet)));
-        assert_eq!(held(&fleet), Some(5_000));
-        assert!(
-            fleet.live_states().is_empty(),
-            "restored, not read here yet"
-        );
-        // Once its samples are read here, a state written elsewhere never replaces it.
-        let sample = Sample {
-            ts_ms: 6_000,
-            values: vec![Some(1.0), Some(2.0)],
-            source: Some(SourcePosition {
-                partition: 2,
-                offset: 7,
-            }),
-        };
-        fleet.push(&pump, &sample);
-        assert!(!fleet.adopt(&pump, state(Some(9_000), &fleet)));
-        let live = fleet.live_states();
-        assert_eq!(live.len(), 1);
-        assert_eq!((live[0].1, live[0].2.last_window_end_ms), (2, Some(5_000)));
-    }
-
-    #[test]
-    fn maintenance_requests_apply_in_order_once_and_survive_a_restart() {
-        let config = WindowConfig {
-            sample_period_ms: 1_000,
-            window: 8,
-            stride: 4,
-            allowed_lateness_ms: 0,
-            max_gap_samples: 2,
-            min_present_fraction: 0.5,
-        };
-        let new_fleet = || Fleet::new(vec!["a".into()], config.clone(), Default::default());
-        let pump = EquipmentId::try_from("pump-1".to_owned()).unwrap();
-        let request = |action, at_ms| ControlRequest {
-            action,
-            equipment_id: pump.clone(),
-            at_ms,
-            by: None,
-            reason: None,
-        };
-        let requests = [
-            request(ControlAction::StartMaintenance, 10_000),
-            request(ControlAction::EndMaintenance, 30_000),
-        ];
-        let window = |end_ms: i64| Window {
-            equipment_id: pump.clone(),
-            start_ms: end_ms - 7_000,
-            end_ms,
-            channels: 1,
-            len: 8,
-            values: vec![1.0; 8],
-            mask: vec![true; 8],
-            sources: Vec::new(),
-        };
-        let mut fleet = new_fleet();
-        // Known here, with windows handled up to 1 s.
-        assert!(fleet.adopt(&pump, state(Some(1_000), &fleet)));
-        for r in &requests {
-            fleet.request(r.clone());
-        }
-        assert!(!fleet.in_requested_maintenance(&window(5_000)));
-        assert!(fleet.in_requested_maintenance(&window(10_000)));
-        assert!(fleet.in_requested_maintenance(&window(20_000)));
-        let saved = fleet.state().machines["pump-1"].maintenance;
-        assert_eq!(
-            saved,
-            MaintenanceState {
-                since_ms: Some(10_000),
-                last_request_ms: Some(10_000)
-            }
-        );
-
-        // A restart: the state comes back, the control topic is read again from its start.
-        let mut restarted = new_fleet();
-        let mut state = fleet.state();
-        state.machines.get_mut("pump-1").unwrap().last_window_end_ms = Some(20_000);
-        restarted.restore(state);
-        for r in &requests {
-            restarted.request(r.clone());
-        }
-        assert!(
-            restarted.in_requested_maintenance(&window(24_000)),
-            "still in maintenance"
-        );
-        assert!(
-            !restarted.in_requested_maintenance(&window(30_000)),
-            "ended"
-        );
-        assert!(!restarted.in_requested_maintenance(&window(34_000)));
-        // The start, read again, is not applied twice.
-        restarted.request(requests[0].clone());
-        assert!(!restarted.in_requested_maintenance(&window(38_000)));
-    }
-}
+#[path = "fleet_tests.rs"]
+mod tests;
