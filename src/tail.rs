@@ -56,7 +56,8 @@ pub fn format_quality_line(event: &DataQualityEvent) -> String {
 }
 
 /// One line describing an alert event, e.g.
-/// `2026-11-26T06:44:24.123Z OPENED   pump-03  major    score 0.84 (3.1x) bearing_temp 62%, ...`.
+/// `2026-11-26T06:44:24.123Z OPENED   pump-03  major    score 0.84 (3.1x) bearing_temp 62%, ...`,
+/// ending with the earlier episode most like it (`like ALERT_ID (distance)`) when it lists one.
 pub fn format_alert_line(event: &AlertEvent) -> String {
     let state = match event.state {
         AlertState::Opened => "OPENED  ",
@@ -68,8 +69,13 @@ pub fn format_alert_line(event: &AlertEvent) -> String {
         .iter()
         .map(|c| format!("{} {:.0}%", c.channel, c.share * 100.0))
         .collect();
+    // The earlier episode most like it, on an opened event that lists one.
+    let like = match event.similar_episodes.as_deref() {
+        Some([nearest, ..]) => format!("  like {} ({:.2})", nearest.alert_id, nearest.distance),
+        _ => String::new(),
+    };
     format!(
-        "{} {} {:<12} {:<8} {:>3.0}/100 score {:.3} ({:.1}x threshold) {}  [{}]",
+        "{} {} {:<12} {:<8} {:>3.0}/100 score {:.3} ({:.1}x threshold) {}  [{}]{like}",
         event.event_time,
         state,
         event.equipment_id,
@@ -167,6 +173,23 @@ mod tests {
             window_start: "2026-11-26T06:47:52.000Z".into(),
             window_end: "2026-11-26T06:50:00.000Z".into(),
         }
+    }
+
+    #[test]
+    fn an_opened_alert_line_ends_with_the_earlier_episode_most_like_it() {
+        let text = r#"{"schema_version":1,"alert_id":"pump-03@2026-11-26T06:50:00.000Z","equipment_id":"pump-03","state":"opened","opened_at":"2026-11-26T06:50:00.000Z","event_time":"2026-11-26T06:50:00.000Z","resolved_at":null,"score":2.4,"threshold":1.0,"score_ratio":2.4,"anomaly_score":71.5,"peak_score":2.4,"severity":"major","top_channels":[{"channel":"flow","share":0.7}],"model_id":"m1","window_start":"2026-11-26T06:47:52.000Z","window_end":"2026-11-26T06:50:00.000Z","windows_in_episode":1,"windows_above_threshold":1,"similar_episodes":[{"alert_id":"pump-01@2026-11-20T02:10:00.000Z","equipment_id":"pump-01","opened_at":"2026-11-20T02:10:00.000Z","resolved_at":null,"severity":"warning","top_channel":"flow","distance":0.0812}]}"#;
+        let TopicEvent::Alert(mut event) = serde_json::from_str(text).unwrap() else {
+            panic!("not an alert");
+        };
+        let line = format_alert_line(&event);
+        assert!(
+            line.ends_with(
+                "[pump-03@2026-11-26T06:50:00.000Z]  like pump-01@2026-11-20T02:10:00.000Z (0.08)"
+            ),
+            "{line}"
+        );
+        event.similar_episodes = Some(Vec::new());
+        assert!(format_alert_line(&event).ends_with("06:50:00.000Z]"));
     }
 
     #[test]

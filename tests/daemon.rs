@@ -14,7 +14,7 @@ use rdkafka::message::{Headers, Message};
 use tokio::sync::watch;
 
 use vaewatch::alert::quality::DataQualityEvent;
-use vaewatch::alert::{AlertEvent, AlertState};
+use vaewatch::alert::{AlertEvent, AlertPolicyConfig, AlertState};
 use vaewatch::archive::read_archive_dir;
 use vaewatch::config::Config;
 use vaewatch::config::{MaintenancePeriod, OffRule};
@@ -43,6 +43,19 @@ const WAIT: Duration = Duration::from_secs(360);
 
 fn plant() -> History {
     small_plant()
+}
+
+/// A plant of the small plant's size with alert episodes both before and after two thirds of
+/// its messages (6 faults, 5 min fault-free, seed 23): replay opens episodes at 00:09 and 00:19,
+/// then five more from 00:30 on, most of them listing the first ones.
+fn restart_plant() -> History {
+    vaewatch::simulate::simulate_history(&vaewatch::simulate::SimulateOptions {
+        faults: 6,
+        fault_free_fraction: 5.0 / 40.0,
+        seed: 23,
+        ..crate::util::small_plant_options()
+    })
+    .unwrap()
 }
 
 /// The history as telemetry messages, in time order across machines.
@@ -99,8 +112,13 @@ fn config(brokers: &str, topics: &Topics, group: &str, archive: &Path) -> Config
     config.archive.dir = archive.to_path_buf();
     config.archive.roll_age = Duration::from_secs(1);
     config.shutdown_timeout = Duration::from_secs(10);
+    config.alerts.similar_episodes = ALL_EPISODES;
     config
 }
+
+/// Similar episodes listed in the tests' opened events: more than the plant ever has, so each
+/// list holds every earlier episode the daemon knew of ([`assert_recall_as_published`]).
+const ALL_EPISODES: usize = 1_000;
 
 /// Runs a daemon until it has consumed `until_messages` messages (counted from its start), then
 /// stops it cleanly. Callers pass what the group has left to read ([`unread_messages`]), so the
@@ -164,7 +182,11 @@ fn replayed_by(
     requests: &[ControlRequest],
     rules: OperationRules,
 ) -> Replayed {
-    let (mut engine, windowing) = crate::util::replay_engine_for(dir, rules);
+    let alerts = AlertPolicyConfig {
+        similar_episodes: ALL_EPISODES,
+        ..AlertPolicyConfig::default()
+    };
+    let (mut engine, windowing) = crate::util::replay_engine_with(dir, rules, alerts);
     let result = replay_history(history, &mut engine, requests).unwrap();
     let cutoffs: Cutoffs = history
         .machines
@@ -345,6 +367,83 @@ fn assert_same_alerts(got: &[AlertEvent], expected: &[AlertEvent]) {
             assert!((a.score - b.score).abs() <= 1e-4 * (1.0 + b.score.abs()));
         }
     }
+}
+
+/// Each listed episode as (alert id, distance).
+fn listed(event: &AlertEvent) -> Vec<(String, f32)> {
+    event
+        .similar_episodes
+        .iter()
+        .flatten()
+        .map(|s| (s.alert_id.clone(), s.distance))
+        .collect()
+}
+
+/// Fails unless every episode `event` lists, replay's opened event of the same alert lists too,
+/// at the same distance (scores agree to a relative 1e-5, so distances to 1e-3); returns how
+/// many it lists. Events replay does not have (past the cutoffs) count 0.
+fn listed_as_replay_lists(event: &AlertEvent, expected: &[AlertEvent]) -> usize {
+    assert!(
+        event.similar_episodes.is_some(),
+        "{} lists nothing",
+        event.alert_id
+    );
+    let Some(want) = expected
+        .iter()
+        .find(|e| e.alert_id == event.alert_id && e.state == AlertState::Opened)
+    else {
+        return 0;
+    };
+    let want = listed(want);
+    for (id, distance) in listed(event) {
+        let Some((_, d)) = want.iter().find(|(w, _)| *w == id) else {
+            panic!("{} lists {id}, which replay does not", event.alert_id);
+        };
+        assert!(
+            (distance - d).abs() <= 1e-3,
+            "{}: {id} at {distance}, replay {d}",
+            event.alert_id
+        );
+    }
+    listed(event).len()
+}
+
+/// The opened events, in the order the daemon published them (one alert partition), each list
+/// exactly the episodes opened earlier whose opened events it had published before (its own and
+/// those of the index it read back at a restart), as replay lists them.
+fn assert_recall_as_published(published: &[AlertEvent], expected: &[AlertEvent]) {
+    let mut seen: Vec<(String, i64)> = Vec::new();
+    let mut compared = 0;
+    for event in published.iter().filter(|e| e.state == AlertState::Opened) {
+        let opened = vaewatch::telemetry::timestamp::parse_rfc3339_ms(&event.opened_at).unwrap();
+        let mut known: Vec<&str> = seen
+            .iter()
+            .filter(|(id, at)| *at < opened && *id != event.alert_id)
+            .map(|(id, _)| id.as_str())
+            .collect();
+        known.sort();
+        let mut got: Vec<String> = listed(event).into_iter().map(|(id, _)| id).collect();
+        got.sort();
+        assert_eq!(got, known, "episodes listed by {}", event.alert_id);
+        compared += listed_as_replay_lists(event, expected);
+        if !seen.iter().any(|(id, _)| *id == event.alert_id) {
+            seen.push((event.alert_id.clone(), opened));
+        }
+    }
+    assert!(compared > 0, "no opened event listed an earlier episode");
+}
+
+/// Every alert event on the topic (repeats after a crash included): each opened event lists only
+/// episodes replay lists, at the same distances, and some list one.
+async fn assert_recall_within_replay(brokers: &str, topic: &str, expected: &[AlertEvent]) {
+    let held = unread_messages(brokers, &unique_name("recall"), topic) as usize;
+    let alerts = alert_events(brokers, topic, held).await;
+    let compared: usize = alerts
+        .iter()
+        .filter(|e| e.state == AlertState::Opened)
+        .map(|e| listed_as_replay_lists(e, expected))
+        .sum();
+    assert!(compared > 0, "no opened event listed an earlier episode");
 }
 
 /// After a crash, alerts after the last commit may be published twice: each copy must be
@@ -753,6 +852,7 @@ async fn daemon_alerts_and_archive_equal_replay_and_bad_input_is_dead_lettered()
         expected_alerts.len() + expected_quality.len(),
     )
     .await;
+    assert_recall_as_published(&alerts, &expected_alerts);
     let alerts: Vec<AlertEvent> = alerts
         .into_iter()
         .filter(|a| before_cutoff(a, &cutoffs))
@@ -829,7 +929,7 @@ async fn daemon_alerts_and_archive_equal_replay_and_bad_input_is_dead_lettered()
 async fn stop_and_restart_mid_stream_loses_and_changes_no_window() {
     let brokers = bootstrap();
     let topics = topics(&brokers).await;
-    let history = plant();
+    let history = restart_plant();
     let messages = messages(&history);
     let refs = as_refs(&messages);
     produce(&brokers, &topics.telemetry, &refs).await;
@@ -863,6 +963,21 @@ async fn stop_and_restart_mid_stream_loses_and_changes_no_window() {
         expected_alerts.len() + quality.len() + 1,
     )
     .await;
+    // Episodes before the stop are listed after it: the index was read back.
+    assert_recall_as_published(&alerts, &expected_alerts);
+    // The first daemon published the first alert events (a clean stop: no repeats).
+    let (before, after) = alerts.split_at((first.alerts_published as usize).min(alerts.len()));
+    assert!(
+        after.iter().any(|e| {
+            e.state == AlertState::Opened
+                && e.similar_episodes.iter().flatten().any(|s| {
+                    before
+                        .iter()
+                        .any(|b| b.state == AlertState::Opened && b.alert_id == s.alert_id)
+                })
+        }),
+        "no alert of the second daemon lists an episode the first one saw"
+    );
     let alerts: Vec<AlertEvent> = alerts
         .into_iter()
         .filter(|a| before_cutoff(a, &cutoffs))
@@ -926,6 +1041,7 @@ async fn crash_mid_stream_loses_no_window_and_repeats_only_identical_ones() {
         &cutoffs,
     )
     .await;
+    assert_recall_within_replay(&brokers, &topics.alerts, &expected_alerts).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,7 +4,7 @@
 use crate::util::schema;
 use std::path::{Path, PathBuf};
 
-use vaewatch::alert::{AlertEvent, AlertState, ChannelShare, Severity};
+use vaewatch::alert::{AlertEvent, AlertState, ChannelShare, Severity, SimilarEpisode};
 use vaewatch::simulate::{
     FaultKind, Plant, SimulateOptions, simulate_history, telemetry_batch_json, telemetry_json,
     write_simulation,
@@ -312,6 +312,28 @@ fn alert(state: AlertState, resolved_at: Option<&str>) -> AlertEvent {
         window_end: "2026-11-26T06:50:00.000Z".into(),
         windows_in_episode: 12,
         windows_above_threshold: 9,
+        similar_episodes: (state == AlertState::Opened).then(|| {
+            vec![
+                SimilarEpisode {
+                    alert_id: "pump-07@2026-11-20T02:10:00.000Z".into(),
+                    equipment_id: "pump-07".into(),
+                    opened_at: "2026-11-20T02:10:00.000Z".into(),
+                    resolved_at: Some("2026-11-20T03:00:00.000Z".into()),
+                    severity: Severity::Critical,
+                    top_channel: Some("bearing_temp".into()),
+                    distance: 0.12,
+                },
+                SimilarEpisode {
+                    alert_id: "pump-03@2026-11-26T06:30:00.000Z".into(),
+                    equipment_id: "pump-03".into(),
+                    opened_at: "2026-11-26T06:30:00.000Z".into(),
+                    resolved_at: None,
+                    severity: Severity::Warning,
+                    top_channel: None,
+                    distance: 0.8,
+                },
+            ]
+        }),
     }
 }
 
@@ -340,6 +362,13 @@ fn alert_events_validate_against_the_schema() {
         },
         AlertEvent {
             schema_version: 2,
+            ..alert(AlertState::Opened, None)
+        },
+        AlertEvent {
+            similar_episodes: Some(vec![SimilarEpisode {
+                distance: 2.0,
+                ..alert(AlertState::Opened, None).similar_episodes.unwrap()[0].clone()
+            }]),
             ..alert(AlertState::Opened, None)
         },
     ];

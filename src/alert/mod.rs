@@ -80,12 +80,19 @@ pub struct AlertEvent {
     /// Windows scored in the episode so far, and how many of them were above the threshold.
     pub windows_in_episode: u32,
     pub windows_above_threshold: u32,
+    /// On `opened` events: the earlier episodes of the same model (any machine) whose opening
+    /// windows had the nearest error profiles, nearest first (`recall`). Absent on other events
+    /// and when `alerts.similar_episodes` is 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub similar_episodes: Option<Vec<SimilarEpisode>>,
 }
 
 mod policy;
 pub mod quality;
+pub mod recall;
 
 pub use policy::{
     AlertPolicy, AlertPolicyConfig, AlertPolicyState, InvalidAlertPolicy, TOP_CHANNELS,
     severity_of, top_channels,
 };
+pub use recall::{EpisodeMemory, EpisodeRecord, SimilarEpisode};

@@ -29,11 +29,19 @@ pub struct AlertPolicyConfig {
     pub n: usize,
     /// Windows in a row below threshold that resolve an episode.
     pub m: usize,
+    /// Earlier episodes an `opened` event lists as the most similar (`recall`); 0 lists none and
+    /// leaves the field out.
+    pub similar_episodes: usize,
 }
 
 impl Default for AlertPolicyConfig {
     fn default() -> Self {
-        AlertPolicyConfig { k: 3, n: 5, m: 5 }
+        AlertPolicyConfig {
+            k: 3,
+            n: 5,
+            m: 5,
+            similar_episodes: super::recall::DEFAULT_SIMILAR_EPISODES,
+        }
     }
 }
 
@@ -251,6 +259,7 @@ impl AlertPolicy {
             window_end: format_rfc3339_ms(window.window_end_ms),
             windows_in_episode: episode.windows,
             windows_above_threshold: episode.above,
+            similar_episodes: None,
         }
     }
 }

@@ -39,7 +39,12 @@ fn events(cfg: AlertPolicyConfig, scores: &[f32]) -> Vec<(usize, AlertState)> {
 #[test]
 fn hysteresis_table() {
     use AlertState::*;
-    let cfg = AlertPolicyConfig { k: 2, n: 3, m: 2 };
+    let cfg = AlertPolicyConfig {
+        k: 2,
+        n: 3,
+        m: 2,
+        ..AlertPolicyConfig::default()
+    };
     type Case<'a> = (&'a str, &'a [f32], &'a [(usize, AlertState)]);
     let cases: &[Case] = &[
         ("all calm", &[0.1, 0.2, 0.3, 0.1], &[]),
@@ -77,7 +82,15 @@ fn hysteresis_table() {
 
 #[test]
 fn one_alert_id_per_episode() {
-    let mut policy = AlertPolicy::new(AlertPolicyConfig { k: 1, n: 1, m: 1 }, names());
+    let mut policy = AlertPolicy::new(
+        AlertPolicyConfig {
+            k: 1,
+            n: 1,
+            m: 1,
+            ..AlertPolicyConfig::default()
+        },
+        names(),
+    );
     let scores = [2.5, 6.0, 0.1, 1.5, 0.1];
     let got: Vec<AlertEvent> = scores
         .iter()
@@ -136,7 +149,14 @@ fn severity_bands() {
 fn invalid_configs_are_refused() {
     for (k, n, m) in [(0, 3, 1), (4, 3, 1), (1, 3, 0)] {
         assert!(
-            AlertPolicyConfig { k, n, m }.validate().is_err(),
+            AlertPolicyConfig {
+                k,
+                n,
+                m,
+                ..AlertPolicyConfig::default()
+            }
+            .validate()
+            .is_err(),
             "k={k} n={n} m={m}"
         );
     }

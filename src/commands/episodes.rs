@@ -13,6 +13,8 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+pub use crate::alert::recall::error_profile;
+use crate::alert::recall::profile_distance;
 use crate::alert::{AlertPolicy, AlertPolicyConfig, AlertState, Severity};
 use crate::archive::{ArchiveError, read_archive_dir, read_scored_windows};
 use crate::score::ScoredWindow;
@@ -35,16 +37,6 @@ pub struct Episode {
     pub latent: Vec<f32>,
     /// The opening window's profile of error ([`error_profile`]).
     pub profile: Vec<f32>,
-}
-
-/// Each channel's share of a window's error (`channel_errors` scaled to sum to 1; all zero when
-/// the window has no error).
-pub fn error_profile(channel_errors: &[f32]) -> Vec<f32> {
-    let total: f32 = channel_errors.iter().sum();
-    channel_errors
-        .iter()
-        .map(|e| if total > 0.0 { e / total } else { 0.0 })
-        .collect()
 }
 
 /// An earlier episode near a window, and how near (Euclidean distance between error profiles,
@@ -143,13 +135,7 @@ pub fn nearest_earlier(
         .filter(|e| e.model_id == model_id && e.opened_ms < before_ms)
         .filter(|e| e.profile.len() == profile.len())
         .map(|e| Neighbour {
-            distance: e
-                .profile
-                .iter()
-                .zip(profile)
-                .map(|(a, b)| (a - b).powi(2))
-                .sum::<f32>()
-                .sqrt(),
+            distance: profile_distance(&e.profile, profile),
             episode: e.clone(),
         })
         .collect();
@@ -241,6 +227,20 @@ mod tests {
                 episode.opened_ms,
                 3,
             );
+            // The replay's opened event listed the same episodes, nearest first.
+            let event = replayed.machines[0]
+                .alerts
+                .iter()
+                .find(|a| a.alert_id == episode.alert_id && a.state == AlertState::Opened)
+                .unwrap();
+            let listed = event.similar_episodes.as_ref().unwrap();
+            assert_eq!(
+                listed.iter().map(|s| &s.alert_id).collect::<Vec<_>>(),
+                near.iter().map(|n| &n.episode.alert_id).collect::<Vec<_>>()
+            );
+            for (s, n) in listed.iter().zip(&near) {
+                assert!((s.distance - n.distance).abs() < 1e-6);
+            }
             let nearest = &near[0].episode;
             assert_eq!(
                 fault_at(&history, &nearest.equipment_id, nearest.opened_ms).as_deref(),

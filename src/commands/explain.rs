@@ -12,6 +12,7 @@ use super::sample::{HistoryWindowError, history_window};
 use crate::alert::AlertPolicyConfig;
 use crate::archive::ArchiveError;
 use crate::model::{Model, ModelError, Sampler, select_device};
+use crate::replay::report::{escape, expected_vs_actual_svg};
 use crate::score::{InvalidThreshold, ScoredWindow, Scorer};
 use crate::telemetry::EquipmentId;
 use crate::telemetry::history::HistoryError;
@@ -283,72 +284,8 @@ fn html(explanation: &Explanation) -> String {
     page
 }
 
-/// Actual values as a dark line (broken where missing), expected ones as an orange line, on a
-/// shared vertical scale with its range labelled.
 fn svg(channel: &ChannelView) -> String {
-    // The value range is labelled in a margin on the left, clear of the lines.
-    let (width, height, pad, margin) = (760.0f64, 120.0f64, 6.0f64, 70.0f64);
-    let values = channel
-        .actual
-        .iter()
-        .flatten()
-        .chain(&channel.expected)
-        .map(|v| f64::from(*v));
-    let (lo, hi) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
-        (lo.min(v), hi.max(v))
-    });
-    let span = if hi > lo { hi - lo } else { 1.0 };
-    let n = channel.expected.len().max(2) as f64;
-    let x = |t: usize| margin + (width - margin - pad) * t as f64 / (n - 1.0);
-    let y = |v: f32| pad + (height - 2.0 * pad) * (hi - f64::from(v)) / span;
-    let mut actual = String::new();
-    let mut runs = Vec::new();
-    for (t, v) in channel.actual.iter().enumerate() {
-        match v {
-            Some(v) => {
-                let _ = write!(actual, "{:.1},{:.1} ", x(t), y(*v));
-            }
-            None if !actual.is_empty() => runs.push(std::mem::take(&mut actual)),
-            None => {}
-        }
-    }
-    if !actual.is_empty() {
-        runs.push(actual);
-    }
-    let expected: String = channel
-        .expected
-        .iter()
-        .enumerate()
-        .map(|(t, v)| format!("{:.1},{:.1} ", x(t), y(*v)))
-        .collect();
-    let mut svg = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" viewBox=\"0 0 {width} {height}\" role=\"img\">\
-         <rect x=\"{margin}\" width=\"{}\" height=\"{height}\" fill=\"#fafafa\" stroke=\"#ddd\"/>\
-         <polyline points=\"{expected}\" fill=\"none\" stroke=\"#e07b00\" stroke-width=\"2\"/>",
-        width - margin
-    );
-    for run in runs {
-        let _ = write!(
-            svg,
-            "<polyline points=\"{run}\" fill=\"none\" stroke=\"#222\" stroke-width=\"1.3\"/>"
-        );
-    }
-    let _ = write!(
-        svg,
-        "<text x=\"{}\" y=\"14\" font-size=\"11\" text-anchor=\"end\" fill=\"#666\">{hi:.3}</text>\
-         <text x=\"{}\" y=\"{}\" font-size=\"11\" text-anchor=\"end\" fill=\"#666\">{lo:.3}</text></svg>",
-        margin - 6.0,
-        margin - 6.0,
-        height - pad
-    );
-    svg
-}
-
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
+    expected_vs_actual_svg(&channel.actual, &channel.expected, 760.0, 120.0)
 }
 
 #[cfg(test)]

@@ -21,6 +21,7 @@
 
 mod alert_topic;
 mod control;
+mod episode_index;
 mod handover;
 mod reload;
 mod scoring;
@@ -28,6 +29,7 @@ mod state;
 mod storage;
 
 use control::{next_control, open_control};
+use episode_index::EpisodeIndex;
 use handover::{Handover, next_state, open_handover};
 use reload::next_reload;
 use scoring::{InFlight, scored};
@@ -35,6 +37,7 @@ use scoring::{InFlight, scored};
 pub use handover::{STATE_RECORD_VERSION, StateRecord};
 pub use reload::Reloads;
 
+pub use episode_index::index_file_name;
 pub use state::{load_state, save_state, state_file_name};
 
 use std::collections::{BTreeMap, HashSet};
@@ -190,12 +193,20 @@ pub async fn run_reloading(
         "" => None,
         _ => open_handover(&config.kafka).await?,
     };
+    let state = state::load_state(config.archive.local_dir(), &config.archive.file_prefix)?;
+    let (episodes, recall) = EpisodeIndex::open(
+        config.archive.local_dir(),
+        &config.archive.file_prefix,
+        &state,
+        crate::alert::recall::DEFAULT_CAPACITY,
+    )?;
     let mut daemon = Daemon {
         stop: shutdown.clone(),
-        state: state::load_state(config.archive.local_dir(), &config.archive.file_prefix)?,
+        state,
         config,
         metrics,
-        engine: Engine::new(models),
+        engine: Engine::new(models).with_recall(recall),
+        episodes,
         archive,
         uploader,
         producer,
@@ -258,6 +269,8 @@ struct Daemon {
     config: Config,
     metrics: Arc<Metrics>,
     engine: Engine,
+    /// The index file of the alert episodes the engine remembers.
+    episodes: EpisodeIndex,
     archive: ArchiveWriter,
     /// Uploads complete archive files to an `s3://` archive.
     uploader: Option<Uploader>,

@@ -67,6 +67,11 @@ impl Daemon {
             self.archive.flush_durable()?
         };
         self.count_archived(report);
+        // The episodes of the windows just archived, before the state file counts them handled.
+        self.episodes.add(self.engine.take_episode_records());
+        self.episodes.append()?;
+        let learnt = self.episodes.refresh();
+        self.engine.remember(learnt);
         let state: state::DaemonState = self.engine.state();
         state::save_state(
             self.config.archive.local_dir(),

@@ -179,6 +179,11 @@ impl Fleet {
         &self.channel_names
     }
 
+    /// The alert policy settings of its machines.
+    pub fn alerts(&self) -> AlertPolicyConfig {
+        self.alerts
+    }
+
     /// Number of machines seen so far.
     pub fn machine_count(&self) -> usize {
         self.machines.len()

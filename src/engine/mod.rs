@@ -30,8 +30,8 @@ pub use swap::Swap;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::alert::AlertEvent;
 use crate::alert::quality::DataQualityEvent;
+use crate::alert::{AlertEvent, EpisodeMemory, EpisodeRecord};
 use crate::model::ModelError;
 use crate::score::{ScoredWindow, Scorer};
 use crate::telemetry::timestamp::format_rfc3339_ms_clamped;
@@ -49,6 +49,8 @@ pub struct Engine {
     limits: MessageLimits,
     /// Windows waiting for the scorer, in the order they closed.
     pending: Vec<Pending>,
+    /// The alert episodes seen so far, for the similar earlier episodes of opened events.
+    recall: EpisodeMemory,
 }
 
 /// What one message (or one call of [`Engine::ingest`]) did.
@@ -144,7 +146,32 @@ impl Engine {
             models,
             limits: MessageLimits::default(),
             pending: Vec::new(),
+            recall: EpisodeMemory::default(),
         }
+    }
+
+    /// The engine with this memory of earlier episodes (read back from an index file), which
+    /// opened alert events search for similar ones.
+    pub fn with_recall(mut self, recall: EpisodeMemory) -> Engine {
+        self.recall = recall;
+        self
+    }
+
+    /// The episodes remembered so far.
+    pub fn recall(&self) -> &EpisodeMemory {
+        &self.recall
+    }
+
+    /// Records of episodes learnt elsewhere (another daemon's index file) to remember.
+    pub fn remember(&mut self, records: impl IntoIterator<Item = EpisodeRecord>) {
+        for record in records {
+            self.recall.apply(record);
+        }
+    }
+
+    /// The records of the episodes opened and resolved since the last call, for the index file.
+    pub fn take_episode_records(&mut self) -> Vec<EpisodeRecord> {
+        self.recall.take_unsaved()
     }
 
     /// The models and their fleets.
@@ -371,7 +398,12 @@ impl Engine {
             let shadow = self.models.shadow() == Some(slot);
             let fleet = &mut self.models.slots[slot].fleet;
             for (window, ready_ms) in windows.into_iter().zip(ready) {
-                let (event, quality_events) = fleet.observe(&window);
+                let (mut event, quality_events) = fleet.observe(&window);
+                if let Some(event) = event.as_mut() {
+                    let similar = fleet.alerts().similar_episodes;
+                    self.recall
+                        .observe(event, &window, fleet.channel_names(), similar);
+                }
                 let alert_open = fleet.alert_open(&window.equipment_id);
                 let data_quality_open = fleet.data_quality_open(&window.equipment_id);
                 outcomes.push(Outcome {

@@ -426,6 +426,10 @@ pub(crate) struct ReplayArgs {
     pub(crate) threshold: Option<f32>,
     #[command(flatten)]
     pub(crate) alerts: AlertArgs,
+    /// Earlier episodes of the same model (any machine) each opened alert lists as the most
+    /// similar, by the error profile of the window that opened it; 0 lists none.
+    #[arg(long, default_value_t = AlertPolicyConfig::default().similar_episodes)]
+    pub(crate) similar_episodes: usize,
     /// Count metrics only from this time on (RFC 3339 or epoch ms), e.g. after the training data.
     #[arg(long, value_parser = parse_time_ms)]
     pub(crate) metrics_from: Option<i64>,
@@ -468,6 +472,7 @@ impl AlertArgs {
             k: self.alert_k,
             n: self.alert_n,
             m: self.alert_m,
+            ..AlertPolicyConfig::default()
         }
     }
 }
@@ -589,7 +594,10 @@ impl ReplayArgs {
             inputs: self.inputs,
             out: self.out,
             threshold: self.threshold,
-            alerts: self.alerts.config(),
+            alerts: AlertPolicyConfig {
+                similar_episodes: self.similar_episodes,
+                ..self.alerts.config()
+            },
             metrics_from_ms: self.metrics_from,
             event_tolerance_ms: self.event_tolerance.unwrap_or(0),
             report: !self.no_report,

@@ -1,11 +1,12 @@
 //! Replay's drive of the [`Engine`]: history rows in, as the daemon feeds it messages, giving
 //! per-row scores, scored windows and alert events. No file IO here.
 
-use crate::alert::AlertEvent;
 use crate::alert::quality::DataQualityEvent;
+use crate::alert::{AlertEvent, EpisodeMemory};
 use crate::engine::{BaselineChange, ControlRequest, Engine, Operation, ScoreError};
 use crate::score::ScoredWindow;
 use crate::telemetry::history::History;
+use crate::telemetry::timestamp::parse_rfc3339_ms;
 use crate::telemetry::{EquipmentId, Sample};
 use crate::window::WindowerStats;
 
@@ -135,8 +136,49 @@ pub fn replay_history(
             baseline_changes,
         });
     }
+    list_similar_in_time_order(&mut machines, engine);
     Ok(ReplayResult {
         machines,
         windower: engine.windower_stats(),
     })
+}
+
+/// Sets each opened event's `similar_episodes` as a daemon reading every machine's data in time
+/// order lists them: from the alert events of all machines taken in time order (the engine saw
+/// the machines one after another, so its lists of a machine lack the earlier episodes of the
+/// machines after it).
+fn list_similar_in_time_order(machines: &mut [MachineReplay], engine: &Engine) {
+    let mut order: Vec<(i64, usize, usize)> = Vec::new();
+    for (m, machine) in machines.iter().enumerate() {
+        for (a, event) in machine.alerts.iter().enumerate() {
+            if let Some(end) = parse_rfc3339_ms(&event.window_end) {
+                order.push((end, m, a));
+            }
+        }
+    }
+    order.sort();
+    let mut memory = EpisodeMemory::default();
+    for (end, m, a) in order {
+        let machine = &machines[m];
+        let mut event = machine.alerts[a].clone();
+        let Some(slot) = engine
+            .models()
+            .slots
+            .iter()
+            .find(|s| s.scorer.model().model_id() == event.model_id)
+        else {
+            continue;
+        };
+        let at = machine.windows.partition_point(|w| w.window_end_ms < end);
+        let Some(window) = machine.windows[at..]
+            .iter()
+            .take_while(|w| w.window_end_ms == end)
+            .find(|w| w.model_id == event.model_id)
+        else {
+            continue;
+        };
+        let similar = slot.fleet.alerts().similar_episodes;
+        memory.observe(&mut event, window, slot.fleet.channel_names(), similar);
+        machines[m].alerts[a].similar_episodes = event.similar_episodes;
+    }
 }

@@ -2,26 +2,46 @@
 //! anomalies, per-row channels and scores, latent points.
 
 use super::drive::{MachineReplay, ReplayResult};
-use super::report::{EpisodeNote, LatentPoint, MachineReport, ReportInput, render_report};
+use std::collections::BTreeMap;
+
+use super::report::{
+    EpisodeNote, ExplainedChannel, LatentPoint, LikeEpisode, MachineReport, ReportInput,
+    render_report,
+};
 use super::summary::ReplaySummary;
 use crate::alert::AlertState;
 use crate::alert::quality::{DataQualityEvent, QualityState};
-use crate::model::Manifest;
+use crate::model::{Manifest, Sampler};
+use crate::telemetry::Sample;
 use crate::telemetry::history::{History, MachineHistory};
 use crate::telemetry::timestamp::parse_rfc3339_ms;
+use crate::window::{Window, Windower};
 
-/// Renders `report.html` for a finished replay.
+/// Episodes per machine drawn beside what the model expected (the first ones).
+const EXPLAINED_EPISODES: usize = 10;
+/// Channels drawn per explained episode: those with the largest shares of the error.
+const EXPLAINED_CHANNELS: usize = 3;
+
+/// Renders `report.html` for a finished replay. With the model's `sampler`, each machine's first
+/// episodes show their opening windows beside what the model expected.
 pub(super) fn render(
     history: &History,
     result: &ReplayResult,
     summary: &ReplaySummary,
     manifest: &Manifest,
+    sampler: Option<&Sampler>,
 ) -> String {
     let machines = history
         .machines
         .iter()
         .zip(&result.machines)
-        .map(|(h, r)| machine_report(h, r, &manifest.channels))
+        .map(|(h, r)| {
+            let mut report = machine_report(h, r, &manifest.channels);
+            if let Some(sampler) = sampler {
+                explain_episodes(&mut report.episodes, h, r, manifest, sampler);
+            }
+            report
+        })
         .collect();
     let input = ReportInput {
         title: format!("vaewatch replay of {}", summary.inputs.join(", ")),
@@ -76,6 +96,19 @@ fn episode_notes(replay: &MachineReplay) -> Vec<EpisodeNote> {
                     opened_ms: end,
                     resolved_ms: None,
                     severity,
+                    channels: Vec::new(),
+                    like: event
+                        .similar_episodes
+                        .iter()
+                        .flatten()
+                        .next()
+                        .and_then(|like| {
+                            Some(LikeEpisode {
+                                equipment_id: like.equipment_id.clone(),
+                                opened_ms: parse_rfc3339_ms(&like.opened_at)?,
+                                distance: like.distance,
+                            })
+                        }),
                 },
             )),
             AlertState::Updated | AlertState::Resolved => {
@@ -91,6 +124,92 @@ fn episode_notes(replay: &MachineReplay) -> Vec<EpisodeNote> {
         }
     }
     notes.into_iter().map(|(_, note)| note).collect()
+}
+
+/// Draws the first [`EXPLAINED_EPISODES`] episodes' opening windows: their channels with the
+/// largest shares of the error, actual beside expected. An episode whose window cannot be found
+/// again or decoded is left without.
+fn explain_episodes(
+    episodes: &mut [EpisodeNote],
+    history: &MachineHistory,
+    replay: &MachineReplay,
+    manifest: &Manifest,
+    sampler: &Sampler,
+) {
+    let ends: Vec<i64> = episodes
+        .iter()
+        .take(EXPLAINED_EPISODES)
+        .map(|e| e.opened_ms)
+        .collect();
+    let mut windows = opening_windows(history, manifest, &ends);
+    for episode in episodes.iter_mut().take(EXPLAINED_EPISODES) {
+        let Some(window) = windows.remove(&episode.opened_ms) else {
+            continue;
+        };
+        let Some(scored) = replay
+            .windows
+            .iter()
+            .find(|w| w.window_end_ms == episode.opened_ms)
+        else {
+            continue;
+        };
+        let Ok(expected) = sampler.expected(&window) else {
+            continue;
+        };
+        let total: f32 = scored.channel_errors.iter().sum();
+        let len = window.len;
+        let mut channels: Vec<ExplainedChannel> = manifest
+            .channels
+            .iter()
+            .enumerate()
+            .map(|(c, name)| ExplainedChannel {
+                name: name.clone(),
+                share: match scored.channel_errors.get(c) {
+                    Some(e) if total > 0.0 => e / total,
+                    _ => 0.0,
+                },
+                actual: (0..len).map(|t| window.value(c, t)).collect(),
+                expected: expected[c * len..(c + 1) * len].to_vec(),
+            })
+            .collect();
+        channels.sort_by(|a, b| b.share.total_cmp(&a.share));
+        channels.truncate(EXPLAINED_CHANNELS);
+        episode.channels = channels;
+    }
+}
+
+/// The machine's windows (windowed as the model windows) ending at the given times, by end.
+fn opening_windows(
+    history: &MachineHistory,
+    manifest: &Manifest,
+    ends: &[i64],
+) -> BTreeMap<i64, Window> {
+    let mut found = BTreeMap::new();
+    let Some(&last) = ends.iter().max() else {
+        return found;
+    };
+    let mut windower = Windower::new(
+        history.equipment_id.clone(),
+        manifest.channels.len(),
+        manifest.windowing.clone(),
+    );
+    let mut keep = |windows: Vec<Window>| {
+        for window in windows {
+            if ends.contains(&window.end_ms) {
+                found.insert(window.end_ms, window);
+            }
+        }
+    };
+    for row in history.rows.iter().take_while(|r| r.ts_ms <= last) {
+        let sample = Sample {
+            ts_ms: row.ts_ms,
+            values: row.values.clone(),
+            source: None,
+        };
+        keep(windower.push(&sample).windows);
+    }
+    keep(windower.finish());
+    found
 }
 
 fn rank(severity: &str) -> u8 {

@@ -16,7 +16,7 @@ use crate::archive::write_windows_file;
 use crate::engine::{
     ControlRequest, Engine, ModelSet, ModelSetError, Operation, OperationRules, ScoreError,
 };
-use crate::model::{Model, device_name, select_device};
+use crate::model::{Model, Sampler, device_name, select_device};
 use crate::score::Scorer;
 use crate::telemetry::history::{History, HistoryOptions, read_history};
 
@@ -250,7 +250,17 @@ pub fn replay(request: &ReplayRequest) -> Result<ReplaySummary, ReplayError> {
     fs::write(&summary_path, text + "\n").map_err(io_error(&summary_path))?;
     if request.report {
         let report_path = request.out.join("report.html");
-        let page = super::report_input::render(&history, &result, &summary, &manifest);
+        // The sampler draws what the model expected beside each episode's opening window; a
+        // report without those drawings is still written when it cannot load.
+        let sampler = match Sampler::load(&request.model_dir) {
+            Ok(sampler) => Some(sampler),
+            Err(e) => {
+                tracing::warn!(error = %e, "the report shows no expected values");
+                None
+            }
+        };
+        let page =
+            super::report_input::render(&history, &result, &summary, &manifest, sampler.as_ref());
         fs::write(&report_path, page).map_err(io_error(&report_path))?;
     }
     Ok(summary)

@@ -463,9 +463,11 @@ mod tests {
                     "window {b}: {g} {w}"
                 );
             }
+            // Latent means are O(1); near zero, a 1e-5 floor allows for another summation order
+            // (the gemm kernels differ between CPUs: 1.1e-6 apart was seen on one).
             for (g, w) in mu.iter().zip(x_mu) {
                 assert!(
-                    (g - w).abs() <= 1e-4 * w.abs().max(1e-2),
+                    (g - w).abs() <= 1e-4 * w.abs().max(0.1),
                     "window {b}: {g} {w}"
                 );
             }

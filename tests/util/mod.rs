@@ -177,18 +177,23 @@ pub(crate) fn replay_engine_for(
     dir: &std::path::Path,
     rules: vaewatch::engine::OperationRules,
 ) -> (vaewatch::engine::Engine, vaewatch::window::WindowConfig) {
+    replay_engine_with(dir, rules, vaewatch::alert::AlertPolicyConfig::default())
+}
+
+/// [`replay_engine_for`] under this alert policy.
+pub(crate) fn replay_engine_with(
+    dir: &std::path::Path,
+    rules: vaewatch::engine::OperationRules,
+    alerts: vaewatch::alert::AlertPolicyConfig,
+) -> (vaewatch::engine::Engine, vaewatch::window::WindowConfig) {
     let device = vaewatch::model::select_device(false);
     let model = vaewatch::model::Model::load(dir, &device).unwrap();
     let windowing = model.manifest().windowing.clone();
     let scorer = vaewatch::score::Scorer::new(model, None).unwrap();
-    let models = vaewatch::engine::ModelSet::single(
-        dir.to_path_buf(),
-        scorer,
-        windowing.clone(),
-        vaewatch::alert::AlertPolicyConfig::default(),
-    )
-    .unwrap()
-    .with_operations(rules);
+    let models =
+        vaewatch::engine::ModelSet::single(dir.to_path_buf(), scorer, windowing.clone(), alerts)
+            .unwrap()
+            .with_operations(rules);
     (vaewatch::engine::Engine::new(models), windowing)
 }
 

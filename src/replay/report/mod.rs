@@ -4,6 +4,7 @@
 //! against the threshold with alert and label spans, and a latent-space projection.
 
 mod chart;
+mod explained;
 mod pca;
 
 use std::fmt::Write;
@@ -13,6 +14,7 @@ use chart::{
 };
 
 use super::metrics::DetectionMetrics;
+pub use explained::{ExplainedChannel, LikeEpisode, expected_vs_actual_svg};
 
 /// Buckets per chart line: each keeps its min and max, so a line has at most twice as many points.
 const BUCKETS: usize = 900;
@@ -89,6 +91,11 @@ pub struct EpisodeNote {
     pub resolved_ms: Option<i64>,
     /// The highest severity it reached.
     pub severity: String,
+    /// The opening window's channels with the largest shares of its error, largest first, each
+    /// beside what the model expected (empty when not drawn).
+    pub channels: Vec<ExplainedChannel>,
+    /// The earlier episode most like it, as its opened alert event listed it.
+    pub like: Option<LikeEpisode>,
 }
 
 /// Escapes text for HTML element content and attribute values.
@@ -119,6 +126,8 @@ th{color:#556;font-weight:600}td.num{text-align:right;font-variant-numeric:tabul
 .latent{display:flex;gap:24px;align-items:flex-start;margin-top:10px}.latent p{max-width:420px;color:#445}
 svg.chart{display:block;margin:0 0 3px}svg text{font:11px system-ui,sans-serif;fill:#445}svg text.name{font-weight:600;fill:#1d2330}
 .note{color:#778;font-style:italic}
+.explained{margin-top:12px}.explained summary{font-weight:600;cursor:pointer}.explained h4{margin:12px 0 4px;font-size:14px}
+.explained .episode{border-top:1px solid #eef0f4;padding-top:4px}.explained .ch{display:inline-flex;flex-direction:column;margin:0 14px 6px 0;color:#445}
 ";
 
 const LATENT_NOTE: &str = "<p><b>Latent space.</b> Each point is one scored window: its posterior mean \
@@ -348,7 +357,13 @@ fn machine_section(m: &MachineReport, input: &ReportInput) -> String {
     s.push_str(LATENT_NOTE);
     s.push_str(&episode_list(&m.episodes));
     s.push_str("</div>");
-    s.push_str("</div></section>");
+    s.push_str("</div>");
+    s.push_str(&explained::explained_episodes(&m.episodes, |ms| {
+        chrono::DateTime::from_timestamp_millis(ms)
+            .map(|t| t.format("%Y-%m-%d %H:%M").to_string())
+            .unwrap_or_default()
+    }));
+    s.push_str("</section>");
     s
 }
 

@@ -102,6 +102,17 @@ pub(super) fn synthetic_input(machines: usize, rows: usize) -> ReportInput {
                     opened_ms: ts[f0],
                     resolved_ms: Some(ts[f0] + 600_000),
                     severity: "major".into(),
+                    channels: vec![super::ExplainedChannel {
+                        name: "flow".into(),
+                        share: 0.6,
+                        actual: vec![Some(1.0), None, Some(3.0), Some(4.0)],
+                        expected: vec![1.0, 2.0, 2.5, 2.0],
+                    }],
+                    like: Some(super::LikeEpisode {
+                        equipment_id: "pump-0".into(),
+                        opened_ms: ts[0],
+                        distance: 0.12,
+                    }),
                 }]
             } else {
                 Vec::new()
@@ -134,11 +145,19 @@ fn every_machine_has_its_charts() {
     let input = synthetic_input(3, 3_000);
     let page = render_report(&input);
     assert_eq!(page.matches("<svg").count(), page.matches("</svg>").count());
-    // Per machine: one chart per channel, the score chart and the latent scatter.
+    // Per machine: one chart per channel, the score chart and the latent scatter; per explained
+    // episode one chart per channel drawn.
     let per_machine = input.channel_names.len() + 2;
+    let explained: usize = input
+        .machines
+        .iter()
+        .flat_map(|m| &m.episodes)
+        .map(|e| e.channels.len())
+        .sum();
+    assert!(explained > 0);
     assert_eq!(
         page.matches("<svg").count(),
-        input.machines.len() * per_machine
+        input.machines.len() * per_machine + explained
     );
     for m in &input.machines {
         let section = page
@@ -214,4 +233,28 @@ fn the_latent_map_shades_the_normal_cloud_and_draws_each_episode() {
     assert!(page.contains("<p>No alert episode.</p>"));
     assert!(page.contains("<ol class=\"episodes\"><li>opened "));
     assert!(page.contains("(10 min) &middot; major</li></ol>"));
+}
+
+#[test]
+fn each_episode_shows_its_opening_window_beside_what_the_model_expected() {
+    let input = synthetic_input(2, 3_000);
+    let page = render_report(&input);
+    let explained = page
+        .split("<details class=\"explained\" open>")
+        .nth(1)
+        .unwrap()
+        .split("</details>")
+        .next()
+        .unwrap();
+    assert!(explained.contains("what the model expected"));
+    assert!(explained.contains("<h4>1 &middot; opened "));
+    assert!(explained.contains("most like the episode of pump-0 at "));
+    assert!(explained.contains("(distance 0.12)"));
+    assert!(explained.contains("<span>flow 60 %</span>"));
+    // The expected line, and the actual one broken where a value is missing.
+    let chart = explained.split("<svg").nth(1).unwrap();
+    assert_eq!(chart.matches("<polyline").count(), 3);
+    assert_eq!(chart.matches("stroke=\"#e07b00\"").count(), 1);
+    // A machine without episodes has no such section.
+    assert_eq!(page.matches("<details class=\"explained\"").count(), 1);
 }
