@@ -12,6 +12,10 @@ trap 'rm -rf "$work"' EXIT
 rm -rf models/default.new
 "$vaewatch" train --input "$work/normal.parquet" --out models/default.new --seed 1 --quiet \
     --options scripts/default_model.toml
+# Where all of the training windows lie in the latent space, for `vaewatch sample` (train fits it
+# on the held-out windows only).
+"$vaewatch" model fit-latent --model models/default.new --input "$work/normal.parquet" \
+    --out models/default.new
 rm -rf models/default
 mv models/default.new models/default
 "$vaewatch" model inspect models/default

@@ -170,6 +170,11 @@ fn run(command: Command, log_format: LogFormat) -> Result<ExitCode> {
                 vaewatch::replay::compare::summary_text(&comparison, &request.out)
             );
         }
+        Command::Model(ModelCommand::FitLatent(args)) => {
+            let request = args.into_request();
+            let outcome = commands::latent::fit_latent(&request)?;
+            println!("{}", commands::latent::outcome_text(&outcome, &request));
+        }
         Command::Model(ModelCommand::Bench(args)) => {
             let report = commands::bench::bench(&args.into_request())?;
             println!("{}", serde_json::to_string(&report)?);

@@ -117,6 +117,13 @@ pub fn profile_distance(a: &[f32], b: &[f32]) -> f32 {
         .sqrt()
 }
 
+/// The order episodes are listed in, given (distance, opened at, alert id) of each: nearest
+/// first; at equal distance the later opened first, then by id. The daemon's lists and `alerts
+/// explain --archive` both use it.
+pub fn nearer_first(a: (f32, i64, &str), b: (f32, i64, &str)) -> std::cmp::Ordering {
+    a.0.total_cmp(&b.0).then(b.1.cmp(&a.1)).then(a.2.cmp(b.2))
+}
+
 /// An episode as the memory keeps it.
 #[derive(Debug, Clone, PartialEq)]
 struct Remembered {
@@ -336,9 +343,10 @@ impl EpisodeMemory {
             .map(|e| (profile_distance(&e.profile, profile), e))
             .collect();
         near.sort_by(|a, b| {
-            a.0.total_cmp(&b.0)
-                .then(b.1.opened_ms.cmp(&a.1.opened_ms))
-                .then(a.1.alert_id.cmp(&b.1.alert_id))
+            nearer_first(
+                (a.0, a.1.opened_ms, &a.1.alert_id),
+                (b.0, b.1.opened_ms, &b.1.alert_id),
+            )
         });
         near.into_iter()
             .take(k)

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 pub use crate::alert::recall::error_profile;
-use crate::alert::recall::profile_distance;
+use crate::alert::recall::{nearer_first, profile_distance};
 use crate::alert::{AlertPolicy, AlertPolicyConfig, AlertState, Severity};
 use crate::archive::{ArchiveError, read_archive_dir, read_scored_windows};
 use crate::score::ScoredWindow;
@@ -122,7 +122,9 @@ pub fn episodes(windows: Vec<ScoredWindow>, alerts: AlertPolicyConfig) -> Vec<Ep
 }
 
 /// The `k` episodes of `model_id` opened before `before_ms` whose opening windows' error
-/// profiles lie nearest to `profile`, nearest first.
+/// profiles lie nearest to `profile`, in the order the daemon lists them
+/// ([`nearer_first`]). Unlike the daemon's list, each episode is shown as the archive ends (how
+/// it ended), not as it stood at `before_ms`.
 pub fn nearest_earlier(
     episodes: &[Episode],
     profile: &[f32],
@@ -139,7 +141,12 @@ pub fn nearest_earlier(
             episode: e.clone(),
         })
         .collect();
-    near.sort_by(|a, b| a.distance.total_cmp(&b.distance));
+    near.sort_by(|a, b| {
+        nearer_first(
+            (a.distance, a.episode.opened_ms, &a.episode.alert_id),
+            (b.distance, b.episode.opened_ms, &b.episode.alert_id),
+        )
+    });
     near.truncate(k);
     near
 }

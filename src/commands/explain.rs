@@ -12,7 +12,7 @@ use super::sample::{HistoryWindowError, history_window};
 use crate::alert::AlertPolicyConfig;
 use crate::archive::ArchiveError;
 use crate::model::{Model, ModelError, Sampler, select_device};
-use crate::replay::report::{escape, expected_vs_actual_svg};
+use crate::replay::report::{ExplainedChannel, escape, expected_vs_actual_svg};
 use crate::score::{InvalidThreshold, ScoredWindow, Scorer};
 use crate::telemetry::EquipmentId;
 use crate::telemetry::history::HistoryError;
@@ -41,25 +41,13 @@ pub struct ExplainRequest {
 /// How many earlier episodes are shown.
 pub const NEIGHBOURS: usize = 3;
 
-/// One channel of the explained window.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ChannelView {
-    pub name: String,
-    /// Share of the window's error, 0..=1.
-    pub share: f32,
-    /// The window's values, `None` where missing.
-    pub actual: Vec<Option<f32>>,
-    /// What the model expected.
-    pub expected: Vec<f32>,
-}
-
 /// The explained window, its channels ranked by share, largest first.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Explanation {
     pub alert_id: String,
     pub window: ScoredWindow,
     pub sample_period_ms: i64,
-    pub channels: Vec<ChannelView>,
+    pub channels: Vec<ExplainedChannel>,
     /// With an archive: the earlier episodes of the same model whose opening windows' error
     /// profiles lie nearest to this window's, nearest first.
     pub before: Vec<Neighbour>,
@@ -114,29 +102,17 @@ pub fn explain(request: &ExplainRequest) -> Result<Explanation, ExplainError> {
         .map_err(ExplainError::Model)?
         .remove(0);
     let expected = sampler.expected(&window)?;
-    let len = window.len;
-    let mut channels: Vec<ChannelView> = manifest
-        .channels
-        .iter()
-        .enumerate()
-        .map(|(c, name)| ChannelView {
-            name: name.clone(),
-            share: share(&scored.channel_errors, c),
-            actual: (0..len).map(|t| window.value(c, t)).collect(),
-            expected: expected[c * len..(c + 1) * len].to_vec(),
-        })
-        .collect();
-    channels.sort_by(|a, b| b.share.total_cmp(&a.share));
+    let shares = error_profile(&scored.channel_errors);
+    let channels = ExplainedChannel::ranked(
+        &manifest.channels,
+        &scored.channel_errors,
+        &window,
+        &expected,
+    );
     let before = match &request.archive {
         Some(path) => {
             let episodes = archive_episodes(path, request.alerts)?;
-            nearest_earlier(
-                &episodes,
-                &error_profile(&scored.channel_errors),
-                &scored.model_id,
-                opened,
-                NEIGHBOURS,
-            )
+            nearest_earlier(&episodes, &shares, &scored.model_id, opened, NEIGHBOURS)
         }
         None => Vec::new(),
     };
@@ -153,12 +129,6 @@ pub fn explain(request: &ExplainRequest) -> Result<Explanation, ExplainError> {
         source,
     })?;
     Ok(explanation)
-}
-
-/// Channel `c`'s share of the window's error.
-fn share(errors: &[f32], c: usize) -> f32 {
-    let total: f32 = errors.iter().sum();
-    if total > 0.0 { errors[c] / total } else { 0.0 }
 }
 
 /// The lines `vaewatch alerts explain` prints.
@@ -228,7 +198,7 @@ fn neighbour_lines(explanation: &Explanation) -> Vec<String> {
 }
 
 /// Mean of the present actual values and of the expected ones.
-fn means(channel: &ChannelView) -> (f64, f64) {
+fn means(channel: &ExplainedChannel) -> (f64, f64) {
     let present: Vec<f64> = channel
         .actual
         .iter()
@@ -284,7 +254,7 @@ fn html(explanation: &Explanation) -> String {
     page
 }
 
-fn svg(channel: &ChannelView) -> String {
+fn svg(channel: &ExplainedChannel) -> String {
     expected_vs_actual_svg(&channel.actual, &channel.expected, 760.0, 120.0)
 }
 

@@ -186,5 +186,16 @@ fn describe(m: &Manifest, weight_bytes: usize) -> String {
         a.latent,
         tr.seed
     );
+    let _ = match &m.latent_distribution {
+        Some(d) => writeln!(
+            t,
+            "sampling: from the latent distribution of {} training windows",
+            d.windows
+        ),
+        None => writeln!(
+            t,
+            "sampling: from the prior N(0, I) (no latent distribution; `vaewatch model fit-latent` adds one)"
+        ),
+    };
     t
 }

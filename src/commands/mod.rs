@@ -16,6 +16,8 @@ pub mod exclude;
 pub mod explain;
 /// `vaewatch model inspect`: what a model is, as text or JSON.
 pub mod inspect;
+/// `vaewatch model fit-latent`: where a model's normal windows lie in its latent space.
+pub mod latent;
 /// `vaewatch replay`: the lines printed after a backtest.
 pub mod replay;
 /// `vaewatch run`: the daemon from a config file until SIGTERM or SIGINT.

@@ -106,4 +106,6 @@ pub enum InconsistentManifest {
     Threshold(f64),
     #[error("{0}")]
     SensorLimits(String),
+    #[error(transparent)]
+    LatentDistribution(#[from] super::latent::InvalidLatentDistribution),
 }

@@ -16,6 +16,7 @@ use sha2::{Digest, Sha256};
 use super::calibration::{ChannelCalibration, ThresholdCalibration};
 use super::config::VaeConfig;
 use super::error::{InconsistentManifest, ModelError};
+use super::latent::LatentDistribution;
 use super::normalise::Normalisation;
 use crate::window::WindowConfig;
 use crate::window::health::SensorLimits;
@@ -93,6 +94,10 @@ pub struct Manifest {
     pub training_data: TrainingDataSummary,
     /// How training went.
     pub training: TrainingMetrics,
+    /// Where the training windows lie in the latent space, for `vaewatch sample`; absent in
+    /// models trained before it existed (they sample from the prior N(0, I)).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latent_distribution: Option<LatentDistribution>,
 }
 
 /// A channel of the training history that the model leaves out, and why.
@@ -231,6 +236,9 @@ impl Manifest {
         }
         if !self.threshold.value.is_finite() {
             return Err(InconsistentManifest::Threshold(self.threshold.value));
+        }
+        if let Some(latent) = &self.latent_distribution {
+            latent.validate(self.architecture.latent)?;
         }
         if let Some(limits) = &self.sensor_limits {
             limits

@@ -40,6 +40,7 @@ mod gemm;
 #[cfg(test)]
 mod golden_tests;
 pub(crate) mod init;
+mod latent;
 mod loaded;
 pub mod manifest;
 mod network;
@@ -60,6 +61,7 @@ pub use config::{InvalidVaeConfig, VaeConfig};
 pub use device::{DeviceVae, WindowErrors};
 pub use error::{InconsistentManifest, ModelError};
 pub use gemm::ShapeMismatch;
+pub use latent::{InvalidLatentDistribution, LatentDistribution};
 pub use loaded::Model;
 pub use manifest::{Manifest, Scoring, TrainingDataSummary, TrainingMetrics};
 pub(crate) use network::Network;

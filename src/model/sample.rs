@@ -1,7 +1,9 @@
 //! What only a generative model gives: new normal windows, and what a window should have looked
-//! like. Latent vectors are drawn from the prior N(0, I), or from a window's posterior N(μ, σ²)
-//! ("more like this one"), decoded, and put back in the channels' engineering units with the
-//! model's normalisation; [`Sampler::expected`] decodes a window the way its score is computed.
+//! like. Latent vectors are drawn from where the training windows lie in the latent space (the
+//! manifest's [`super::LatentDistribution`]; the prior N(0, I) for models without one), or from
+//! a window's posterior N(μ, σ²) ("more like this one"), decoded, and put back in the channels'
+//! engineering units with the model's normalisation; [`Sampler::expected`] decodes a window the
+//! way its score is computed.
 
 use std::path::Path;
 
@@ -56,18 +58,34 @@ impl Sampler {
         &self.manifest
     }
 
-    /// `n` windows decoded from latent vectors of the prior, in the engineering units of
+    /// `n` normal windows: latent vectors drawn from the model's latent distribution (the
+    /// prior N(0, I) when the manifest has none) and decoded, in the engineering units of
     /// `machine`'s normalisation (the fleet's when the model has none of its own for it).
-    pub fn from_prior(
+    pub fn normal_windows(
         &self,
         n: usize,
         machine: &str,
         seed: u64,
     ) -> Result<Samples, candle_core::Error> {
-        let latent = self.manifest.architecture.latent;
         let mut rng = SeededRng::new(seed);
-        let z: Vec<f32> = (0..n * latent).map(|_| rng.normal() as f32).collect();
+        let z = match &self.manifest.latent_distribution {
+            Some(distribution) => distribution
+                .draw(n, &mut rng)
+                .map_err(candle_core::Error::wrap)?,
+            None => {
+                let latent = self.manifest.architecture.latent;
+                (0..n * latent).map(|_| rng.normal() as f32).collect()
+            }
+        };
         self.decode(z, n, machine)
+    }
+
+    /// Where the model has drawn [`Sampler::normal_windows`] from, for people.
+    pub fn drawn_from(&self) -> String {
+        match &self.manifest.latent_distribution {
+            Some(d) => format!("the latent distribution of {} training windows", d.windows),
+            None => "the prior N(0, I) (the model has no latent distribution)".to_owned(),
+        }
     }
 
     /// `n` windows decoded from latent vectors of `window`'s posterior (its machine's
@@ -100,6 +118,26 @@ impl Sampler {
             })
             .collect();
         self.decode(z, n, window.equipment_id.as_str())
+    }
+
+    /// The posterior means and log variances of `windows` (each normalised with its machine's
+    /// normalisation), row-major `windows × latent` each.
+    pub fn posteriors(
+        &self,
+        windows: &[Window],
+    ) -> Result<(Vec<f32>, Vec<f32>), candle_core::Error> {
+        let arch = &self.manifest.architecture;
+        let (channels, len) = (arch.channels, arch.window);
+        let mut x = vec![0f32; windows.len() * channels * len];
+        for (out, window) in x.chunks_mut(channels * len).zip(windows) {
+            self.manifest.normalisation.apply_into(window, out);
+        }
+        let x = Tensor::from_vec(x, (windows.len(), channels, len), &Device::Cpu)?;
+        let (mu, logvar) = self.vae.encode(&x)?;
+        Ok((
+            mu.flatten_all()?.to_vec1::<f32>()?,
+            logvar.flatten_all()?.to_vec1::<f32>()?,
+        ))
     }
 
     /// What the model expected `window` to look like, `[C, W]` in engineering units: as the

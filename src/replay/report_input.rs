@@ -12,10 +12,9 @@ use super::summary::ReplaySummary;
 use crate::alert::AlertState;
 use crate::alert::quality::{DataQualityEvent, QualityState};
 use crate::model::{Manifest, Sampler};
-use crate::telemetry::Sample;
 use crate::telemetry::history::{History, MachineHistory};
 use crate::telemetry::timestamp::parse_rfc3339_ms;
-use crate::window::{Window, Windower};
+use crate::window::{Window, each_history_window};
 
 /// Episodes per machine drawn beside what the model expected (the first ones).
 const EXPLAINED_EPISODES: usize = 10;
@@ -156,23 +155,12 @@ fn explain_episodes(
         let Ok(expected) = sampler.expected(&window) else {
             continue;
         };
-        let total: f32 = scored.channel_errors.iter().sum();
-        let len = window.len;
-        let mut channels: Vec<ExplainedChannel> = manifest
-            .channels
-            .iter()
-            .enumerate()
-            .map(|(c, name)| ExplainedChannel {
-                name: name.clone(),
-                share: match scored.channel_errors.get(c) {
-                    Some(e) if total > 0.0 => e / total,
-                    _ => 0.0,
-                },
-                actual: (0..len).map(|t| window.value(c, t)).collect(),
-                expected: expected[c * len..(c + 1) * len].to_vec(),
-            })
-            .collect();
-        channels.sort_by(|a, b| b.share.total_cmp(&a.share));
+        let mut channels = ExplainedChannel::ranked(
+            &manifest.channels,
+            &scored.channel_errors,
+            &window,
+            &expected,
+        );
         channels.truncate(EXPLAINED_CHANNELS);
         episode.channels = channels;
     }
@@ -188,27 +176,17 @@ fn opening_windows(
     let Some(&last) = ends.iter().max() else {
         return found;
     };
-    let mut windower = Windower::new(
-        history.equipment_id.clone(),
+    each_history_window(
+        history,
         manifest.channels.len(),
-        manifest.windowing.clone(),
-    );
-    let mut keep = |windows: Vec<Window>| {
-        for window in windows {
+        &manifest.windowing,
+        Some(last),
+        |window| {
             if ends.contains(&window.end_ms) {
                 found.insert(window.end_ms, window);
             }
-        }
-    };
-    for row in history.rows.iter().take_while(|r| r.ts_ms <= last) {
-        let sample = Sample {
-            ts_ms: row.ts_ms,
-            values: row.values.clone(),
-            source: None,
-        };
-        keep(windower.push(&sample).windows);
-    }
-    keep(windower.finish());
+        },
+    );
     found
 }
 

@@ -35,7 +35,9 @@ use crate::model::manifest::{
     self, FORMAT_VERSION, Manifest, SetAsideChannel, TrainingDataSummary, TrainingMetrics,
 };
 use crate::model::normalise::{FloorRule, Normalisation};
-use crate::model::{Model, ModelError, Network, Scoring, Vae, VaeConfig, hide_channels};
+use crate::model::{
+    LatentDistribution, Model, ModelError, Network, Scoring, Vae, VaeConfig, hide_channels,
+};
 use crate::score::channel::{ChannelCalibration, ChannelErrors};
 use crate::score::threshold::{ThresholdMethod, ThresholdOptions, calibrate};
 use crate::score::windows::raw_batch;
@@ -309,6 +311,11 @@ pub fn fit(
         86_400_000.0 / (windowing.stride.max(1) as f64 * windowing.sample_period_ms.max(1) as f64);
     let threshold = calibrate(&values, method, &opts.threshold, windows_per_machine_day)?;
     let latent_activity = latent_variance(raw.iter().map(|(_, mu, _)| mu), arch.latent);
+    let latent_distribution = LatentDistribution::fit(
+        raw.iter().map(|(_, mu, _)| mu.as_slice()),
+        raw.iter().map(|(_, _, logvar)| logvar.as_slice()),
+    )
+    .filter(|d| d.validate(arch.latent).is_ok());
 
     let mut machines: Vec<String> = usable.iter().map(|w| w.equipment_id.to_string()).collect();
     machines.sort();
@@ -359,6 +366,7 @@ pub fn fit(
             steps: run.steps,
             seed: opts.seed,
         },
+        latent_distribution,
     };
     let weights = weights_bytes(&varmap)?;
     let mut manifest = manifest;

@@ -152,6 +152,13 @@ fn training_learns_and_records_what_it_did() {
         d.windows
     );
     assert_eq!(d.gap_windows, 2 * W.div_ceil(STRIDE));
+    // Where the held-out windows lie in the latent space, for sampling.
+    let latent = m
+        .latent_distribution
+        .as_ref()
+        .expect("a trained model records its latent distribution");
+    assert_eq!(latent.windows, d.heldout_windows);
+    latent.validate(m.architecture.latent).unwrap();
     assert!(
         m.normalisation.channels[1].floored,
         "steady temperature must get the floor"

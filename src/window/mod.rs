@@ -6,7 +6,7 @@ mod operation;
 mod windower;
 
 pub use operation::Operation;
-pub use windower::{PushOutcome, RejectedSample, Windower, WindowerStats};
+pub use windower::{PushOutcome, RejectedSample, Windower, WindowerStats, each_history_window};
 
 use serde::{Deserialize, Serialize};
 

@@ -11,7 +11,37 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use super::{SourceRange, Window, WindowConfig};
+use crate::telemetry::history::MachineHistory;
 use crate::telemetry::{EquipmentId, Sample, SourcePosition};
+
+/// Windows `history`'s rows as a model with `channels` channels and windowing `cfg` windows them
+/// (the rows up to `until_ms`, all when unset), handing each window to `each` in time order.
+pub fn each_history_window(
+    history: &MachineHistory,
+    channels: usize,
+    cfg: &WindowConfig,
+    until_ms: Option<i64>,
+    mut each: impl FnMut(Window),
+) {
+    let mut windower = Windower::new(history.equipment_id.clone(), channels, cfg.clone());
+    for row in history
+        .rows
+        .iter()
+        .take_while(|r| until_ms.is_none_or(|until| r.ts_ms <= until))
+    {
+        let sample = Sample {
+            ts_ms: row.ts_ms,
+            values: row.values.clone(),
+            source: None,
+        };
+        windower
+            .push(&sample)
+            .windows
+            .into_iter()
+            .for_each(&mut each);
+    }
+    windower.finish().into_iter().for_each(each);
+}
 
 /// What happened to one pushed sample, and the windows it completed.
 #[derive(Debug, Default)]

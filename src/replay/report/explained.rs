@@ -5,6 +5,8 @@
 use std::fmt::Write;
 
 use super::{EpisodeNote, escape};
+use crate::alert::recall::error_profile;
+use crate::window::Window;
 
 /// One channel of an episode's opening window.
 #[derive(Debug, Clone, PartialEq)]
@@ -16,6 +18,32 @@ pub struct ExplainedChannel {
     pub actual: Vec<Option<f32>>,
     /// What the model expected.
     pub expected: Vec<f32>,
+}
+
+impl ExplainedChannel {
+    /// `window`'s channels (named `names`) with what the model `expected` (`[C, W]`), ranked by
+    /// their share of the window's error (`channel_errors`), largest first.
+    pub fn ranked(
+        names: &[String],
+        channel_errors: &[f32],
+        window: &Window,
+        expected: &[f32],
+    ) -> Vec<ExplainedChannel> {
+        let shares = error_profile(channel_errors);
+        let len = window.len;
+        let mut channels: Vec<ExplainedChannel> = names
+            .iter()
+            .enumerate()
+            .map(|(c, name)| ExplainedChannel {
+                name: name.clone(),
+                share: shares.get(c).copied().unwrap_or(0.0),
+                actual: (0..len).map(|t| window.value(c, t)).collect(),
+                expected: expected[c * len..(c + 1) * len].to_vec(),
+            })
+            .collect();
+        channels.sort_by(|a, b| b.share.total_cmp(&a.share));
+        channels
+    }
 }
 
 /// The earlier episode (of any machine) whose opening window's error profile lies nearest.
