@@ -2884,5 +2884,49 @@ async fn an_s3_archive_commits_offsets_only_after_the_upload_and_loses_no_window
         .filter(|w| w.window_end_ms <= expected.cutoffs[w.equipment_id.as_str()])
         .collect();
     assert_same_archive(windows, expected.windows);
+
+    // The offline commands read what the daemons left in the bucket as a reader of it would,
+    // with the store in the AWS_* variables: `alerts explain --archive s3://...` lists the same
+    // earlier episodes as from a local copy of the bucket's windows.
+    let input = dir.path().join("plant.parquet");
+    vaewatch::telemetry::history::write_history(&input, &history).unwrap();
+    let local = dir.path().join("windows.parquet");
+    let in_bucket = s3_archive(&server.endpoint(), bucket, "plant").await;
+    let latent = in_bucket[0].latent_mu.len();
+    vaewatch::archive::write_windows_file(&local, &in_bucket, latent).unwrap();
+    let opened = expected
+        .alerts
+        .iter()
+        .rfind(|e| e.state == AlertState::Opened)
+        .expect("the plant opens alerts");
+    let explain = |archive: &str| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_vaewatch"))
+            .args(["alerts", "explain", &opened.alert_id, "--model"])
+            .arg(bundled_model_dir())
+            .arg("--input")
+            .arg(&input)
+            .args(["--archive", archive, "--out"])
+            .arg(dir.path().join("explain.html"))
+            .env("AWS_ACCESS_KEY_ID", S3_ACCESS_KEY)
+            .env("AWS_SECRET_ACCESS_KEY", S3_SECRET_KEY)
+            .env("AWS_ENDPOINT_URL", server.endpoint())
+            .env("AWS_ALLOW_HTTP", "true")
+            .env("AWS_REGION", "us-east-1")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert!(
+            output.status.success(),
+            "{text}{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        text
+    };
+    let from_bucket = explain(&format!("s3://{bucket}/plant"));
+    assert_eq!(from_bucket, explain(local.to_str().unwrap()));
+    assert!(
+        from_bucket.contains("nearest earlier episodes") && from_bucket.contains(" opened 2026-"),
+        "{from_bucket}"
+    );
     server.stop();
 }

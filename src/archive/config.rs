@@ -68,6 +68,29 @@ pub struct S3Location {
     pub prefix: String,
 }
 
+impl S3Location {
+    /// The bucket and prefix of an `s3://BUCKET/PREFIX` path; `None` for anything else.
+    pub fn parse(path: &Path) -> Option<S3Location> {
+        let rest = path.to_str()?.strip_prefix("s3://")?;
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() {
+            return None;
+        }
+        Some(S3Location {
+            bucket: bucket.to_owned(),
+            prefix: prefix.trim_matches('/').to_owned(),
+        })
+    }
+
+    /// `s3://BUCKET/PREFIX` (`s3://BUCKET` for the bucket's root).
+    pub fn url(&self) -> String {
+        match self.prefix.as_str() {
+            "" => format!("s3://{}", self.bucket),
+            prefix => format!("s3://{}/{prefix}", self.bucket),
+        }
+    }
+}
+
 /// An `[archive]` value that cannot be used; `key` is the key within the section.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("archive.{key}: {reason}")]
@@ -118,15 +141,7 @@ impl ArchiveConfig {
 
     /// The bucket and prefix when `dir` is an `s3://` URL.
     pub fn s3_location(&self) -> Option<S3Location> {
-        let rest = self.dir.to_str()?.strip_prefix("s3://")?;
-        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-        if bucket.is_empty() {
-            return None;
-        }
-        Some(S3Location {
-            bucket: bucket.to_owned(),
-            prefix: prefix.trim_matches('/').to_owned(),
-        })
+        S3Location::parse(&self.dir)
     }
 
     /// The local folder files are written to: `dir`, or `spool_dir` for an `s3://` archive.

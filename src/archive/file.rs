@@ -104,15 +104,19 @@ pub fn read_scored_windows(path: &Path) -> Result<Vec<ScoredWindow>, ArchiveErro
 /// recursively, in path order. Files still being written are skipped.
 pub fn read_archive_dir(dir: &Path) -> Result<Vec<ScoredWindow>, ArchiveError> {
     let mut files = Vec::new();
-    collect_files(dir, &mut files, &|name| {
-        name.ends_with(".parquet") && !name.starts_with('.')
-    })?;
+    collect_files(dir, &mut files, &is_archive_file_name)?;
     files.sort();
     let mut windows = Vec::new();
     for f in files {
         windows.extend(read_scored_windows(&f)?);
     }
     Ok(windows)
+}
+
+/// Whether a file of that name is a complete archive file: `*.parquet`, not hidden (files still
+/// being written end in `.tmp`).
+pub(crate) fn is_archive_file_name(name: &str) -> bool {
+    name.ends_with(".parquet") && !name.starts_with('.')
 }
 
 /// Appends the files under `dir` (recursively) whose name satisfies `keep`.

@@ -7,12 +7,14 @@
 mod config;
 mod file;
 pub mod private_fs;
+mod read;
 mod schema;
 mod upload;
 mod writer;
 
 pub use config::{ArchiveConfig, InvalidArchiveConfig, S3Config, S3Location};
 pub use file::{read_archive_dir, read_scored_windows, write_windows_file};
+pub use read::read_archive;
 pub use schema::{archive_schema, describe_schema, from_record_batch, to_record_batch};
 pub use upload::{UploadReport, Uploader};
 pub use writer::{ArchiveWriter, DurableReport};

@@ -119,9 +119,6 @@ impl Uploader {
 
     /// The bucket and prefix files go to, as `s3://BUCKET/PREFIX`.
     pub fn url(&self) -> String {
-        match self.location.prefix.as_str() {
-            "" => format!("s3://{}", self.location.bucket),
-            prefix => format!("s3://{}/{prefix}", self.location.bucket),
-        }
+        self.location.url()
     }
 }

@@ -16,7 +16,7 @@ use std::path::Path;
 pub use crate::alert::recall::error_profile;
 use crate::alert::recall::{nearer_first, profile_distance};
 use crate::alert::{AlertPolicy, AlertPolicyConfig, AlertState, Severity};
-use crate::archive::{ArchiveError, read_archive_dir, read_scored_windows};
+use crate::archive::{ArchiveError, read_archive};
 use crate::score::ScoredWindow;
 use crate::window::Operation;
 
@@ -47,17 +47,14 @@ pub struct Neighbour {
     pub distance: f32,
 }
 
-/// The alert episodes in the archive at `path` (a daemon's archive folder or one archive file
-/// such as replay's `windows.parquet`), every model's, in order of opening.
+/// The alert episodes in the archive at `path` (a daemon's archive folder, one archive file
+/// such as replay's `windows.parquet`, or an `s3://` archive: [`read_archive`]), every model's,
+/// in order of opening.
 pub fn archive_episodes(
     path: &Path,
     alerts: AlertPolicyConfig,
 ) -> Result<Vec<Episode>, ArchiveError> {
-    let windows = if path.is_dir() {
-        read_archive_dir(path)?
-    } else {
-        read_scored_windows(path)?
-    };
+    let windows = read_archive(path)?;
     Ok(episodes(windows, alerts))
 }
 

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use crate::alert::{AlertPolicy, AlertPolicyConfig};
-use crate::archive::{ArchiveError, read_archive_dir, read_scored_windows};
+use crate::archive::{ArchiveError, read_archive};
 use crate::engine::{Operation, OperationRules};
 use crate::score::ScoredWindow;
 use crate::telemetry::history::HistoryRow;
@@ -55,8 +55,9 @@ impl Exclusions {
         }
     }
 
-    /// Adds the spans of the archive at `path` (a daemon's archive folder, or one archive file
-    /// such as replay's `windows.parquet`; every model's windows): windows in maintenance or
+    /// Adds the spans of the archive at `path` (a daemon's archive folder, one archive file such
+    /// as replay's `windows.parquet`, or an `s3://` archive: [`read_archive`]; every model's
+    /// windows): windows in maintenance or
     /// off, and the windows of alert episodes, found again by running the alert policy
     /// (`alerts`) over each machine's archived windows in time order, per model.
     pub fn with_archive(
@@ -64,11 +65,7 @@ impl Exclusions {
         path: &Path,
         alerts: AlertPolicyConfig,
     ) -> Result<Exclusions, ArchiveError> {
-        let windows = if path.is_dir() {
-            read_archive_dir(path)?
-        } else {
-            read_scored_windows(path)?
-        };
+        let windows = read_archive(path)?;
         let mut by_machine: BTreeMap<(String, String), Vec<ScoredWindow>> = BTreeMap::new();
         for window in windows {
             by_machine

@@ -410,9 +410,10 @@ pub(crate) struct TrainArgs {
     /// Train only on rows before this time (RFC 3339 or epoch ms).
     #[arg(long, value_parser = parse_time_ms)]
     pub(crate) until: Option<i64>,
-    /// Leave out the rows a daemon's archive folder (or one archive file, such as a replay's
-    /// windows.parquet) shows in an alert episode, in maintenance or switched off: retraining on
-    /// recent history without its faults and stops.
+    /// Leave out the rows a daemon's archive (its folder, an s3://BUCKET/PREFIX archive read with
+    /// the AWS_* environment variables, or one archive file such as a replay's windows.parquet)
+    /// shows in an alert episode, in maintenance or switched off: retraining on recent history
+    /// without its faults and stops.
     #[arg(long)]
     pub(crate) exclude_archive: Option<PathBuf>,
     /// The alert policy the archive's episodes are found again with: as the daemon's

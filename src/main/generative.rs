@@ -53,8 +53,9 @@ pub(crate) struct ExplainArgs {
     /// The HTML page to write.
     #[arg(long, default_value = "explain.html")]
     pub(crate) out: PathBuf,
-    /// An archive (a daemon's archive folder or replay's windows.parquet) to search for the
-    /// earlier episodes nearest to this one.
+    /// An archive (a daemon's archive folder, an s3://BUCKET/PREFIX archive read with the AWS_*
+    /// environment variables, or replay's windows.parquet) to search for the earlier episodes
+    /// nearest to this one.
     #[arg(long)]
     pub(crate) archive: Option<PathBuf>,
     #[command(flatten)]
