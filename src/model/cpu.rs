@@ -21,7 +21,7 @@ use candle_core::Tensor;
 use rayon::prelude::*;
 
 use super::config::VaeConfig;
-use super::gemm::ShapeMismatch;
+use super::gemm::{ShapeMismatch, View, matmul};
 use super::packed::{ConvLayer, DenseLayer, Geometry, Phase};
 use super::simd::gelu_in_place;
 use super::vae::Vae;
@@ -45,6 +45,10 @@ pub struct CpuVae {
     head: DenseLayer,
     dec_linear: DenseLayer,
     decoder: Vec<ConvLayer>,
+    /// The first encoder layer's weight split by input channel: `[C][kernel · cols]`, row `t`
+    /// holding tap `t` of that channel. Cross-channel scoring subtracts one channel's share of
+    /// the first layer from the whole window's instead of running each variant through it.
+    first_by_channel: Vec<Vec<f32>>,
 }
 
 /// What a forward pass gives for `B` windows.
@@ -71,8 +75,12 @@ struct Scratch {
     flat: Vec<f32>,
     head: Vec<f32>,
     mu: Vec<f32>,
-    /// Cross-channel: the hidden variants of a sub-batch.
-    hidden: Vec<f32>,
+    /// Cross-channel: the whole windows' first-layer product.
+    whole: Vec<f32>,
+    /// Cross-channel: one channel of the windows, padded as the first layer's input.
+    channel: Vec<f32>,
+    /// Cross-channel: that channel's share of the first-layer product.
+    contrib: Vec<f32>,
 }
 
 fn tensor_values(t: &Tensor) -> candle_core::Result<Vec<f32>> {
@@ -187,7 +195,21 @@ impl CpuVae {
         if encoder.is_empty() || decoder.is_empty() {
             candle_core::bail!("the cpu network needs encoder and decoder layers")
         }
+        let first = &encoder[0];
+        let first_by_channel = (0..first.c_in)
+            .map(|c| {
+                (0..first.kernel)
+                    .flat_map(|t| {
+                        let row = (t * first.c_in + c) * first.cols;
+                        first.phases[0].weight[row..row + first.cols]
+                            .iter()
+                            .copied()
+                    })
+                    .collect()
+            })
+            .collect();
         Ok(CpuVae {
+            first_by_channel,
             cfg,
             head: DenseLayer {
                 inputs: flat,
@@ -307,21 +329,7 @@ impl CpuVae {
                     self.forward_part(x, end - start, Rows::All(recon), latent_out, scratch)?;
                 }
                 (Mode::EachHidden, Some(recon)) => {
-                    self.forward_part(x, end - start, Rows::None, latent_out, scratch)?;
-                    let mut hidden = std::mem::take(&mut scratch.hidden);
-                    hidden.clear();
-                    for x in x.chunks(window) {
-                        for c in 0..channels {
-                            hidden.extend_from_slice(x);
-                            let row = hidden.len() - window + c * self.cfg.window;
-                            hidden[row..row + self.cfg.window].fill(0.0);
-                        }
-                    }
-                    let rows = Rows::HiddenChannel(recon);
-                    let batch = (end - start) * channels;
-                    let done = self.forward_part(&hidden, batch, rows, None, scratch);
-                    scratch.hidden = hidden;
-                    done?;
+                    self.each_hidden_part(x, end - start, recon, latent_out, scratch)?;
                 }
                 _ => self.forward_part(x, end - start, Rows::None, latent_out, scratch)?,
             }
@@ -339,13 +347,18 @@ impl CpuVae {
         latent_out: Option<(&mut [f32], &mut [f32])>,
         scratch: &mut Scratch,
     ) -> Result<(), ShapeMismatch> {
-        let (channels, window, latent) = (self.cfg.channels, self.cfg.window, self.cfg.latent);
-        // Encoder input: channels-first windows into the padded channels-last buffer.
-        let mut len = window;
+        self.first_input(x, batch, scratch);
+        self.forward_from(0, batch, rows, latent_out, scratch)
+    }
+
+    /// Channels-first windows `x` into the first layer's padded channels-last input
+    /// (`scratch.input`).
+    fn first_input(&self, x: &[f32], batch: usize, scratch: &mut Scratch) {
+        let (channels, window) = (self.cfg.channels, self.cfg.window);
         let first = &self.encoder[0];
-        let geometry = first.geometry(len);
+        let geometry = first.geometry(window);
         scratch.input.clear();
-        scratch.input.resize(first.input_len(len, batch), 0.0);
+        scratch.input.resize(first.input_len(window, batch), 0.0);
         for b in 0..batch {
             let base = (b * geometry.padded + first.padding) * channels;
             for c in 0..channels {
@@ -355,7 +368,129 @@ impl CpuVae {
                 }
             }
         }
-        for (i, layer) in self.encoder.iter().enumerate() {
+    }
+
+    /// Cross-channel scoring of `batch` windows `x`: μ and log σ² of each whole window into
+    /// `latent_out`, and each channel's row decoded from its window with that channel hidden
+    /// into `recon` (`[B, C, W]`). The first layer is linear before its GELU, so a variant's
+    /// first-layer product is the whole window's minus the hidden channel's share, which costs a
+    /// `C`-th of the layer; the variants then run from the second layer on, μ only.
+    fn each_hidden_part(
+        &self,
+        x: &[f32],
+        batch: usize,
+        recon: &mut [f32],
+        latent_out: Option<(&mut [f32], &mut [f32])>,
+        scratch: &mut Scratch,
+    ) -> Result<(), ShapeMismatch> {
+        let (channels, window) = (self.cfg.channels, self.cfg.window);
+        let first = &self.encoder[0];
+        self.first_input(x, batch, scratch);
+        let geometry = first.product(&scratch.input, window, batch, &mut scratch.product)?;
+        std::mem::swap(&mut scratch.whole, &mut scratch.product);
+        let cols = first.cols;
+        // Where the first layer's output goes: the second layer's padded input, or the flat
+        // input of the head when there is no second layer.
+        let next = self.encoder.get(1);
+        let (padding, padded) = match next {
+            Some(n) => (n.padding, n.geometry(geometry.len_out).padded),
+            None => (0, geometry.len_out),
+        };
+        let buffer = |windows: usize| match next {
+            Some(n) => n.input_len(geometry.len_out, windows),
+            None => windows * geometry.len_out * cols,
+        };
+        // The whole windows, for μ and log σ².
+        let target = if next.is_some() {
+            &mut scratch.input
+        } else {
+            &mut scratch.flat
+        };
+        target.clear();
+        target.resize(buffer(batch), 0.0);
+        copy_rows(
+            first,
+            geometry,
+            &scratch.whole,
+            target,
+            padding,
+            padded,
+            batch,
+            true,
+        );
+        self.forward_from(1, batch, Rows::None, latent_out, scratch)?;
+
+        // The variants, variant `b · C + c` being window `b` with channel `c` hidden.
+        let variants = batch * channels;
+        let target = if next.is_some() {
+            &mut scratch.input
+        } else {
+            &mut scratch.flat
+        };
+        target.clear();
+        target.resize(buffer(variants), 0.0);
+        let product_rows = batch * geometry.rows;
+        for (c, weight) in self.first_by_channel.iter().enumerate() {
+            // Channel `c` alone, padded per window like the first layer's input.
+            scratch.channel.clear();
+            scratch
+                .channel
+                .resize(batch * geometry.padded + first.kernel, 0.0);
+            for b in 0..batch {
+                let start = b * geometry.padded + first.padding;
+                scratch.channel[start..start + window]
+                    .copy_from_slice(&x[(b * channels + c) * window..][..window]);
+            }
+            scratch.contrib.resize(product_rows * cols, 0.0);
+            matmul(
+                &mut scratch.contrib,
+                View {
+                    data: &scratch.channel,
+                    offset: 0,
+                    rows: product_rows,
+                    cols: first.kernel,
+                    row_stride: first.stride,
+                },
+                View::dense(weight, first.kernel, cols),
+            )?;
+            for b in 0..batch {
+                let rows = b * geometry.rows * cols..(b * geometry.rows + geometry.len_out) * cols;
+                let start = ((b * channels + c) * padded + padding) * cols;
+                let dst = &mut target[start..start + geometry.len_out * cols];
+                for ((row_out, whole), share) in dst
+                    .chunks_exact_mut(cols)
+                    .zip(scratch.whole[rows.clone()].chunks_exact(cols))
+                    .zip(scratch.contrib[rows].chunks_exact(cols))
+                {
+                    for (((o, w), s), bias) in
+                        row_out.iter_mut().zip(whole).zip(share).zip(&first.bias)
+                    {
+                        *o = (w - s) + bias;
+                    }
+                }
+                gelu_in_place(dst);
+            }
+        }
+        self.forward_from(1, variants, Rows::HiddenChannel(recon), None, scratch)
+    }
+
+    /// Runs `batch` windows through the network from encoder layer `start` on, that layer's
+    /// padded input in `scratch.input`. `latent` receives μ and log σ² when given; `rows` says
+    /// which reconstructed rows are kept (none: only encoded).
+    fn forward_from(
+        &self,
+        start: usize,
+        batch: usize,
+        rows: Rows<'_>,
+        latent_out: Option<(&mut [f32], &mut [f32])>,
+        scratch: &mut Scratch,
+    ) -> Result<(), ShapeMismatch> {
+        let latent = self.cfg.latent;
+        let mut len = self.cfg.window;
+        for layer in &self.encoder[..start] {
+            len = layer.geometry(len).len_out;
+        }
+        for (i, layer) in self.encoder.iter().enumerate().skip(start) {
             let geometry = layer.product(&scratch.input, len, batch, &mut scratch.product)?;
             let next = self.encoder.get(i + 1);
             let (padding, padded) = match next {
@@ -385,25 +520,31 @@ impl CpuVae {
             );
             len = geometry.len_out;
         }
-        self.head.forward(&scratch.flat, batch, &mut scratch.head)?;
-        if let Some((mu, logvar)) = latent_out {
-            for ((row, mu), logvar) in scratch
-                .head
-                .chunks(2 * latent)
-                .zip(mu.chunks_mut(latent))
-                .zip(logvar.chunks_mut(latent))
-            {
-                mu.copy_from_slice(&row[..latent]);
-                logvar.copy_from_slice(&row[latent..]);
+        if latent_out.is_none() && !matches!(rows, Rows::None) {
+            // Only decoded: μ alone, the head's first `latent` columns.
+            self.head
+                .forward_columns(&scratch.flat, batch, latent, &mut scratch.mu)?;
+        } else {
+            self.head.forward(&scratch.flat, batch, &mut scratch.head)?;
+            if let Some((mu, logvar)) = latent_out {
+                for ((row, mu), logvar) in scratch
+                    .head
+                    .chunks(2 * latent)
+                    .zip(mu.chunks_mut(latent))
+                    .zip(logvar.chunks_mut(latent))
+                {
+                    mu.copy_from_slice(&row[..latent]);
+                    logvar.copy_from_slice(&row[latent..]);
+                }
             }
-        }
-        if matches!(rows, Rows::None) {
-            return Ok(());
-        }
-        // The decoder starts from the posterior mean.
-        scratch.mu.clear();
-        for row in scratch.head.chunks(2 * latent) {
-            scratch.mu.extend_from_slice(&row[..latent]);
+            if matches!(rows, Rows::None) {
+                return Ok(());
+            }
+            // The decoder starts from the posterior mean.
+            scratch.mu.clear();
+            for row in scratch.head.chunks(2 * latent) {
+                scratch.mu.extend_from_slice(&row[..latent]);
+            }
         }
         // Decoder: the dense layer's output, GELU'd, is the first deconvolution's input.
         self.dec_linear

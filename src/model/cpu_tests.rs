@@ -55,7 +55,17 @@ fn masked_zeros_at_the_window_edges_reach_no_other_window() {
 
 #[test]
 fn each_hidden_channel_is_candles_pass_over_the_window_without_it() {
-    for (cfg, seed) in [(VaeConfig::default(), 4), (small(), 8)] {
+    // A single encoder layer too: its output is the head's input.
+    let one_layer = VaeConfig {
+        channels: 3,
+        window: 16,
+        latent: 2,
+        encoder_widths: vec![4],
+        encoder_kernels: vec![3],
+        decoder_widths: vec![],
+    };
+    one_layer.validate().unwrap();
+    for (cfg, seed) in [(VaeConfig::default(), 4), (small(), 8), (one_layer, 6)] {
         let (vae, _) = seeded_vae(&cfg, seed, &Device::Cpu).unwrap();
         let cpu = CpuVae::from_vae(&vae).unwrap();
         let (c, w) = (cfg.channels, cfg.window);

@@ -165,4 +165,29 @@ impl DenseLayer {
         }
         Ok(())
     }
+
+    /// The first `cols` outputs only, `out[batch, cols]`.
+    pub(super) fn forward_columns(
+        &self,
+        x: &[f32],
+        batch: usize,
+        cols: usize,
+        out: &mut Vec<f32>,
+    ) -> Result<(), ShapeMismatch> {
+        out.resize(batch * cols, 0.0);
+        let weight = View {
+            data: &self.weight,
+            offset: 0,
+            rows: self.inputs,
+            cols,
+            row_stride: self.outputs,
+        };
+        matmul(out, View::dense(x, batch, self.inputs), weight)?;
+        for row in out.chunks_mut(cols) {
+            for (v, b) in row.iter_mut().zip(&self.bias) {
+                *v += b;
+            }
+        }
+        Ok(())
+    }
 }
