@@ -275,30 +275,7 @@ pub(crate) enum ModelCommand {
     /// Records where the model's normal windows lie in its latent space, so `vaewatch sample`
     /// draws windows that spread like the data (`train` records it; this gives it to models
     /// trained before it existed). The weights are unchanged; the model gets a new id.
-    FitLatent(FitLatentArgs),
-}
-
-#[derive(Args)]
-pub(crate) struct FitLatentArgs {
-    /// The model directory.
-    #[arg(long)]
-    pub(crate) model: PathBuf,
-    /// Normal history files (.parquet or .csv), e.g. the model's training data.
-    #[arg(long = "input", required = true, num_args = 1..)]
-    pub(crate) inputs: Vec<PathBuf>,
-    /// The model directory to write (may be the model's own).
-    #[arg(long)]
-    pub(crate) out: PathBuf,
-}
-
-impl FitLatentArgs {
-    pub(crate) fn into_request(self) -> vaewatch::commands::latent::FitLatentRequest {
-        vaewatch::commands::latent::FitLatentRequest {
-            model: self.model,
-            inputs: self.inputs,
-            out: self.out,
-        }
-    }
+    FitLatent(crate::generative::FitLatentArgs),
 }
 
 #[derive(Args)]

@@ -1,5 +1,5 @@
-//! The arguments of the commands that use the model as a generative model: `sample` and
-//! `alerts explain`.
+//! The arguments of the commands that use the model as a generative model: `sample`, `model
+//! fit-latent` and `alerts explain`.
 
 use std::path::PathBuf;
 
@@ -60,4 +60,27 @@ pub(crate) struct ExplainArgs {
     pub(crate) archive: Option<PathBuf>,
     #[command(flatten)]
     pub(crate) alerts: AlertArgs,
+}
+
+#[derive(Args)]
+pub(crate) struct FitLatentArgs {
+    /// The model directory.
+    #[arg(long)]
+    pub(crate) model: PathBuf,
+    /// Normal history files (.parquet or .csv), e.g. the model's training data.
+    #[arg(long = "input", required = true, num_args = 1..)]
+    pub(crate) inputs: Vec<PathBuf>,
+    /// The model directory to write (may be the model's own).
+    #[arg(long)]
+    pub(crate) out: PathBuf,
+}
+
+impl FitLatentArgs {
+    pub(crate) fn into_request(self) -> vaewatch::commands::latent::FitLatentRequest {
+        vaewatch::commands::latent::FitLatentRequest {
+            model: self.model,
+            inputs: self.inputs,
+            out: self.out,
+        }
+    }
 }
