@@ -13,7 +13,7 @@
 //! flatten before `enc.mu`/`enc.logvar` and the reshape after `dec.linear` are PyTorch's `[C, L]`
 //! order: their weights are permuted once, at load, to the channels-last order. The batch is
 //! split across the cores, a few parts per thread of rayon's pool, each thread with its own buffers
-//! kept from batch to batch.
+//! kept from batch to batch. Cross-channel scoring's hidden-channel variants: `cpu_hidden.rs`.
 
 use std::cell::RefCell;
 
@@ -49,6 +49,10 @@ pub struct CpuVae {
     /// holding tap `t` of that channel. Cross-channel scoring subtracts one channel's share of
     /// the first layer from the whole window's instead of running each variant through it.
     first_by_channel: Vec<Vec<f32>>,
+    /// The last decoder layer's weight column of each output channel in each phase,
+    /// `[C · phases][taps · c_in]`: a hidden variant needs only its hidden channel's output, one
+    /// dot product per position instead of a product over every channel.
+    last_by_channel: Vec<Vec<f32>>,
 }
 
 /// What a forward pass gives for `B` windows.
@@ -195,21 +199,10 @@ impl CpuVae {
         if encoder.is_empty() || decoder.is_empty() {
             candle_core::bail!("the cpu network needs encoder and decoder layers")
         }
-        let first = &encoder[0];
-        let first_by_channel = (0..first.c_in)
-            .map(|c| {
-                (0..first.kernel)
-                    .flat_map(|t| {
-                        let row = (t * first.c_in + c) * first.cols;
-                        first.phases[0].weight[row..row + first.cols]
-                            .iter()
-                            .copied()
-                    })
-                    .collect()
-            })
-            .collect();
+        let (first_by_channel, last_by_channel) = hidden::split_weights(&encoder, &decoder);
         Ok(CpuVae {
             first_by_channel,
+            last_by_channel,
             cfg,
             head: DenseLayer {
                 inputs: flat,
@@ -370,110 +363,6 @@ impl CpuVae {
         }
     }
 
-    /// Cross-channel scoring of `batch` windows `x`: μ and log σ² of each whole window into
-    /// `latent_out`, and each channel's row decoded from its window with that channel hidden
-    /// into `recon` (`[B, C, W]`). The first layer is linear before its GELU, so a variant's
-    /// first-layer product is the whole window's minus the hidden channel's share, which costs a
-    /// `C`-th of the layer; the variants then run from the second layer on, μ only.
-    fn each_hidden_part(
-        &self,
-        x: &[f32],
-        batch: usize,
-        recon: &mut [f32],
-        latent_out: Option<(&mut [f32], &mut [f32])>,
-        scratch: &mut Scratch,
-    ) -> Result<(), ShapeMismatch> {
-        let (channels, window) = (self.cfg.channels, self.cfg.window);
-        let first = &self.encoder[0];
-        self.first_input(x, batch, scratch);
-        let geometry = first.product(&scratch.input, window, batch, &mut scratch.product)?;
-        std::mem::swap(&mut scratch.whole, &mut scratch.product);
-        let cols = first.cols;
-        // Where the first layer's output goes: the second layer's padded input, or the flat
-        // input of the head when there is no second layer.
-        let next = self.encoder.get(1);
-        let (padding, padded) = match next {
-            Some(n) => (n.padding, n.geometry(geometry.len_out).padded),
-            None => (0, geometry.len_out),
-        };
-        let buffer = |windows: usize| match next {
-            Some(n) => n.input_len(geometry.len_out, windows),
-            None => windows * geometry.len_out * cols,
-        };
-        // The whole windows, for μ and log σ².
-        let target = if next.is_some() {
-            &mut scratch.input
-        } else {
-            &mut scratch.flat
-        };
-        target.clear();
-        target.resize(buffer(batch), 0.0);
-        copy_rows(
-            first,
-            geometry,
-            &scratch.whole,
-            target,
-            padding,
-            padded,
-            batch,
-            true,
-        );
-        self.forward_from(1, batch, Rows::None, latent_out, scratch)?;
-
-        // The variants, variant `b · C + c` being window `b` with channel `c` hidden.
-        let variants = batch * channels;
-        let target = if next.is_some() {
-            &mut scratch.input
-        } else {
-            &mut scratch.flat
-        };
-        target.clear();
-        target.resize(buffer(variants), 0.0);
-        let product_rows = batch * geometry.rows;
-        for (c, weight) in self.first_by_channel.iter().enumerate() {
-            // Channel `c` alone, padded per window like the first layer's input.
-            scratch.channel.clear();
-            scratch
-                .channel
-                .resize(batch * geometry.padded + first.kernel, 0.0);
-            for b in 0..batch {
-                let start = b * geometry.padded + first.padding;
-                scratch.channel[start..start + window]
-                    .copy_from_slice(&x[(b * channels + c) * window..][..window]);
-            }
-            scratch.contrib.resize(product_rows * cols, 0.0);
-            matmul(
-                &mut scratch.contrib,
-                View {
-                    data: &scratch.channel,
-                    offset: 0,
-                    rows: product_rows,
-                    cols: first.kernel,
-                    row_stride: first.stride,
-                },
-                View::dense(weight, first.kernel, cols),
-            )?;
-            for b in 0..batch {
-                let rows = b * geometry.rows * cols..(b * geometry.rows + geometry.len_out) * cols;
-                let start = ((b * channels + c) * padded + padding) * cols;
-                let dst = &mut target[start..start + geometry.len_out * cols];
-                for ((row_out, whole), share) in dst
-                    .chunks_exact_mut(cols)
-                    .zip(scratch.whole[rows.clone()].chunks_exact(cols))
-                    .zip(scratch.contrib[rows].chunks_exact(cols))
-                {
-                    for (((o, w), s), bias) in
-                        row_out.iter_mut().zip(whole).zip(share).zip(&first.bias)
-                    {
-                        *o = (w - s) + bias;
-                    }
-                }
-                gelu_in_place(dst);
-            }
-        }
-        self.forward_from(1, variants, Rows::HiddenChannel(recon), None, scratch)
-    }
-
     /// Runs `batch` windows through the network from encoder layer `start` on, that layer's
     /// padded input in `scratch.input`. `latent` receives μ and log σ² when given; `rows` says
     /// which reconstructed rows are kept (none: only encoded).
@@ -492,32 +381,9 @@ impl CpuVae {
         }
         for (i, layer) in self.encoder.iter().enumerate().skip(start) {
             let geometry = layer.product(&scratch.input, len, batch, &mut scratch.product)?;
-            let next = self.encoder.get(i + 1);
-            let (padding, padded) = match next {
-                Some(n) => (n.padding, n.geometry(geometry.len_out).padded),
-                None => (0, geometry.len_out),
-            };
-            let buffer = match next {
-                Some(n) => n.input_len(geometry.len_out, batch),
-                None => batch * geometry.len_out * layer.cols,
-            };
-            let target = if next.is_some() {
-                &mut scratch.input
-            } else {
-                &mut scratch.flat
-            };
-            target.clear();
-            target.resize(buffer, 0.0);
-            copy_rows(
-                layer,
-                geometry,
-                &scratch.product,
-                target,
-                padding,
-                padded,
-                batch,
-                true,
-            );
+            let (to, buffer) = self.encoder_output(i, geometry.len_out, batch);
+            let target = to.cleared(&mut scratch.input, &mut scratch.flat, buffer);
+            copy_rows(layer, geometry, &scratch.product, target, to, batch);
             len = geometry.len_out;
         }
         if latent_out.is_none() && !matches!(rows, Rows::None) {
@@ -563,13 +429,23 @@ impl CpuVae {
         let last = self.decoder.len() - 1;
         let mut rows = rows;
         for (i, layer) in self.decoder.iter().enumerate() {
+            if i == last
+                && let Rows::HiddenChannel(recon) = &mut rows
+            {
+                self.hidden_channel_rows(&scratch.input, len, batch, recon);
+                break;
+            }
             let geometry = layer.product(&scratch.input, len, batch, &mut scratch.product)?;
             let len_next = geometry.len_out * layer.positions_per_row;
             if i == last {
                 write_channels_first(layer, geometry, &scratch.product, &mut rows, batch);
             } else {
                 let next = &self.decoder[i + 1];
-                let padded = next.geometry(len_next).padded;
+                let to = Placement {
+                    padding: next.padding,
+                    padded: next.geometry(len_next).padded,
+                    flat: false,
+                };
                 scratch.input.clear();
                 scratch.input.resize(next.input_len(len_next, batch), 0.0);
                 copy_rows(
@@ -577,15 +453,67 @@ impl CpuVae {
                     geometry,
                     &scratch.product,
                     &mut scratch.input,
-                    next.padding,
-                    padded,
+                    to,
                     batch,
-                    true,
                 );
             }
             len = len_next;
         }
         Ok(())
+    }
+}
+
+/// Where a layer's output goes: the next layer's input, `padded` positions per window with the
+/// data from position `padding`, or (`flat`) the head's input after the last encoder layer.
+#[derive(Debug, Clone, Copy)]
+struct Placement {
+    padding: usize,
+    padded: usize,
+    flat: bool,
+}
+
+impl CpuVae {
+    /// Where encoder layer `i`'s output (`len_out` positions) goes, and the length of that
+    /// buffer for `windows` windows.
+    fn encoder_output(&self, i: usize, len_out: usize, windows: usize) -> (Placement, usize) {
+        match self.encoder.get(i + 1) {
+            Some(next) => (
+                Placement {
+                    padding: next.padding,
+                    padded: next.geometry(len_out).padded,
+                    flat: false,
+                },
+                next.input_len(len_out, windows),
+            ),
+            None => (
+                Placement {
+                    padding: 0,
+                    padded: len_out,
+                    flat: true,
+                },
+                windows * len_out * self.encoder[i].cols,
+            ),
+        }
+    }
+}
+
+impl Placement {
+    /// Of the next layer's input `input` and the head's input `flat`, the one this goes to.
+    fn buffer<'a>(self, input: &'a mut Vec<f32>, flat: &'a mut Vec<f32>) -> &'a mut Vec<f32> {
+        if self.flat { flat } else { input }
+    }
+
+    /// [`Placement::buffer`], cleared to `len` zeros.
+    fn cleared<'a>(
+        self,
+        input: &'a mut Vec<f32>,
+        flat: &'a mut Vec<f32>,
+        len: usize,
+    ) -> &'a mut Vec<f32> {
+        let target = self.buffer(input, flat);
+        target.clear();
+        target.resize(len, 0.0);
+        target
     }
 }
 
@@ -615,38 +543,52 @@ enum Rows<'a> {
     HiddenChannel(&'a mut [f32]),
 }
 
-/// Copies each window's kept product rows, plus bias and (when `activate`) GELU, into `target`,
-/// a buffer of `padded` positions per window with the data starting at position `padding`.
-#[allow(clippy::too_many_arguments)]
+/// Copies each window's kept product rows, plus bias, then GELU, into `target`, placed as `to`
+/// says.
 fn copy_rows(
     layer: &ConvLayer,
     geometry: Geometry,
     product: &[f32],
     target: &mut [f32],
-    padding: usize,
-    padded: usize,
+    to: Placement,
     batch: usize,
-    activate: bool,
 ) {
     let cols = layer.cols;
     let channels_next = cols / layer.positions_per_row;
     for b in 0..batch {
         let src = &product[b * geometry.rows * cols..][..geometry.len_out * cols];
-        let start = (b * padded + padding) * channels_next;
+        let start = (b * to.padded + to.padding) * channels_next;
         let dst = &mut target[start..start + geometry.len_out * cols];
-        for (row_out, row_in) in dst.chunks_exact_mut(cols).zip(src.chunks_exact(cols)) {
-            for ((o, v), bias) in row_out.iter_mut().zip(row_in).zip(&layer.bias) {
-                *o = v + bias;
+        biased_rows(dst, src, None, &layer.bias);
+        // Apart from the bias, so that this loop is vectorised.
+        gelu_in_place(dst);
+    }
+}
+
+/// `dst = src - minus + bias`, row by row (`bias.len()` columns); without `minus`, `src + bias`.
+fn biased_rows(dst: &mut [f32], src: &[f32], minus: Option<&[f32]>, bias: &[f32]) {
+    let cols = bias.len();
+    let rows = dst.chunks_exact_mut(cols).zip(src.chunks_exact(cols));
+    match minus {
+        None => {
+            for (out, row) in rows {
+                for ((o, v), b) in out.iter_mut().zip(row).zip(bias) {
+                    *o = v + b;
+                }
             }
         }
-        // Apart from the bias, so that this loop is vectorised.
-        if activate {
-            gelu_in_place(dst);
+        Some(minus) => {
+            for ((out, row), share) in rows.zip(minus.chunks_exact(cols)) {
+                for (((o, v), s), b) in out.iter_mut().zip(row).zip(share).zip(bias) {
+                    *o = (v - s) + b;
+                }
+            }
         }
     }
 }
 
-/// The last transposed convolution's rows, plus bias, channels-first into `rows`.
+/// The last transposed convolution's rows, plus bias, channels-first into `rows` (every channel
+/// of every window; hidden variants take `CpuVae::hidden_channel_rows` instead).
 fn write_channels_first(
     layer: &ConvLayer,
     geometry: Geometry,
@@ -654,38 +596,28 @@ fn write_channels_first(
     rows: &mut Rows<'_>,
     batch: usize,
 ) {
+    let Rows::All(recon) = rows else {
+        return;
+    };
     let cols = layer.cols;
     let channels = cols / 2;
     let window = geometry.len_out * 2;
     for b in 0..batch {
         let src = &product[b * geometry.rows * cols..][..geometry.len_out * cols];
-        let (out, kept) = match rows {
-            Rows::None => return,
-            Rows::All(recon) => (
-                &mut recon[b * channels * window..][..channels * window],
-                None,
-            ),
-            Rows::HiddenChannel(recon) => {
-                let c = b % channels;
-                let row = ((b / channels) * channels + c) * window;
-                (&mut recon[row..row + window], Some(c))
-            }
-        };
+        let out = &mut recon[b * channels * window..][..channels * window];
         for (j, row) in src.chunks(cols).enumerate() {
             for phase in 0..2 {
                 let col = phase * channels;
-                match kept {
-                    None => {
-                        for c in 0..channels {
-                            out[c * window + 2 * j + phase] = row[col + c] + layer.bias[col + c];
-                        }
-                    }
-                    Some(c) => out[2 * j + phase] = row[col + c] + layer.bias[col + c],
+                for c in 0..channels {
+                    out[c * window + 2 * j + phase] = row[col + c] + layer.bias[col + c];
                 }
             }
         }
     }
 }
+
+#[path = "cpu_hidden.rs"]
+mod hidden;
 
 #[cfg(test)]
 #[path = "cpu_tests.rs"]
