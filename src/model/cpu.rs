@@ -23,7 +23,7 @@ use rayon::prelude::*;
 use super::config::VaeConfig;
 use super::gemm::{ShapeMismatch, View, matmul};
 use super::packed::{ConvLayer, DenseLayer, Geometry, Phase};
-use super::simd::gelu_in_place;
+use super::simd::{biased_rows, gelu_in_place};
 use super::vae::Vae;
 
 /// Fewest windows in one part of a batch (counting each pass of a cross-channel window): below
@@ -562,28 +562,6 @@ fn copy_rows(
         biased_rows(dst, src, None, &layer.bias);
         // Apart from the bias, so that this loop is vectorised.
         gelu_in_place(dst);
-    }
-}
-
-/// `dst = src - minus + bias`, row by row (`bias.len()` columns); without `minus`, `src + bias`.
-fn biased_rows(dst: &mut [f32], src: &[f32], minus: Option<&[f32]>, bias: &[f32]) {
-    let cols = bias.len();
-    let rows = dst.chunks_exact_mut(cols).zip(src.chunks_exact(cols));
-    match minus {
-        None => {
-            for (out, row) in rows {
-                for ((o, v), b) in out.iter_mut().zip(row).zip(bias) {
-                    *o = v + b;
-                }
-            }
-        }
-        Some(minus) => {
-            for ((out, row), share) in rows.zip(minus.chunks_exact(cols)) {
-                for (((o, v), s), b) in out.iter_mut().zip(row).zip(share).zip(bias) {
-                    *o = (v - s) + b;
-                }
-            }
-        }
     }
 }
 

@@ -5,10 +5,8 @@
 //! weights); the last decoder layer computes only the hidden channel's output of each variant,
 //! one dot product per position.
 
-use super::{
-    ConvLayer, CpuVae, Rows, Scratch, ShapeMismatch, View, biased_rows, copy_rows, matmul,
-};
-use crate::model::simd::gelu_in_place;
+use super::{ConvLayer, CpuVae, Rows, Scratch, ShapeMismatch, View, copy_rows, matmul};
+use crate::model::simd::{Strides, biased_rows, gelu_in_place, strided_dots};
 
 /// The first encoder layer's weight split by input channel (`[C][kernel · cols]`, row `t`
 /// holding tap `t` of that channel) and the last decoder layer's weight column of each output
@@ -137,32 +135,20 @@ impl CpuVae {
             for (p, phase) in layer.phases.iter().enumerate() {
                 let weight = &self.last_by_channel[c * layer.phases.len() + p];
                 let bias = layer.bias[phase.first_col + c];
-                let offset = base + phase.first_tap * layer.c_in;
-                let span = phase.taps * layer.c_in;
-                let position = phase.first_col / channels;
-                for j in 0..geometry.len_out {
-                    let start = offset + j * step;
-                    out[j * per_row + position] = dot(&input[start..start + span], weight) + bias;
-                }
+                let at = Strides {
+                    first: base + phase.first_tap * layer.c_in,
+                    step,
+                    count: geometry.len_out,
+                    out_step: per_row,
+                };
+                strided_dots(
+                    input,
+                    weight,
+                    bias,
+                    at,
+                    &mut out[phase.first_col / channels..],
+                );
             }
         }
     }
-}
-
-/// `a · b` with eight partial sums, so that the compiler vectorises it.
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut sums = [0f32; 8];
-    let (a8, b8) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = a8
-        .remainder()
-        .iter()
-        .zip(b8.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    for (x, y) in a8.zip(b8) {
-        for i in 0..8 {
-            sums[i] += x[i] * y[i];
-        }
-    }
-    sums.iter().sum::<f32>() + tail
 }
