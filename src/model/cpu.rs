@@ -426,38 +426,40 @@ impl CpuVae {
             target.copy_from_slice(row);
             gelu_in_place(target);
         }
-        let last = self.decoder.len() - 1;
-        let mut rows = rows;
-        for (i, layer) in self.decoder.iter().enumerate() {
-            if i == last
-                && let Rows::HiddenChannel(recon) = &mut rows
-            {
-                self.hidden_channel_rows(&scratch.input, len, batch, recon);
-                break;
-            }
+        let (last, middle) = self
+            .decoder
+            .split_last()
+            .expect("never without decoder layers");
+        for (i, layer) in middle.iter().enumerate() {
             let geometry = layer.product(&scratch.input, len, batch, &mut scratch.product)?;
             let len_next = geometry.len_out * layer.positions_per_row;
-            if i == last {
-                write_channels_first(layer, geometry, &scratch.product, &mut rows, batch);
-            } else {
-                let next = &self.decoder[i + 1];
-                let to = Placement {
-                    padding: next.padding,
-                    padded: next.geometry(len_next).padded,
-                    flat: false,
-                };
-                scratch.input.clear();
-                scratch.input.resize(next.input_len(len_next, batch), 0.0);
-                copy_rows(
-                    layer,
-                    geometry,
-                    &scratch.product,
-                    &mut scratch.input,
-                    to,
-                    batch,
-                );
-            }
+            let next = &self.decoder[i + 1];
+            let to = Placement {
+                padding: next.padding,
+                padded: next.geometry(len_next).padded,
+                flat: false,
+            };
+            scratch.input.clear();
+            scratch.input.resize(next.input_len(len_next, batch), 0.0);
+            copy_rows(
+                layer,
+                geometry,
+                &scratch.product,
+                &mut scratch.input,
+                to,
+                batch,
+            );
             len = len_next;
+        }
+        match rows {
+            Rows::HiddenChannel(recon) => {
+                self.hidden_channel_rows(&scratch.input, len, batch, recon)
+            }
+            Rows::All(recon) => {
+                let geometry = last.product(&scratch.input, len, batch, &mut scratch.product)?;
+                write_channels_first(last, geometry, &scratch.product, recon, batch);
+            }
+            Rows::None => {}
         }
         Ok(())
     }
@@ -565,18 +567,15 @@ fn copy_rows(
     }
 }
 
-/// The last transposed convolution's rows, plus bias, channels-first into `rows` (every channel
-/// of every window; hidden variants take `CpuVae::hidden_channel_rows` instead).
+/// The last transposed convolution's rows, plus bias, channels-first into `recon` (`[B, C, W]`,
+/// every channel of every window; hidden variants take `CpuVae::hidden_channel_rows` instead).
 fn write_channels_first(
     layer: &ConvLayer,
     geometry: Geometry,
     product: &[f32],
-    rows: &mut Rows<'_>,
+    recon: &mut [f32],
     batch: usize,
 ) {
-    let Rows::All(recon) = rows else {
-        return;
-    };
     let cols = layer.cols;
     let channels = cols / 2;
     let window = geometry.len_out * 2;

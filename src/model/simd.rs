@@ -1,4 +1,5 @@
-//! GELU over a slice, compiled three times: for the baseline of the target (SSE2 on x86-64) and,
+//! The CPU path's elementwise loops (GELU over a slice, bias rows, the hidden channel's dot
+//! products), each compiled three times: for the baseline of the target (SSE2 on x86-64) and,
 //! on x86-64, for AVX2 and for AVX-512, the widest the processor has picked at run time. All
 //! versions run the same operations in the same order (no fused multiply-add is introduced), so
 //! a window scores the same on every machine; AVX2 does eight values per instruction, AVX-512
