@@ -30,6 +30,8 @@ pub use swap::Swap;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use rayon::prelude::*;
+
 use crate::alert::quality::DataQualityEvent;
 use crate::alert::{AlertEvent, EpisodeMemory, EpisodeRecord};
 use crate::model::ModelError;
@@ -615,8 +617,9 @@ impl Batch {
         {
             let manifest = scorer.model().manifest();
             let limits = manifest.sensor_limits.as_ref();
+            // Across the scoring threads: on one, the others would wait for it.
             let health: Vec<(Vec<SickChannel>, bool)> = windows
-                .iter_mut()
+                .par_iter_mut()
                 .zip(&offsets)
                 .map(|(window, offsets)| {
                     let sick = health::check(window, limits);

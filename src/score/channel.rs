@@ -55,20 +55,11 @@ impl ChannelErrors {
         };
         for ch in 0..channels {
             let row = ch * len..(ch + 1) * len;
-            for ((x, r), m) in input[row.clone()]
-                .iter()
-                .zip(&recon[row.clone()])
-                .zip(&mask[row])
-            {
-                if *m {
-                    let d = f64::from(x - r);
-                    let e = d * d;
-                    errors.sum_diff[ch] += d;
-                    errors.sum_sq[ch] += e;
-                    errors.peak_sq[ch] = errors.peak_sq[ch].max(e);
-                    errors.present[ch] += 1;
-                }
-            }
+            let lanes = Lanes::of_row(&input[row.clone()], &recon[row.clone()], &mask[row]);
+            errors.sum_diff[ch] = lanes.sum_diff.iter().sum();
+            errors.sum_sq[ch] = lanes.sum_sq.iter().sum();
+            errors.peak_sq[ch] = lanes.peak_sq.iter().fold(0.0, |a, &b| a.max(b));
+            errors.present[ch] = lanes.present.iter().sum();
         }
         errors
     }
@@ -100,6 +91,53 @@ impl ChannelErrors {
         let shares: Vec<f32> = self.sum_sq.iter().map(|s| (s / present) as f32).collect();
         let score = (self.sum_sq.iter().sum::<f64>() / present) as f32;
         (score, shares)
+    }
+}
+
+/// One channel row's error sums, kept in [`Lanes::WIDTH`] independent partial sums (value `i`
+/// goes to lane `i % WIDTH`), so the additions do not wait on each other and the compiler can
+/// keep each array in vector registers. An absent value adds zeros.
+struct Lanes {
+    sum_diff: [f64; Lanes::WIDTH],
+    sum_sq: [f64; Lanes::WIDTH],
+    peak_sq: [f64; Lanes::WIDTH],
+    present: [usize; Lanes::WIDTH],
+}
+
+impl Lanes {
+    const WIDTH: usize = 8;
+
+    fn of_row(input: &[f32], recon: &[f32], mask: &[bool]) -> Lanes {
+        let mut lanes = Lanes {
+            sum_diff: [0.0; Self::WIDTH],
+            sum_sq: [0.0; Self::WIDTH],
+            peak_sq: [0.0; Self::WIDTH],
+            present: [0; Self::WIDTH],
+        };
+        let whole = input.len() / Self::WIDTH * Self::WIDTH;
+        let chunks = input[..whole]
+            .chunks_exact(Self::WIDTH)
+            .zip(recon[..whole].chunks_exact(Self::WIDTH))
+            .zip(mask[..whole].chunks_exact(Self::WIDTH));
+        for ((x, r), m) in chunks {
+            for lane in 0..Self::WIDTH {
+                lanes.add(lane, x[lane], r[lane], m[lane]);
+            }
+        }
+        for (lane, i) in (whole..input.len()).enumerate() {
+            lanes.add(lane, input[i], recon[i], mask[i]);
+        }
+        lanes
+    }
+
+    #[inline(always)]
+    fn add(&mut self, lane: usize, x: f32, r: f32, present: bool) {
+        let d = if present { f64::from(x - r) } else { 0.0 };
+        let e = d * d;
+        self.sum_diff[lane] += d;
+        self.sum_sq[lane] += e;
+        self.peak_sq[lane] = self.peak_sq[lane].max(e);
+        self.present[lane] += usize::from(present);
     }
 }
 
@@ -258,6 +296,41 @@ mod tests {
         let (score, shares) = e.raw_score();
         assert!((score - 5.25 / 3.0).abs() < 1e-6);
         assert!((shares.iter().sum::<f32>() - score).abs() < 1e-6);
+    }
+
+    #[test]
+    fn window_errors_equal_a_plain_sum_over_rows_of_any_length() {
+        for len in [1, 7, 8, 9, 128, 131] {
+            let channels = 3;
+            let n = channels * len;
+            let input: Vec<f32> = (0..n)
+                .map(|i| ((i * 37 % 101) as f32 - 50.0) / 7.0)
+                .collect();
+            let recon: Vec<f32> = (0..n)
+                .map(|i| ((i * 53 % 89) as f32 - 40.0) / 9.0)
+                .collect();
+            let mask: Vec<bool> = (0..n).map(|i| i % 5 != 3).collect();
+            let e = ChannelErrors::of_window(&input, &recon, &mask, channels, len);
+            for ch in 0..channels {
+                let (mut sum_sq, mut peak, mut sum_diff, mut present) = (0.0f64, 0.0f64, 0.0, 0);
+                for i in ch * len..(ch + 1) * len {
+                    if mask[i] {
+                        let d = f64::from(input[i] - recon[i]);
+                        sum_sq += d * d;
+                        sum_diff += d;
+                        peak = peak.max(d * d);
+                        present += 1;
+                    }
+                }
+                assert_eq!(e.present[ch], present, "len {len}, channel {ch}");
+                assert_eq!(e.peak_sq[ch], peak, "len {len}, channel {ch}");
+                assert!((e.sum_sq[ch] - sum_sq).abs() <= 1e-12 * sum_sq, "len {len}");
+                assert!(
+                    (e.sum_diff[ch] - sum_diff).abs() <= 1e-12 * sum_sq.max(1.0),
+                    "len {len}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -12,8 +12,7 @@
 
 use std::collections::HashMap;
 
-use serde_json::{Map, Value};
-
+use super::json::{Node, Object};
 use super::timestamp::{MIN_PLAUSIBLE_TS_MS, parse_rfc3339_ms};
 use super::{EquipmentId, RejectReason, Sample};
 
@@ -78,10 +77,18 @@ impl ChannelMap {
         &self.names
     }
 
-    /// Position of `name` in the model's order.
+    /// Position of `name` in the model's order. A few names are compared one by one, which is
+    /// quicker than hashing the name.
     pub fn index_of(&self, name: &str) -> Option<usize> {
-        self.index.get(name).copied()
+        if self.names.len() <= Self::SCANNED {
+            self.names.iter().position(|n| n == name)
+        } else {
+            self.index.get(name).copied()
+        }
     }
+
+    /// Up to this many channels, [`ChannelMap::index_of`] compares names instead of hashing.
+    const SCANNED: usize = 16;
 }
 
 /// Bounds a message must respect. Defaults: 1 MiB, one day of clock skew.
@@ -167,12 +174,13 @@ impl Rejection {
     }
 }
 
-/// A message whose envelope is valid: the JSON parsed once, its machine known, its samples not
-/// read yet. The machine decides which model, and so which channels, the samples are read with.
+/// A message whose envelope is valid: the JSON parsed once (borrowing from the payload), its
+/// machine known, its samples not read yet. The machine decides which model, and so which
+/// channels, the samples are read with.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Envelope {
+pub struct Envelope<'a> {
     pub equipment_id: EquipmentId,
-    root: Map<String, Value>,
+    root: Object<'a>,
 }
 
 /// Parses and validates one telemetry v1 message with one model's channels: [`parse_envelope`]
@@ -191,11 +199,11 @@ pub fn parse_message(
 ///
 /// `key` is the Kafka key (`None` or empty when the producer set none); when present it must equal
 /// `equipment_id`.
-pub fn parse_envelope(
+pub fn parse_envelope<'a>(
     key: Option<&[u8]>,
-    payload: &[u8],
+    payload: &'a [u8],
     limits: &MessageLimits,
-) -> Result<Envelope, Rejection> {
+) -> Result<Envelope<'a>, Rejection> {
     if payload.len() > limits.max_bytes {
         return Err(Rejection::Oversize(format!(
             "{} bytes, the limit is {}",
@@ -203,11 +211,11 @@ pub fn parse_envelope(
             limits.max_bytes
         )));
     }
-    let root: Value = serde_json::from_slice(payload).map_err(json_error)?;
-    let Value::Object(root) = root else {
+    let root = Node::parse(payload).map_err(json_error)?;
+    let Node::Object(root) = root else {
         return Err(Rejection::WrongType(format!(
             "message is {}, expected an object",
-            type_name(&root)
+            root.type_name()
         )));
     };
     let equipment_id = equipment_id(&root)?;
@@ -223,7 +231,7 @@ pub fn parse_envelope(
     Ok(Envelope { equipment_id, root })
 }
 
-impl Envelope {
+impl Envelope<'_> {
     /// Reads the samples in `channels`' order. `now_ms` is the current time in epoch ms, against
     /// which future timestamps are judged; timestamps before 2000-01-01 are refused too. Any bad
     /// sample refuses the whole message.
@@ -246,10 +254,10 @@ impl Envelope {
                         "message has both samples and ts/values; use one form".to_owned(),
                     ));
                 }
-                let Value::Array(samples) = samples else {
+                let Node::Array(samples) = samples else {
                     return Err(Rejection::WrongType(format!(
                         "samples is {}, expected an array",
-                        type_name(samples)
+                        samples.type_name()
                     )));
                 };
                 if samples.is_empty() {
@@ -257,10 +265,10 @@ impl Envelope {
                 }
                 let mut parsed = Vec::with_capacity(samples.len());
                 for (i, sample) in samples.iter().enumerate() {
-                    let Value::Object(sample) = sample else {
+                    let Node::Object(sample) = sample else {
                         return Err(Rejection::WrongType(format!(
                             "samples[{i}] is {}, expected an object",
-                            type_name(sample)
+                            sample.type_name()
                         )));
                     };
                     let context = format!("samples[{i}].");
@@ -301,21 +309,21 @@ fn json_error(e: serde_json::Error) -> Rejection {
     }
 }
 
-fn equipment_id(root: &Map<String, Value>) -> Result<EquipmentId, Rejection> {
+fn equipment_id(root: &Object<'_>) -> Result<EquipmentId, Rejection> {
     match root.get("equipment_id") {
         None => Err(Rejection::MissingField("equipment_id".to_owned())),
-        Some(Value::String(id)) => EquipmentId::try_from(id.as_str())
+        Some(Node::Text(id)) => EquipmentId::try_from(id.as_ref())
             .map_err(|e| Rejection::InvalidEquipmentId(e.to_string())),
         Some(other) => Err(Rejection::WrongType(format!(
             "equipment_id is {}, expected a string",
-            type_name(other)
+            other.type_name()
         ))),
     }
 }
 
 /// Parses one `{"ts": ..., "values": {...}}` object; `context` prefixes field names in details.
 fn parse_sample(
-    object: &Map<String, Value>,
+    object: &Object<'_>,
     context: &str,
     channels: &ChannelMap,
     (min_ts, max_ts): (i64, i64),
@@ -332,16 +340,16 @@ fn parse_sample(
     }
     let values = match object.get("values") {
         None => return Err(Rejection::MissingField(format!("{context}values"))),
-        Some(Value::Object(values)) => values,
+        Some(Node::Object(values)) => values,
         Some(other) => {
             return Err(Rejection::WrongType(format!(
                 "{context}values is {}, expected an object",
-                type_name(other)
+                other.type_name()
             )));
         }
     };
     let mut parsed = vec![None; channels.len()];
-    for (name, value) in values {
+    for (name, value) in values.fields() {
         let Some(c) = channels.index_of(name) else {
             if !channels.is_set_aside(name) {
                 *unknown_channels += 1;
@@ -357,43 +365,44 @@ fn parse_sample(
     })
 }
 
-fn parse_ts(ts: &Value, context: &str) -> Result<i64, Rejection> {
+fn parse_ts(ts: &Node<'_>, context: &str) -> Result<i64, Rejection> {
     match ts {
-        Value::String(text) => parse_rfc3339_ms(text).ok_or_else(|| {
+        Node::Text(text) => parse_rfc3339_ms(text).ok_or_else(|| {
             Rejection::WrongType(format!("{context}ts {text:?} is not RFC 3339 text"))
         }),
-        Value::Number(n) => n.as_i64().ok_or_else(|| {
+        Node::Number(n) => n.as_i64().ok_or_else(|| {
             Rejection::WrongType(format!(
                 "{context}ts {n} is not an integer of epoch milliseconds"
             ))
         }),
         other => Err(Rejection::WrongType(format!(
             "{context}ts is {}, expected RFC 3339 text or epoch ms",
-            type_name(other)
+            other.type_name()
         ))),
     }
 }
 
 /// One channel value: a number that fits an `f32`, or null. Text spelling a non-finite number
 /// (`"NaN"`, `"Infinity"`) is refused as non-finite, any other text as a wrong type.
-fn parse_value(value: &Value, context: &str, name: &str) -> Result<Option<f32>, Rejection> {
+fn parse_value(value: &Node<'_>, context: &str, name: &str) -> Result<Option<f32>, Rejection> {
     match value {
-        Value::Null => Ok(None),
-        Value::Number(n) => {
-            let v = n.as_f64().map(|v| v as f32);
-            match v {
-                Some(v) if v.is_finite() => Ok(Some(v)),
-                _ => Err(Rejection::NonFinite(format!(
+        Node::Null => Ok(None),
+        Node::Number(n) => {
+            let v = n.as_f64() as f32;
+            if v.is_finite() {
+                Ok(Some(v))
+            } else {
+                Err(Rejection::NonFinite(format!(
                     "{context}values.{name} = {n} does not fit a 32-bit float"
-                ))),
+                )))
             }
         }
-        Value::String(text) if is_non_finite_text(text) => Err(Rejection::NonFinite(format!(
+        Node::Text(text) if is_non_finite_text(text) => Err(Rejection::NonFinite(format!(
             "{context}values.{name} = {text:?}"
         ))),
         other => Err(Rejection::WrongType(format!(
             "{context}values.{name} is {}, expected a number or null",
-            type_name(other)
+            other.type_name()
         ))),
     }
 }
@@ -404,17 +413,6 @@ fn is_non_finite_text(text: &str) -> bool {
         .trim_start_matches(['+', '-'])
         .to_ascii_lowercase();
     matches!(t.as_str(), "nan" | "inf" | "infinity")
-}
-
-fn type_name(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 
 mod equipment;
 pub mod history;
+mod json;
 pub mod message;
 mod reject;
 mod sample;
