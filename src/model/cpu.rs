@@ -415,7 +415,10 @@ impl CpuVae {
         // Decoder: the dense layer's output, GELU'd, is the first deconvolution's input.
         self.dec_linear
             .forward(&scratch.mu, batch, &mut scratch.flat)?;
-        let first = &self.decoder[0];
+        let (Some(first), Some((last, middle))) = (self.decoder.first(), self.decoder.split_last())
+        else {
+            return Err(ShapeMismatch::NoDecoder);
+        };
         let (width, mut len) = (self.cfg.bottleneck_width(), self.cfg.bottleneck_len());
         let geometry = first.geometry(len);
         scratch.input.clear();
@@ -426,10 +429,6 @@ impl CpuVae {
             target.copy_from_slice(row);
             gelu_in_place(target);
         }
-        let (last, middle) = self
-            .decoder
-            .split_last()
-            .expect("never without decoder layers");
         for (i, layer) in middle.iter().enumerate() {
             let geometry = layer.product(&scratch.input, len, batch, &mut scratch.product)?;
             let len_next = geometry.len_out * layer.positions_per_row;

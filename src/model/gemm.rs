@@ -92,6 +92,8 @@ pub enum ShapeMismatch {
     },
     #[error("an input of {len} values is not a whole number of windows of {window} values")]
     Input { len: usize, window: usize },
+    #[error("the network has no decoder layer")]
+    NoDecoder,
 }
 
 /// `dst[m, n] = lhs[m, k] · rhs[k, n]`, `dst` row-major and contiguous (its first `m · n`
