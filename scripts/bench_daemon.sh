@@ -90,44 +90,62 @@ metric() {
     metrics_text | awk -v name="$1" '$1 == name { print $2 }'
 }
 
-# wait_consumed N NAME: until the daemon has consumed N messages; prints the time it first
-# consumed one and the time it reached N.
-wait_consumed() {
-    local first='' consumed now deadline=$((SECONDS + 1800))
-    while ((SECONDS < deadline)); do
-        consumed=$(metric vaewatch_messages_consumed_total)
-        consumed=${consumed:-0}
-        now=$(date +%s.%N)
-        if [[ -z "$first" ]] && awk -v c="$consumed" 'BEGIN { exit !(c > 0) }'; then
-            first=$now
-        fi
-        if awk -v c="$consumed" -v n="$1" 'BEGIN { exit !(c >= n) }'; then
-            echo "$first $now"
-            return 0
-        fi
-        kill -0 "$daemon_pid" 2>/dev/null || { cat "$work/$2.log" >&2; return 1; }
-        sleep 0.2
-    done
-    echo "the daemon read only $consumed of $1 messages" >&2
-    return 1
-}
+# poll MODE ...: watches the daemon's /metrics from one Python process (a curl and an awk every
+# tenth of a second would take a few percent of a small machine from the daemon measured).
+#   poll consumed N NAME: until the daemon has consumed N messages; prints the time it first
+#     consumed one and the time it reached N.
+#   poll scored: after the daemon consumed everything, until its scored-window count has not
+#     moved for 2 s (the windows still waiting are scored, the last ones of each machine wait for
+#     later samples that never come); prints the count and the time it last moved.
+poll() {
+    python3 - "$port" "$daemon_pid" "$work" "$@" <<'EOF'
+import os, sys, time, urllib.request
 
-# wait_scored: after the daemon consumed everything, until its scored-window count has not moved
-# for 2 s (the windows still waiting are scored, the last ones of each machine wait for later
-# samples that never come); prints the count and the time it last moved.
-wait_scored() {
-    local windows last_windows=-1 moved stable_since=$SECONDS
-    while ((SECONDS - stable_since < 2)); do
-        windows=$(metric vaewatch_windows_scored_total)
-        windows=${windows:-0}
-        if [[ "$windows" != "$last_windows" ]]; then
-            last_windows=$windows
-            moved=$(date +%s.%N)
-            stable_since=$SECONDS
-        fi
-        sleep 0.1
-    done
-    echo "$last_windows $moved"
+port, pid, work, mode, *args = sys.argv[1:]
+
+def metric(name):
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+            text = r.read().decode()
+    except OSError:
+        return 0.0
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return 0.0
+
+def alive():
+    try:
+        os.kill(int(pid), 0)
+        return True
+    except OSError:
+        return False
+
+if mode == "consumed":
+    n, name = float(args[0]), args[1]
+    first, consumed, deadline = None, 0.0, time.time() + 1800
+    while time.time() < deadline:
+        consumed = metric("vaewatch_messages_consumed_total")
+        now = time.time()
+        if first is None and consumed > 0:
+            first = now
+        if consumed >= n:
+            print(first, now)
+            sys.exit(0)
+        if not alive():
+            sys.stderr.write(open(f"{work}/{name}.log").read())
+            sys.exit(1)
+        time.sleep(0.05)
+    sys.exit(f"the daemon read only {consumed:.0f} of {n:.0f} messages")
+else:
+    last, moved = -1.0, time.time()
+    while time.time() - moved < 2:
+        windows = metric("vaewatch_windows_scored_total")
+        if windows != last:
+            last, moved = windows, time.time()
+        time.sleep(0.05)
+    print(f"{last:.0f}", moved)
+EOF
 }
 
 # --- Throughput ---
@@ -141,11 +159,13 @@ bare=$("$bin" bench-consumer --brokers "$KAFKA_BOOTSTRAP" --topic "$topic" --mes
 bare_rate=$(python3 -c 'import json,sys; print(round(json.loads(sys.argv[1])["messages_per_second"]))' "$bare")
 
 start_daemon throughput "$topic"
-read -r first _ < <(wait_consumed "$published" throughput)
-read -r windows last < <(wait_scored)
+read -r first _ < <(poll consumed "$published" throughput)
+read -r windows last < <(poll scored)
 batches=$(metric vaewatch_batch_size_count)
 stop_daemon
-model_bench=$("$bin" model bench models/default --log warn)
+# As many windows as the daemon scored: both runs last about as long, so the machine's noise
+# weighs on them alike.
+model_bench=$("$bin" model bench models/default --windows "$windows" --log warn)
 model_rate=$(python3 -c 'import json,sys; print(round(json.loads(sys.argv[1])["windows_per_second"]))' "$model_bench")
 
 top_rate=$(python3 - "$bare_rate" "$published" "$first" "$last" "${windows:-0}" "${batches:-0}" "$model_rate" <<'EOF'
@@ -160,7 +180,7 @@ print(f"daemon:        {daemon:10.0f} messages/s ({windows / seconds:.0f} window
       f"{windows:.0f} windows in {seconds:.1f} s, {windows / max(batches, 1):.0f} windows per batch)",
       file=out)
 print(f"daemon / bare consumer: {daemon / bare:.3f}", file=out)
-print(f"model bench, same model and mode, batch 256: {model:.0f} windows/s; "
+print(f"model bench, same model, mode and windows, batch 256: {model:.0f} windows/s; "
       f"daemon / model bench: {windows / seconds / model:.2f}", file=out)
 print(round(daemon))
 EOF
@@ -180,7 +200,7 @@ start_daemon latency "$topic"
 wait "$publisher_pid" || { cat "$work/publisher.log" >&2; exit 1; }
 publisher_pid=
 published=$(sed -n 's/^\([0-9]*\) telemetry messages published.*/\1/p' "$work/publisher.out")
-wait_consumed "$published" latency >/dev/null
+poll consumed "$published" latency >/dev/null
 sleep 1 # the last batch's windows are archived after their messages are counted
 metrics_text >"$work/latency.metrics"
 stop_daemon

@@ -84,6 +84,41 @@ fn windows_file_round_trips_and_leaves_no_tmp() {
     assert_eq!(files_under(dir.path()), vec!["windows.parquet"]);
 }
 
+/// Scores, errors and latent coordinates are written plain (their values rarely repeat, so a
+/// dictionary only costs time); the machine and model names keep their dictionaries.
+#[test]
+fn float_columns_are_written_without_dictionary() {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("windows.parquet");
+    let windows: Vec<_> = (0..200)
+        .map(|i| window(i, DAY1_MS + i * 1_000, "m1", 8))
+        .collect();
+    write_windows_file(&path, &windows, 8).unwrap();
+    let reader = SerializedFileReader::new(fs::File::open(&path).unwrap()).unwrap();
+    let row_group = reader.metadata().row_group(0);
+    let dictionary = |name: &str| {
+        let column = row_group
+            .columns()
+            .iter()
+            .find(|c| c.column_path().string() == name)
+            .unwrap_or_else(|| panic!("no column {name}"));
+        column.dictionary_page_offset().is_some()
+    };
+    for plain in [
+        "score",
+        "channel_errors.list.item",
+        "latent_mu.list.item",
+        "latent_logvar.list.item",
+    ] {
+        assert!(!dictionary(plain), "{plain} has a dictionary");
+    }
+    for named in ["equipment_id", "model_id"] {
+        assert!(dictionary(named), "{named} has no dictionary");
+    }
+    assert_eq!(read_scored_windows(&path).unwrap(), windows);
+}
+
 #[test]
 fn empty_windows_file_is_readable() {
     let dir = tempfile::tempdir().unwrap();

@@ -8,6 +8,7 @@ use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
+use parquet::schema::types::ColumnPath;
 
 use super::ArchiveError;
 use super::schema::{archive_schema, from_record_batch, to_record_batch};
@@ -19,9 +20,25 @@ pub(crate) const ROW_GROUP_ROWS: usize = 8_192;
 /// Suffix of a file still being written.
 pub(crate) const TMP_SUFFIX: &str = ".tmp";
 
-/// Writer properties shared by both writers: zstd, bounded row groups.
+/// The archive's float columns whose values rarely repeat (a score, an error, a latent
+/// coordinate): dictionary encoding would hash every value to find none twice, then fall back to
+/// plain encoding anyway, so they are written plain from the start.
+const PLAIN_COLUMNS: [&str; 4] = [
+    "score",
+    "channel_errors.list.item",
+    "latent_mu.list.item",
+    "latent_logvar.list.item",
+];
+
+/// Writer properties shared by both writers: zstd, bounded row groups, no dictionary for
+/// [`PLAIN_COLUMNS`].
 pub(crate) fn writer_properties() -> WriterProperties {
-    WriterProperties::builder()
+    PLAIN_COLUMNS
+        .iter()
+        .fold(WriterProperties::builder(), |builder, column| {
+            let path = ColumnPath::new(column.split('.').map(str::to_owned).collect());
+            builder.set_column_dictionary_enabled(path, false)
+        })
         .set_compression(Compression::ZSTD(ZstdLevel::default()))
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
         .build()

@@ -2,11 +2,12 @@
 //! alert policies to the alert topic and the Parquet archive, at least once.
 //!
 //! One task owns the consumer and every stage. Messages are parsed and windowed as they arrive;
-//! complete windows wait for the scorer, which runs one batch at a time on a blocking thread
-//! while this task goes on reading, parsing and windowing. When the scorer is free, the waiting
-//! windows go to it as soon as they fill a batch or the oldest has waited `max_delay`; under load
-//! the windows that arrive while a batch is scored fill the next one, so batches grow with the
-//! load and a quiet stream waits at most `max_delay`; once two full batches wait, reading pauses
+//! complete windows wait for the scorer, which scores up to two batches at once on blocking
+//! threads (so that its threads never wait for one batch's last part) while this task goes on
+//! reading, parsing and windowing. When the scorer has room, the waiting windows go to it as
+//! soon as they fill a batch or the oldest has waited `max_delay`; under load the windows that
+//! arrive while batches are scored fill the next one, so batches grow with the load and a quiet
+//! stream waits at most `max_delay`; once two full batches wait, reading pauses
 //! until the scorer catches up, so a backlog never piles up in memory. Scored windows feed the
 //! alert policies in the order they were taken (events are sent with the idempotent producer
 //! and their acknowledgements awaited) and the archive.
@@ -40,7 +41,7 @@ pub use reload::Reloads;
 pub use episode_index::index_file_name;
 pub use state::{load_state, save_state, state_file_name};
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use std::time::{Duration, Instant};
@@ -215,7 +216,7 @@ pub async fn run_reloading(
         partition_changes,
         consumed: BTreeMap::new(),
         pending_since: None,
-        scoring: None,
+        scoring: VecDeque::new(),
         report: DaemonReport::default(),
         commit_failing: false,
         consumer_failing: false,
@@ -282,8 +283,8 @@ struct Daemon {
     consumed: BTreeMap<i32, i64>,
     /// When the oldest window waiting in the engine for the scorer started waiting.
     pending_since: Option<Instant>,
-    /// The batch being scored on a blocking thread, if any.
-    scoring: Option<InFlight>,
+    /// The batches being scored on blocking threads, oldest first.
+    scoring: VecDeque<InFlight>,
     state: state::DaemonState,
     report: DaemonReport,
     /// Whether the last offset commit failed (the daemon reports itself not ready until one
@@ -348,9 +349,9 @@ impl Daemon {
                 return Ok(());
             }
             let durable_deadline = last_durable + roll_every;
-            // A batch deadline matters only while the scorer is free to take the batch.
-            let batch_deadline = match (&self.scoring, self.pending_since) {
-                (None, Some(since)) => since + max_delay,
+            // A batch deadline matters only while the scorer has room for the batch.
+            let batch_deadline = match self.pending_since {
+                Some(since) if self.scorer_has_room() => since + max_delay,
                 _ => durable_deadline,
             };
             let wake = tokio::time::Instant::from_std(batch_deadline.min(durable_deadline));
@@ -408,9 +409,9 @@ impl Daemon {
                     // Nobody sends reloads any more.
                     None => reloads = None,
                 },
-                finished = scored(&mut self.scoring), if self.scoring.is_some() => {
+                finished = scored(&mut self.scoring), if !self.scoring.is_empty() => {
                     if let Some((in_flight, scored)) = finished {
-                        // The scorer goes on with the next batch while this one's alerts are
+                        // The scorer goes on with the next batches while this one's alerts are
                         // sent and its windows archived (alert policies still see batches in
                         // order).
                         self.start_batch_if_due(max_batch, max_delay);

@@ -1,7 +1,9 @@
-//! The daemon's scorer: waiting windows go to a blocking thread one batch at a time (when they
-//! fill a batch or the oldest has waited `max_delay`), and a scored batch feeds the alert
-//! policies, the alert topic and the archive, in the order the batches were taken.
+//! The daemon's scorer: waiting windows go to a blocking thread a batch at a time (when they
+//! fill a batch or the oldest has waited `max_delay`), up to [`IN_FLIGHT`] batches at once, and
+//! a scored batch feeds the alert policies, the alert topic and the archive, in the order the
+//! batches were taken.
 
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use tracing::info;
@@ -10,11 +12,16 @@ use super::{Daemon, DaemonError};
 use crate::engine::{Outcome, ScoreError, ScoredBatch};
 use crate::score::ScoredWindow;
 
+/// Batches scored at once. Two keep the scoring threads busy: while the last part of one batch
+/// runs on one thread, the other starts on the next, instead of waiting for it (each batch
+/// ends with one part left, and its stages each end with a join).
+pub(super) const IN_FLIGHT: usize = 2;
+
 impl Daemon {
-    /// Starts a batch when the scorer is free and the waiting windows fill one or the oldest
-    /// has waited `max_delay`.
+    /// Starts a batch when the scorer has room for one and the waiting windows fill one or the
+    /// oldest has waited `max_delay`.
     pub(super) fn start_batch_if_due(&mut self, max_batch: usize, max_delay: Duration) {
-        if self.scoring.is_some() {
+        if !self.scorer_has_room() {
             return;
         }
         let full = self.engine.pending_windows() >= max_batch;
@@ -24,11 +31,18 @@ impl Daemon {
         }
     }
 
+    /// Whether fewer than [`IN_FLIGHT`] batches are being scored.
+    pub(super) fn scorer_has_room(&self) -> bool {
+        self.scoring.len() < IN_FLIGHT
+    }
+
     /// Sends the oldest waiting windows (at most `max_batch_size`) to the scorer on a blocking
-    /// thread. Only one batch is scored at a time, so alert policies see windows in order.
+    /// thread. Batches complete in the order they started, so alert policies see windows in
+    /// order.
     fn start_batch(&mut self) {
-        debug_assert!(self.scoring.is_none(), "one batch at a time");
-        self.scoring = Some(self.take_batch());
+        debug_assert!(self.scorer_has_room(), "at most IN_FLIGHT batches");
+        let batch = self.take_batch();
+        self.scoring.push_back(batch);
     }
 
     /// Takes the oldest waiting windows (at most `max_batch_size`) and starts scoring them on a
@@ -124,9 +138,10 @@ impl Daemon {
         Ok(())
     }
 
-    /// Completes the batch being scored, then scores every waiting window, batch after batch.
+    /// Completes the batches being scored, in order, then scores every waiting window, batch
+    /// after batch.
     pub(super) async fn finish_scoring(&mut self) -> Result<(), DaemonError> {
-        if let Some(mut in_flight) = self.scoring.take() {
+        while let Some(mut in_flight) = self.scoring.pop_front() {
             let scored = (&mut in_flight.task).await;
             self.complete_batch(in_flight, scored).await?;
         }
@@ -149,12 +164,48 @@ pub(super) struct InFlight {
 /// What the scorer's blocking thread returns.
 pub(super) type ScoringResult = Result<Result<ScoredBatch, ScoreError>, tokio::task::JoinError>;
 
-/// The batch being scored, taken out of `scoring` with its result once it is done; never ready
-/// when none is. Cancel-safe: the batch is taken only when the future completes.
-pub(super) async fn scored(scoring: &mut Option<InFlight>) -> Option<(InFlight, ScoringResult)> {
-    let result = match scoring.as_mut() {
+/// The oldest batch being scored, taken out of `scoring` with its result once it is done (a
+/// later batch that finishes first waits for it); never ready when none is scored.
+/// Cancel-safe: the batch is taken only when the future completes.
+pub(super) async fn scored(scoring: &mut VecDeque<InFlight>) -> Option<(InFlight, ScoringResult)> {
+    let result = match scoring.front_mut() {
         Some(in_flight) => (&mut in_flight.task).await,
         None => std::future::pending().await,
     };
-    scoring.take().map(|in_flight| (in_flight, result))
+    scoring.pop_front().map(|in_flight| (in_flight, result))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn in_flight(windows: usize, delay: Duration) -> InFlight {
+        InFlight {
+            windows,
+            started: Instant::now(),
+            task: tokio::task::spawn_blocking(move || {
+                std::thread::sleep(delay);
+                Ok(ScoredBatch::default())
+            }),
+        }
+    }
+
+    /// A later batch that finishes first waits for the earlier one: alert policies see batches
+    /// in the order they were taken.
+    #[tokio::test]
+    async fn batches_complete_in_the_order_they_started() {
+        let mut scoring = VecDeque::from([
+            in_flight(1, Duration::from_millis(200)),
+            in_flight(2, Duration::ZERO),
+        ]);
+        let mut order = Vec::new();
+        while let Some((done, result)) = scored(&mut scoring).await {
+            assert!(matches!(result, Ok(Ok(_))));
+            order.push(done.windows);
+            if scoring.is_empty() {
+                break;
+            }
+        }
+        assert_eq!(order, vec![1, 2]);
+    }
 }

@@ -106,7 +106,7 @@ struct Group {
 }
 
 /// A scored [`Batch`], to hand back to [`Engine::complete`].
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct ScoredBatch {
     groups: Vec<(usize, Vec<ScoredWindow>, Vec<Option<i64>>)>,
 }

@@ -55,8 +55,13 @@ pub struct CpuVae {
     last_by_channel: Vec<Vec<f32>>,
 }
 
+/// Hands `forward`'s buffers back to this thread's next forward pass (see `OUTPUTS`).
+pub(crate) fn recycle(forward: Forward) {
+    OUTPUTS.with(|outputs| *outputs.borrow_mut() = forward);
+}
+
 /// What a forward pass gives for `B` windows.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Forward {
     /// `[B, C, W]`, channels-first like the input; empty when only encoding.
     pub recon: Vec<f32>,
@@ -69,6 +74,9 @@ pub struct Forward {
 thread_local! {
     /// This thread's buffers, kept from batch to batch.
     static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
+    /// The outputs of the last batch this thread asked for, handed back with [`recycle`]: a
+    /// fresh megabyte every batch would be zeroed and faulted in page by page.
+    static OUTPUTS: RefCell<Forward> = RefCell::new(Forward::default());
 }
 
 /// Buffers one thread reuses from layer to layer and from batch to batch.
@@ -274,11 +282,13 @@ impl CpuVae {
             .min((batch * passes_per_window).div_ceil(MIN_WINDOWS_PER_PART))
             .max(1);
         let per_part = batch.div_ceil(parts).max(1);
-        let mut out = Forward {
-            recon: vec![0f32; if mode == Mode::Encode { 0 } else { x.len() }],
-            mu: vec![0f32; batch * latent],
-            logvar: vec![0f32; batch * latent],
-        };
+        // Every value of the outputs is written below, so recycled ones keep their old values
+        // until then instead of being zeroed.
+        let mut out = OUTPUTS.with(|outputs| std::mem::take(&mut *outputs.borrow_mut()));
+        out.recon
+            .resize(if mode == Mode::Encode { 0 } else { x.len() }, 0.0);
+        out.mu.resize(batch * latent, 0.0);
+        out.logvar.resize(batch * latent, 0.0);
         let mut recon_parts: Vec<&mut [f32]> = out.recon.chunks_mut(per_part * window).collect();
         recon_parts.resize_with(batch.div_ceil(per_part), Default::default);
         x.par_chunks(per_part * window)

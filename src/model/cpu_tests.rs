@@ -116,3 +116,38 @@ fn an_input_that_is_not_whole_windows_is_refused() {
     );
     assert!(cpu.reconstruct_each_hidden(&x).is_err());
 }
+
+#[test]
+fn recycled_outputs_give_the_same_results_as_fresh_ones() {
+    // A batch's outputs are handed back and reused unzeroed by the next batch of the thread, of
+    // the same size, a smaller one or a larger one: every value must be written again.
+    let cfg = small();
+    let (vae, _) = seeded_vae(&cfg, 4, &Device::Cpu).unwrap();
+    let cpu = CpuVae::from_vae(&vae).unwrap();
+    let window = cfg.channels * cfg.window;
+    let mut rng = SeededRng::new(8);
+    let mut batch =
+        |n: usize| -> Vec<f32> { (0..n * window).map(|_| 5.0 * rng.normal() as f32).collect() };
+    let batches = [batch(40), batch(40), batch(7), batch(65)];
+    let fresh = |x: &[f32], hidden: bool| {
+        std::thread::scope(|scope| {
+            scope
+                .spawn(|| match hidden {
+                    true => cpu.reconstruct_each_hidden(x).unwrap(),
+                    false => cpu.forward_mean(x).unwrap(),
+                })
+                .join()
+                .unwrap()
+        })
+    };
+    for hidden in [false, true] {
+        for (i, x) in batches.iter().enumerate() {
+            let got = match hidden {
+                true => cpu.reconstruct_each_hidden(x).unwrap(),
+                false => cpu.forward_mean(x).unwrap(),
+            };
+            assert_eq!(got, fresh(x, hidden), "batch {i}, hidden {hidden}");
+            recycle(got);
+        }
+    }
+}

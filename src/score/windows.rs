@@ -138,11 +138,12 @@ pub(crate) fn raw_batch(
     if cross_channel {
         fill_empty_channels(network, &mut input, windows)?;
     }
-    let Forward { recon, mu, logvar } = if cross_channel {
+    let forward = if cross_channel {
         network.reconstruct_each_hidden(&input)?
     } else {
         network.forward_mean(&input)?
     };
+    let Forward { recon, mu, logvar } = &forward;
     let clock = clock.lap(profile::Stage::Network);
     let scores = windows
         .par_iter()
@@ -161,6 +162,9 @@ pub(crate) fn raw_batch(
         .collect();
     clock.lap(profile::Stage::Errors);
     keep_buffers(network, input, mask);
+    if let Network::Cpu(_) = network {
+        crate::model::cpu::recycle(forward);
+    }
     Ok(scores)
 }
 

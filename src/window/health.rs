@@ -241,10 +241,12 @@ pub fn check(window: &Window, limits: Option<&SensorLimits>) -> Vec<SickChannel>
         let Some(run) = longest_still_stretch(window, c) else {
             continue;
         };
-        // Another channel changed value in the later half of the still stretch.
+        // Another channel changed value in the later half of the still stretch (looked for
+        // only when the stretch is long enough to count).
         let mid = run.start + (run.end - run.start) / 2;
-        let others_moving = (0..c_count).any(|o| o != c && changes_within(window, o, mid, run.end));
-        if run.len >= channel.stuck_after(window.len) && others_moving {
+        let others_moving =
+            || (0..c_count).any(|o| o != c && changes_within(window, o, mid, run.end));
+        if run.len >= channel.stuck_after(window.len) && others_moving() {
             sick.push(SickChannel {
                 channel: c,
                 condition: Condition::Stuck,
