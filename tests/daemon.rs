@@ -1399,7 +1399,13 @@ async fn wait_for_process(
             let log = std::fs::read_to_string(log).unwrap_or_default();
             panic!("the daemon exited ({exit}) before {what}; log:\n{log}");
         }
-        assert!(std::time::Instant::now() < deadline, "timed out: {what}");
+        if std::time::Instant::now() >= deadline {
+            // A failed test leaves no daemon running behind it.
+            let _ = child.kill();
+            let _ = child.wait();
+            let log = std::fs::read_to_string(log).unwrap_or_default();
+            panic!("timed out: {what}; log:\n{log}");
+        }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }

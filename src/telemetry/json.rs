@@ -4,6 +4,7 @@
 //! which matters at tens of thousands of messages a second.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::fmt;
 
 use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
@@ -26,6 +27,9 @@ pub(super) enum Number {
     Unsigned(u64),
     Float(f64),
 }
+
+/// Fields up to which [`Object::fields`] looks for repeated keys by comparing them.
+const SCAN_FIELDS: usize = 32;
 
 /// An object's fields in document order. A key given twice keeps both fields; [`Object::get`]
 /// finds the last, as most JSON readers do.
@@ -63,10 +67,22 @@ impl<'a> Object<'a> {
     }
 
     /// Each field whose key is not given again later, in document order: what a reader that
-    /// keeps the last of repeated keys would see.
+    /// keeps the last of repeated keys would see. Small objects compare keys with the fields
+    /// after them; beyond [`SCAN_FIELDS`] fields, each key's last position is looked up, so a
+    /// message with many thousand fields costs linear time, not quadratic.
     pub(super) fn fields(&self) -> impl Iterator<Item = (&str, &Node<'a>)> {
-        self.0.iter().enumerate().filter_map(|(i, (k, v))| {
-            let repeated = self.0[i + 1..].iter().any(|(later, _)| later == k);
+        let last: Option<HashMap<&str, usize>> = (self.0.len() > SCAN_FIELDS).then(|| {
+            self.0
+                .iter()
+                .enumerate()
+                .map(|(i, (k, _))| (k.as_ref(), i))
+                .collect()
+        });
+        self.0.iter().enumerate().filter_map(move |(i, (k, v))| {
+            let repeated = match &last {
+                Some(last) => last.get(k.as_ref()) != Some(&i),
+                None => self.0[i + 1..].iter().any(|(later, _)| later == k),
+            };
             (!repeated).then_some((k.as_ref(), v))
         })
     }
@@ -234,6 +250,35 @@ mod tests {
                 ("x", &Node::Number(Number::Integer(3)))
             ]
         );
+    }
+
+    #[test]
+    fn repeated_keys_of_a_large_object_read_as_their_last_values() {
+        // Beyond SCAN_FIELDS fields the last positions are looked up instead of compared.
+        let mut text = String::from("{");
+        for i in 0..200 {
+            text += &format!("\"k{}\": {i}, ", i % 70);
+        }
+        text += "\"k3\": -1}";
+        let Node::Object(object) = Node::parse(text.as_bytes()).unwrap() else {
+            panic!("an object");
+        };
+        assert!(object.0.len() > SCAN_FIELDS);
+        let fields: Vec<(&str, &Node)> = object.fields().collect();
+        let mut expected: Vec<(String, i64)> = (130..200)
+            .filter(|i| i % 70 != 3)
+            .map(|i| (format!("k{}", i % 70), i))
+            .collect();
+        expected.push(("k3".into(), -1));
+        let got: Vec<(String, i64)> = fields
+            .iter()
+            .map(|(k, v)| match v {
+                Node::Number(n) => ((*k).to_owned(), n.as_i64().unwrap()),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(got, expected);
+        assert_eq!(object.get("k3"), Some(&Node::Number(Number::Integer(-1))));
     }
 
     #[test]
