@@ -16,7 +16,8 @@
 //! - [`cpu::CpuVae`]: the same network on the CPU without candle, as `gemm` products over
 //!   strided views of channels-last activations; what scoring runs on the CPU. `gemm` and
 //!   `simd` hold the crate's only unsafe code: a safe, bounds-checked wrapper of the `gemm`
-//!   crate, and GELU's AVX2 loop called only where the processor has AVX2.
+//!   crate, and the AVX2 and AVX-512 versions of `simd`'s loops, called only where the processor
+//!   has them.
 //! - [`Model::load`]`(dir, device)`: reads and verifies a model directory (the `model_id` hash);
 //!   `score::score_windows(&model, &[&Window]) -> Vec<WindowScore>` scores a batch
 //!   deterministically; `train::fit` makes a model.
@@ -48,7 +49,7 @@ pub mod normalise;
 mod packed;
 pub mod profile;
 mod sample;
-mod simd;
+pub(crate) mod simd;
 mod vae;
 
 pub use bundled::write_bundled_model;

@@ -1,5 +1,5 @@
 //! The CPU path's elementwise loops (GELU over a slice, bias rows, the hidden channel's dot
-//! products), each compiled three times: for the baseline of the target (SSE2 on x86-64) and,
+//! products, the errors of a reconstructed row), each compiled three times: for the baseline of the target (SSE2 on x86-64) and,
 //! on x86-64, for AVX2 and for AVX-512, the widest the processor has picked at run time. All
 //! versions run the same operations in the same order (no fused multiply-add is introduced), so
 //! a window scores the same on every machine; AVX2 does eight values per instruction, AVX-512
@@ -105,6 +105,68 @@ dispatched! {
         for k in 0..at.count {
             let start = at.first + k * at.step;
             out[k * at.out_step] = dot(&input[start..start + weight.len()], weight) + bias;
+        }
+    }
+}
+
+/// One row's masked reconstruction errors in [`ErrorLanes::WIDTH`] independent partial sums
+/// (value `i` goes to lane `i % WIDTH`), so that the additions do not wait on each other and the
+/// compiler keeps each array in vector registers; `score::channel` adds the lanes up.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ErrorLanes {
+    /// Sum of `x - r` over the present values (in f64).
+    pub(crate) sum_diff: [f64; ErrorLanes::WIDTH],
+    /// Sum of `(x - r)²`.
+    pub(crate) sum_sq: [f64; ErrorLanes::WIDTH],
+    /// Largest `(x - r)²` (0 when none).
+    pub(crate) peak_sq: [f64; ErrorLanes::WIDTH],
+    /// Present values.
+    pub(crate) present: [usize; ErrorLanes::WIDTH],
+}
+
+impl ErrorLanes {
+    pub(crate) const WIDTH: usize = 8;
+
+    /// No value yet.
+    pub(crate) fn new() -> ErrorLanes {
+        ErrorLanes {
+            sum_diff: [0.0; Self::WIDTH],
+            sum_sq: [0.0; Self::WIDTH],
+            peak_sq: [0.0; Self::WIDTH],
+            present: [0; Self::WIDTH],
+        }
+    }
+
+    /// Adds value `x`, reconstructed as `r`, to `lane`; an absent value adds zeros.
+    #[inline(always)]
+    fn add(&mut self, lane: usize, x: f32, r: f32, present: bool) {
+        let d = if present { f64::from(x - r) } else { 0.0 };
+        let e = d * d;
+        self.sum_diff[lane] += d;
+        self.sum_sq[lane] += e;
+        self.peak_sq[lane] = self.peak_sq[lane].max(e);
+        self.present[lane] += usize::from(present);
+    }
+}
+
+dispatched! {
+    mod error_lanes_versions;
+    /// Adds the errors of a row of values `input`, reconstructed as `recon`, where `mask` is
+    /// set, to `lanes`.
+    fn add_row_errors(input: &[f32], recon: &[f32], mask: &[bool], lanes: &mut ErrorLanes) {
+        const WIDTH: usize = ErrorLanes::WIDTH;
+        let whole = input.len() / WIDTH * WIDTH;
+        let chunks = input[..whole]
+            .chunks_exact(WIDTH)
+            .zip(recon[..whole].chunks_exact(WIDTH))
+            .zip(mask[..whole].chunks_exact(WIDTH));
+        for ((x, r), m) in chunks {
+            for lane in 0..WIDTH {
+                lanes.add(lane, x[lane], r[lane], m[lane]);
+            }
+        }
+        for (lane, i) in (whole..input.len()).enumerate() {
+            lanes.add(lane, input[i], recon[i], mask[i]);
         }
     }
 }
@@ -267,6 +329,56 @@ mod tests {
             assert_eq!(bits(&got.0), bits(&want.0), "{version} biased rows");
             assert_eq!(bits(&got.1), bits(&want.1), "{version} biased rows minus");
             assert_eq!(bits(&got.2), bits(&want.2), "{version} strided dots");
+        }
+    }
+
+    #[test]
+    fn every_error_lanes_version_gives_the_same_bits() {
+        let input = inputs();
+        let recon: Vec<f32> = input.iter().map(|x| x * 0.9 + 0.01).collect();
+        // Absent values here and there, and a length with a remainder.
+        let mask: Vec<bool> = (0..input.len()).map(|i| i % 7 != 3).collect();
+        let mut want = ErrorLanes::new();
+        add_row_errors(&input, &recon, &mask, &mut want);
+        let first = ErrorLanes::WIDTH + 1;
+        assert_eq!(
+            want.present.iter().sum::<usize>(),
+            mask.iter().filter(|m| **m).count()
+        );
+        let mut lane1 = ErrorLanes::new();
+        add_row_errors(
+            &input[..first + 1],
+            &recon[..first + 1],
+            &mask[..first + 1],
+            &mut lane1,
+        );
+        // Lane 1 holds values 1 and 9 (the remainder starts again at lane 0).
+        let d = |i: usize| f64::from(input[i] - recon[i]);
+        assert_eq!(lane1.sum_diff[1], d(1) + d(9));
+        assert_eq!(lane1.sum_diff[0], d(0) + d(8));
+        for (version, runs) in versions() {
+            let mut got = ErrorLanes::new();
+            match (version, runs) {
+                ("baseline", _) => {
+                    error_lanes_versions::baseline(&input, &recon, &mask, &mut got);
+                }
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: the processor supports AVX2 (`runs`).
+                ("avx2", true) => unsafe {
+                    error_lanes_versions::avx2(&input, &recon, &mask, &mut got);
+                },
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: the processor supports AVX-512F (`runs`).
+                ("avx512", true) => unsafe {
+                    error_lanes_versions::avx512(&input, &recon, &mask, &mut got);
+                },
+                _ => continue,
+            }
+            let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&got.sum_diff), bits(&want.sum_diff), "{version} diff");
+            assert_eq!(bits(&got.sum_sq), bits(&want.sum_sq), "{version} squares");
+            assert_eq!(bits(&got.peak_sq), bits(&want.peak_sq), "{version} peaks");
+            assert_eq!(got.present, want.present, "{version} present");
         }
     }
 

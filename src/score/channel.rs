@@ -22,6 +22,7 @@
 
 pub use crate::model::ChannelCalibration;
 
+use crate::model::simd::{ErrorLanes, add_row_errors};
 use crate::stats::quantile_sorted;
 
 /// A window's raw reconstruction errors per channel, on normalised values.
@@ -55,7 +56,13 @@ impl ChannelErrors {
         };
         for ch in 0..channels {
             let row = ch * len..(ch + 1) * len;
-            let lanes = Lanes::of_row(&input[row.clone()], &recon[row.clone()], &mask[row]);
+            let mut lanes = ErrorLanes::new();
+            add_row_errors(
+                &input[row.clone()],
+                &recon[row.clone()],
+                &mask[row],
+                &mut lanes,
+            );
             errors.sum_diff[ch] = lanes.sum_diff.iter().sum();
             errors.sum_sq[ch] = lanes.sum_sq.iter().sum();
             errors.peak_sq[ch] = lanes.peak_sq.iter().fold(0.0, |a, &b| a.max(b));
@@ -91,53 +98,6 @@ impl ChannelErrors {
         let shares: Vec<f32> = self.sum_sq.iter().map(|s| (s / present) as f32).collect();
         let score = (self.sum_sq.iter().sum::<f64>() / present) as f32;
         (score, shares)
-    }
-}
-
-/// One channel row's error sums, kept in [`Lanes::WIDTH`] independent partial sums (value `i`
-/// goes to lane `i % WIDTH`), so the additions do not wait on each other and the compiler can
-/// keep each array in vector registers. An absent value adds zeros.
-struct Lanes {
-    sum_diff: [f64; Lanes::WIDTH],
-    sum_sq: [f64; Lanes::WIDTH],
-    peak_sq: [f64; Lanes::WIDTH],
-    present: [usize; Lanes::WIDTH],
-}
-
-impl Lanes {
-    const WIDTH: usize = 8;
-
-    fn of_row(input: &[f32], recon: &[f32], mask: &[bool]) -> Lanes {
-        let mut lanes = Lanes {
-            sum_diff: [0.0; Self::WIDTH],
-            sum_sq: [0.0; Self::WIDTH],
-            peak_sq: [0.0; Self::WIDTH],
-            present: [0; Self::WIDTH],
-        };
-        let whole = input.len() / Self::WIDTH * Self::WIDTH;
-        let chunks = input[..whole]
-            .chunks_exact(Self::WIDTH)
-            .zip(recon[..whole].chunks_exact(Self::WIDTH))
-            .zip(mask[..whole].chunks_exact(Self::WIDTH));
-        for ((x, r), m) in chunks {
-            for lane in 0..Self::WIDTH {
-                lanes.add(lane, x[lane], r[lane], m[lane]);
-            }
-        }
-        for (lane, i) in (whole..input.len()).enumerate() {
-            lanes.add(lane, input[i], recon[i], mask[i]);
-        }
-        lanes
-    }
-
-    #[inline(always)]
-    fn add(&mut self, lane: usize, x: f32, r: f32, present: bool) {
-        let d = if present { f64::from(x - r) } else { 0.0 };
-        let e = d * d;
-        self.sum_diff[lane] += d;
-        self.sum_sq[lane] += e;
-        self.peak_sq[lane] = self.peak_sq[lane].max(e);
-        self.present[lane] += usize::from(present);
     }
 }
 
