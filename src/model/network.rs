@@ -34,6 +34,14 @@ impl Network<'_> {
         }
     }
 
+    /// Hands a forward pass's outputs back for the next call on this thread to reuse (the CPU
+    /// path keeps them; the others have nothing to reuse them for).
+    pub(crate) fn recycle(&self, forward: Forward) {
+        if let Network::Cpu(_) = self {
+            super::cpu::recycle(forward);
+        }
+    }
+
     /// Most windows worth giving one call.
     pub(crate) fn max_batch(&self) -> usize {
         match self {

@@ -1,6 +1,7 @@
 //! The CPU path's elementwise loops (GELU over a slice, bias rows, the hidden channel's dot
-//! products, the errors of a reconstructed row), each compiled three times: for the baseline of the target (SSE2 on x86-64) and,
-//! on x86-64, for AVX2 and for AVX-512, the widest the processor has picked at run time. All
+//! products, the errors of a reconstructed row), each compiled three times: for the baseline of
+//! the target (SSE2 on x86-64) and, on x86-64, for AVX2 and for AVX-512, the widest the
+//! processor has picked at run time. All
 //! versions run the same operations in the same order (no fused multiply-add is introduced), so
 //! a window scores the same on every machine; AVX2 does eight values per instruction, AVX-512
 //! sixteen. The `unsafe` here is the call of a wider version, made only after the processor was
@@ -340,22 +341,17 @@ mod tests {
         let mask: Vec<bool> = (0..input.len()).map(|i| i % 7 != 3).collect();
         let mut want = ErrorLanes::new();
         add_row_errors(&input, &recon, &mask, &mut want);
-        let first = ErrorLanes::WIDTH + 1;
         assert_eq!(
             want.present.iter().sum::<usize>(),
             mask.iter().filter(|m| **m).count()
         );
-        let mut lane1 = ErrorLanes::new();
-        add_row_errors(
-            &input[..first + 1],
-            &recon[..first + 1],
-            &mask[..first + 1],
-            &mut lane1,
-        );
-        // Lane 1 holds values 1 and 9 (the remainder starts again at lane 0).
+        // One whole chunk and a remainder of two: values 8 and 9 start again at lane 0.
+        let n = ErrorLanes::WIDTH + 2;
+        let mut short = ErrorLanes::new();
+        add_row_errors(&input[..n], &recon[..n], &mask[..n], &mut short);
         let d = |i: usize| f64::from(input[i] - recon[i]);
-        assert_eq!(lane1.sum_diff[1], d(1) + d(9));
-        assert_eq!(lane1.sum_diff[0], d(0) + d(8));
+        assert_eq!(short.sum_diff[0], d(0) + d(8));
+        assert_eq!(short.sum_diff[1], d(1) + d(9));
         for (version, runs) in versions() {
             let mut got = ErrorLanes::new();
             match (version, runs) {

@@ -162,9 +162,7 @@ pub(crate) fn raw_batch(
         .collect();
     clock.lap(profile::Stage::Errors);
     keep_buffers(network, input, mask);
-    if let Network::Cpu(_) = network {
-        crate::model::cpu::recycle(forward);
-    }
+    network.recycle(forward);
     Ok(scores)
 }
 
